@@ -1,0 +1,251 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/spf13/cobra"
+)
+
+type runFlags struct {
+	vcpus      int
+	pcpus      string
+	workload   string
+	iterations uint64
+	duration   time.Duration
+	mem        string
+	timeout    time.Duration
+	image      string
+	json       bool
+	quiet      bool
+}
+
+// Report is the result of `lhpvm run`, printed whole with --json.
+type Report struct {
+	OK       bool            `json:"ok"`
+	Error    string          `json:"error"`
+	ElapsedS float64         `json:"elapsed_s"`
+	Sched    SchedReport     `json:"sched"`
+	VMs      []*vmm.VMResult `json:"vms"`
+}
+
+// SchedReport describes the host scheduling of the run.
+type SchedReport struct {
+	Policy string `json:"policy"`
+	PCPUs  []int  `json:"pcpus"`
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Boot a VM and run a workload in it",
+		Long: `Boot a VM from the built-in guest (or --image) with --vcpus vCPUs, each on its
+own OS thread pinned round-robin to the host CPUs of --pcpus, run --workload
+until --iterations (per vCPU) or --duration, and check the result.
+
+Workloads: ` + strings.Join(vmm.WorkloadNames(false), ", ") + ` (and test workloads: lhpvm workloads).
+Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
+		Example: `  lhpvm run --workload hello --vcpus 8 --pcpus 0,1
+  lhpvm run --workload counter --vcpus 4 --pcpus 0-1 --iterations 1000000 --json
+  lhpvm run --workload null --vcpus 1 --iterations 20000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd.OutOrStdout(), f) },
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.vcpus, "vcpus", 2, "number of vCPUs (1-1024)")
+	fl.StringVar(&f.pcpus, "pcpus", "", "host CPUs to run vCPUs on, e.g. 0,1 or 0-1 (default: all this process may use)")
+	fl.StringVar(&f.workload, "workload", "counter", "guest workload (see 'lhpvm workloads')")
+	fl.Uint64Var(&f.iterations, "iterations", 0, "operations per vCPU (default depends on the workload)")
+	fl.DurationVar(&f.duration, "duration", 0, "run for this long instead of a number of iterations, e.g. 1s")
+	fl.StringVar(&f.mem, "mem", "64M", "guest memory, e.g. 64M, 1G (a multiple of 2 MiB)")
+	fl.DurationVar(&f.timeout, "timeout", vmm.DefaultTimeout, "watchdog: fail the run if it has not finished by then")
+	fl.StringVar(&f.image, "image", "", "boot this guest ELF instead of the built-in guest")
+	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
+	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
+	return cmd
+}
+
+// defaultIterations per workload when neither --iterations nor --duration is set.
+var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "hog": 1000}
+
+func buildConfig(f runFlags) (vmm.Config, []int, error) {
+	var cfg vmm.Config
+	wl, err := vmm.LookupWorkload(f.workload)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if f.vcpus < 1 || f.vcpus > 1024 {
+		return cfg, nil, fmt.Errorf("--vcpus %d: must be between 1 and 1024", f.vcpus)
+	}
+	if f.iterations > 0 && f.duration > 0 {
+		return cfg, nil, fmt.Errorf("--iterations and --duration both bound the run: give one")
+	}
+	if f.duration < 0 || f.timeout <= 0 {
+		return cfg, nil, fmt.Errorf("--duration and --timeout must be positive")
+	}
+	if f.duration > 0 && f.timeout <= f.duration {
+		return cfg, nil, fmt.Errorf("--timeout %v must be longer than --duration %v", f.timeout, f.duration)
+	}
+	mem, err := parseSize(f.mem)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--mem %q: %w", f.mem, err)
+	}
+	allowed, err := host.AllowedCPUs()
+	if err != nil {
+		return cfg, nil, err
+	}
+	pcpus := allowed
+	if f.pcpus != "" {
+		if pcpus, err = sched.ParseCPUList(f.pcpus); err != nil {
+			return cfg, nil, fmt.Errorf("--pcpus: %w", err)
+		}
+		ok := map[int]bool{}
+		for _, c := range allowed {
+			ok[c] = true
+		}
+		for _, c := range pcpus {
+			if !ok[c] {
+				return cfg, nil, fmt.Errorf("--pcpus: CPU %d is not available to this process (have %s)", c, sched.FormatCPUList(allowed))
+			}
+		}
+	}
+	cfg = vmm.Config{
+		Name: "vm0", VCPUs: f.vcpus, MemBytes: mem, Workload: wl,
+		Iterations: f.iterations, Duration: f.duration, Timeout: f.timeout, PCPUs: pcpus,
+	}
+	if cfg.Iterations == 0 && cfg.Duration == 0 {
+		cfg.Iterations = defaultIterations[wl.Name]
+	}
+	if f.image != "" {
+		b, err := os.ReadFile(f.image)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--image: %w", err)
+		}
+		layout, err := vmm.NewLayout(cfg.MemBytes, cfg.VCPUs)
+		if err != nil {
+			return cfg, nil, err
+		}
+		if _, err := vmm.ParseELF(b, layout.Image); err != nil {
+			return cfg, nil, fmt.Errorf("--image %s: %w", f.image, err)
+		}
+		cfg.Image, cfg.ImageName = b, f.image
+	}
+	return cfg, pcpus, nil
+}
+
+// parseSize reads "64M", "64MiB", "1G", "65536K" or a plain number of MiB.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB"), "B")
+	mult := uint64(1 << 20)
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, strings.TrimSuffix(t, "K")
+	case strings.HasSuffix(t, "M"):
+		t = strings.TrimSuffix(t, "M")
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, strings.TrimSuffix(t, "G")
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 || n > (1<<44)/mult {
+		return 0, fmt.Errorf("not a size (try 64M or 1G)")
+	}
+	return n * mult, nil
+}
+
+func runRun(out io.Writer, f runFlags) error {
+	cfg, pcpus, err := buildConfig(f)
+	if err != nil {
+		return err
+	}
+	if !f.quiet && !f.json {
+		cfg.Console = out
+	} else if !f.quiet {
+		cfg.Console = os.Stderr
+	}
+	rep := &Report{Sched: SchedReport{Policy: "host", PCPUs: pcpus}}
+	start := time.Now()
+	runErr := runVM(cfg, rep)
+	rep.ElapsedS = time.Since(start).Seconds()
+	if runErr != nil {
+		rep.Error = runErr.Error()
+	}
+	rep.OK = runErr == nil
+	if f.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return runFailed{err}
+		}
+	} else {
+		printTable(out, rep)
+	}
+	if runErr != nil {
+		return runFailed{runErr}
+	}
+	return nil
+}
+
+func runVM(cfg vmm.Config, rep *Report) error {
+	sys, err := kvm.Open()
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	vm, err := vmm.New(sys, cfg)
+	if err != nil {
+		return err
+	}
+	defer vm.Close()
+
+	// Ctrl-C ends the run like a failure, with the vCPUs stopped cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			vm.Abort(errors.New("interrupted"))
+		}
+	}()
+
+	r := vm.Run()
+	rep.VMs = append(rep.VMs, r)
+	return r.Err
+}
+
+func printTable(out io.Writer, rep *Report) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	for _, r := range rep.VMs {
+		fmt.Fprintf(out, "\n%s: workload %s, %d vCPUs, image %s\n", r.Name, r.Workload, r.VCPUs, r.Image)
+		fmt.Fprintln(w, "vcpu\tpcpu\tstate\tops\texits\thypercalls\tbad\tkicks-recv\t")
+		for _, v := range r.VCPU {
+			fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t\n", v.ID, v.PCPU, v.State, v.Ops, v.Exits,
+				v.Hypercalls, v.BadHypercalls, v.KicksReceived)
+		}
+		w.Flush()
+		fmt.Fprintf(out, "ops %d in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)
+		if r.CounterActual != nil && r.CounterExpected != nil {
+			fmt.Fprintf(out, "counter %d, expected %d\n", *r.CounterActual, *r.CounterExpected)
+		}
+		if r.NsPerHypercall != nil {
+			fmt.Fprintf(out, "%.0f ns per hypercall round trip (guest rdtsc)\n", *r.NsPerHypercall)
+		}
+	}
+	status := "ok"
+	if !rep.OK {
+		status = "FAILED: " + rep.Error
+	}
+	fmt.Fprintf(out, "\npolicy %s on pCPUs %s, %.3f s: %s\n", rep.Sched.Policy, sched.FormatCPUList(rep.Sched.PCPUs), rep.ElapsedS, status)
+}

@@ -1,0 +1,165 @@
+package kvm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinels callers branch on.
+var (
+	// ErrNoKVM: /dev/kvm is missing or cannot be opened read-write.
+	ErrNoKVM = errors.New("/dev/kvm is not available")
+	// ErrNotSupported: the kernel lacks something lhpvm needs.
+	ErrNotSupported = errors.New("not supported by this KVM")
+)
+
+// Struct mirrors of the kernel's kvm_regs, kvm_sregs, kvm_segment, kvm_dtable.
+type (
+	Regs       = gokvm.Regs
+	Sregs      = gokvm.Sregs
+	Segment    = gokvm.Segment
+	Descriptor = gokvm.Descriptor
+)
+
+// DevicePath is the KVM device node.
+const DevicePath = "/dev/kvm"
+
+const kvmAPIVersion = 12
+
+// System is an open /dev/kvm.
+type System struct {
+	fd      int
+	runSize int
+}
+
+// Open opens /dev/kvm and checks the API version (KVM_GET_API_VERSION) and the
+// size of the vCPU run area (KVM_GET_VCPU_MMAP_SIZE).
+func Open() (*System, error) {
+	fd, err := unix.Open(DevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrNoKVM, DevicePath, err)
+	}
+	s := &System{fd: fd}
+	v, err := gokvm.GetAPIVersion(uintptr(fd))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("KVM_GET_API_VERSION: %w", err)
+	}
+	if v != kvmAPIVersion {
+		s.Close()
+		return nil, fmt.Errorf("%w: KVM API version %d, want %d", ErrNotSupported, v, kvmAPIVersion)
+	}
+	size, err := gokvm.GetVCPUMMmapSize(uintptr(fd))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
+	}
+	s.runSize = int(size)
+	return s, nil
+}
+
+// Available reports whether /dev/kvm can be opened, and why not.
+func Available() error {
+	s, err := Open()
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// Close closes /dev/kvm.
+func (s *System) Close() error {
+	if s.fd < 0 {
+		return nil
+	}
+	err := unix.Close(s.fd)
+	s.fd = -1
+	return err
+}
+
+// CheckExtension returns the value of a capability (KVM_CHECK_EXTENSION).
+func (s *System) CheckExtension(c gokvm.Capability) (int, error) {
+	v, err := gokvm.CheckExtension(uintptr(s.fd), c)
+	if err != nil {
+		return 0, fmt.Errorf("KVM_CHECK_EXTENSION %v: %w", c, err)
+	}
+	return int(v), nil
+}
+
+// MaxVCPUs is the largest vCPU count a VM may have (KVM_CAP_MAX_VCPUS, or
+// KVM_CAP_NR_VCPUS on old kernels).
+func (s *System) MaxVCPUs() (int, error) {
+	n, err := s.CheckExtension(gokvm.CapMAXVCPUS)
+	if err == nil && n == 0 {
+		n, err = s.CheckExtension(gokvm.CapNRVCPUS)
+	}
+	return n, err
+}
+
+// SupportedCPUID returns what KVM can expose to a guest (KVM_GET_SUPPORTED_CPUID).
+func (s *System) SupportedCPUID() (*gokvm.CPUID, error) {
+	c := &gokvm.CPUID{Nent: 256, Entries: make([]gokvm.CPUIDEntry2, 256)}
+	if err := gokvm.GetSupportedCPUID(uintptr(s.fd), c); err != nil {
+		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
+	}
+	c.Entries = c.Entries[:c.Nent]
+	return c, nil
+}
+
+// CreateVM creates a VM (KVM_CREATE_VM).
+func (s *System) CreateVM() (*VM, error) {
+	fd, err := gokvm.CreateVM(uintptr(s.fd))
+	if err != nil {
+		return nil, fmt.Errorf("KVM_CREATE_VM: %w", err)
+	}
+	return &VM{fd: int(fd), runSize: s.runSize}, nil
+}
+
+// VM is a KVM virtual machine file descriptor.
+type VM struct {
+	fd      int
+	runSize int
+}
+
+// Close closes the VM fd. Close every VCPU first.
+func (vm *VM) Close() error {
+	if vm.fd < 0 {
+		return nil
+	}
+	err := unix.Close(vm.fd)
+	vm.fd = -1
+	return err
+}
+
+// SetMemory maps mem at guest physical address gpa in the given slot
+// (KVM_SET_USER_MEMORY_REGION).
+func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *Memory) error {
+	r := gokvm.UserspaceMemoryRegion{
+		Slot:          slot,
+		GuestPhysAddr: gpa,
+		MemorySize:    uint64(len(mem.b)),
+		UserspaceAddr: mem.addr(),
+	}
+	if err := gokvm.SetUserMemoryRegion(uintptr(vm.fd), &r); err != nil {
+		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+// CreateVCPU creates vCPU id (KVM_CREATE_VCPU) and maps its run area.
+func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
+	fd, err := gokvm.CreateVCPU(uintptr(vm.fd), id)
+	if err != nil {
+		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
+	}
+	run, err := unix.Mmap(int(fd), 0, vm.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(int(fd))
+		return nil, fmt.Errorf("mmap vCPU %d run area: %w", id, os.NewSyscallError("mmap", err))
+	}
+	return newVCPU(int(fd), id, run), nil
+}

@@ -1,0 +1,243 @@
+package vcpu
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/kvm"
+)
+
+// State is where a vCPU is in its life; see the package doc for the drawing.
+type State int32
+
+const (
+	Created State = iota
+	Running
+	Parked
+	Stopped
+)
+
+func (s State) String() string {
+	switch s {
+	case Created:
+		return "created"
+	case Running:
+		return "running"
+	case Parked:
+		return "parked"
+	case Stopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("state %d", int32(s))
+}
+
+// Action is a Handler's answer to an event.
+type Action struct {
+	Finish bool  // leave the loop: this vCPU is done
+	Err    error // why, when it is a failure
+}
+
+// Continue re-enters the guest.
+var Continue = Action{}
+
+// Handler serves the events of a vCPU's exits. It runs on the vCPU's thread.
+// It may block (a WAIT hypercall); it must then return when Stopping is closed.
+type Handler interface {
+	HandleExit(v *VCPU, ev Event) Action
+}
+
+// ErrStopped is the Err of a vCPU that was stopped from outside.
+var ErrStopped = errors.New("stopped")
+
+// ErrStopTimeout: a vCPU did not leave its loop in time after Stop.
+var ErrStopTimeout = errors.New("vCPU did not stop in time")
+
+// Stats are a vCPU's counters; safe to read while it runs.
+type Stats struct {
+	Exits       atomic.Uint64 // KVM_RUN returns, interruptions included
+	Interrupts  atomic.Uint64 // of which interrupted (kicks, runtime signals)
+	Hypercalls  atomic.Uint64
+	Parks       atomic.Uint64
+	LastKickNs  atomic.Int64 // when the last Kick was sent (monotonic ns)
+	KickToStop  atomic.Int64 // ns from the last Kick to the loop seeing the interruption
+}
+
+// VCPU is one vCPU and the goroutine that runs it.
+type VCPU struct {
+	ID   int
+	PCPU int // host CPU the thread is pinned to; -1: not pinned
+
+	k *kvm.VCPU
+	h Handler
+
+	state   atomic.Int32
+	tid     atomic.Int32
+	stopReq atomic.Bool
+	parkReq atomic.Bool
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	stopping chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	err      error
+	regs     *kvm.Regs // registers when the loop ended, for diagnostics
+
+	Stats Stats
+}
+
+// New wraps a created KVM vCPU. It does not start it.
+func New(id, pcpu int, k *kvm.VCPU, h Handler) *VCPU {
+	v := &VCPU{ID: id, PCPU: pcpu, k: k, h: h, stopping: make(chan struct{}), done: make(chan struct{})}
+	v.cond = sync.NewCond(&v.mu)
+	return v
+}
+
+// KVM is the underlying handle (for register access after the loop ended).
+func (v *VCPU) KVM() *kvm.VCPU { return v.k }
+
+// State is the current state.
+func (v *VCPU) State() State { return State(v.state.Load()) }
+
+// Stopping is closed when Stop has been called; blocking handlers select on it.
+func (v *VCPU) Stopping() <-chan struct{} { return v.stopping }
+
+// Done is closed when the loop has ended.
+func (v *VCPU) Done() <-chan struct{} { return v.done }
+
+// Err is why the loop ended (nil for a clean finish). Valid after Done.
+func (v *VCPU) Err() error { return v.err }
+
+// FinalRegs are the registers read on the vCPU thread as the loop ended, or
+// nil if they could not be read. Valid after Done.
+func (v *VCPU) FinalRegs() *kvm.Regs { return v.regs }
+
+// Start runs the loop on a new goroutine locked to its own OS thread.
+// started is closed once the thread is pinned and about to enter the guest.
+func (v *VCPU) Start() <-chan error {
+	started := make(chan error, 1)
+	go v.loop(started)
+	return started
+}
+
+// Kick interrupts KVM_RUN so the loop looks at its requests. Safe from any
+// goroutine; a kick before the first KVM_RUN makes that run return at once.
+func (v *VCPU) Kick() {
+	v.Stats.LastKickNs.Store(time.Now().UnixNano())
+	v.k.RequestExit()
+	if tid := v.tid.Load(); tid != 0 {
+		_ = host.Kick(int(tid)) // the thread may just have exited: harmless
+	}
+}
+
+// RequestPark asks the vCPU to leave the guest and park until Unpark.
+func (v *VCPU) RequestPark() {
+	v.parkReq.Store(true)
+	v.Kick()
+}
+
+// Unpark lets a parked (or about to park) vCPU run again.
+func (v *VCPU) Unpark() {
+	v.mu.Lock()
+	v.parkReq.Store(false)
+	v.cond.Broadcast()
+	v.mu.Unlock()
+}
+
+// Stop asks the loop to end and wakes it wherever it is: in the guest, parked,
+// or blocked in a handler.
+func (v *VCPU) Stop() {
+	v.mu.Lock()
+	v.stopReq.Store(true)
+	v.stopOnce.Do(func() { close(v.stopping) })
+	v.cond.Broadcast()
+	v.mu.Unlock()
+	v.Kick()
+}
+
+// Wait waits up to timeout for the loop to end.
+func (v *VCPU) Wait(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-v.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("vCPU %d (%s): %w after %v", v.ID, v.State(), ErrStopTimeout, timeout)
+	}
+}
+
+func (v *VCPU) loop(started chan<- error) {
+	// The thread stays locked until the goroutine exits, so the runtime
+	// destroys it instead of reusing a thread with our affinity.
+	runtime.LockOSThread()
+	v.tid.Store(int32(host.Gettid()))
+	defer func() {
+		v.tid.Store(0)
+		if r, err := v.k.GetRegs(); err == nil {
+			v.regs = r
+		}
+		v.state.Store(int32(Stopped))
+		close(v.done)
+	}()
+	if v.PCPU >= 0 {
+		if err := host.PinThread(v.PCPU); err != nil {
+			v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)
+			started <- v.err
+			return
+		}
+	}
+	v.state.Store(int32(Running))
+	started <- nil
+	v.err = v.runLoop()
+}
+
+func (v *VCPU) runLoop() error {
+	for {
+		if v.stopReq.Load() {
+			return ErrStopped
+		}
+		if v.parkReq.Load() {
+			v.park()
+			continue
+		}
+		e, err := v.k.Run()
+		if err != nil {
+			return err
+		}
+		v.Stats.Exits.Add(1)
+		ev := Decode(e)
+		if ev.Kind == EventInterrupted {
+			v.k.ClearExitRequest()
+			v.Stats.Interrupts.Add(1)
+			if t := v.Stats.LastKickNs.Load(); t != 0 {
+				v.Stats.KickToStop.Store(time.Now().UnixNano() - t)
+			}
+			continue
+		}
+		if ev.Kind == EventHypercall {
+			v.Stats.Hypercalls.Add(1)
+		}
+		if a := v.h.HandleExit(v, ev); a.Finish {
+			return a.Err
+		}
+	}
+}
+
+func (v *VCPU) park() {
+	v.mu.Lock()
+	if v.parkReq.Load() && !v.stopReq.Load() {
+		v.Stats.Parks.Add(1)
+		v.state.Store(int32(Parked))
+		for v.parkReq.Load() && !v.stopReq.Load() {
+			v.cond.Wait()
+		}
+		v.state.Store(int32(Running))
+	}
+	v.mu.Unlock()
+}

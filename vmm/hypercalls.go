@@ -1,0 +1,206 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/vcpu"
+)
+
+// withAPICID returns a copy of cpuid with vCPU id's APIC id in leaf 1
+// EBX[31:24] and the x2APIC id in leaves 0xB and 0x1F.
+func withAPICID(c *gokvm.CPUID, id int) *gokvm.CPUID {
+	out := &gokvm.CPUID{Nent: c.Nent, Entries: append([]gokvm.CPUIDEntry2(nil), c.Entries...)}
+	for i := range out.Entries {
+		e := &out.Entries[i]
+		switch e.Function {
+		case 1:
+			e.Ebx = e.Ebx&0x00ffffff | uint32(id&0xff)<<24
+		case 0xb, 0x1f:
+			e.Edx = uint32(id)
+		}
+	}
+	return out
+}
+
+func (vm *VM) args(id int) (a [6]uint64) {
+	p := vm.layout.Page(id) + hypercall.OffArgs
+	mem := vm.mem.Bytes()
+	for i := range a {
+		a[i] = binary.LittleEndian.Uint64(mem[p+uint64(i)*8:])
+	}
+	return a
+}
+
+func (vm *VM) setRet(id int, ret int64) {
+	vm.mem.Store64(vm.layout.Page(id)+hypercall.OffRet, uint64(ret))
+}
+
+// inRAM reports whether [gpa, gpa+n) lies in guest RAM, without overflow.
+func (vm *VM) inRAM(gpa, n uint64) bool {
+	size := vm.cfg.MemBytes
+	return gpa <= size && n <= size-gpa
+}
+
+// HandleExit serves one exit of vCPU v (it runs on v's thread).
+func (vm *VM) HandleExit(v *vcpu.VCPU, ev vcpu.Event) vcpu.Action {
+	id := v.ID
+	switch ev.Kind {
+	case vcpu.EventHypercall:
+		return vm.hypercall(v, ev.Nr)
+	case vcpu.EventBadDoorbell:
+		vm.hs[id].badCalls.Add(1)
+		if ev.Write {
+			vm.setRet(id, hypercall.ErrInval)
+		} else {
+			v.KVM().SetMMIOReadData([8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		}
+		return vcpu.Continue
+	case vcpu.EventShutdown:
+		return vm.fail(fmt.Errorf("%w: vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)%s", ErrGuestFault, id, vm.regsNow(v)))
+	case vcpu.EventHalted:
+		return vm.fail(fmt.Errorf("%w: vCPU %d halted without EXIT%s", ErrGuestFault, id, vm.regsNow(v)))
+	case vcpu.EventMMIO:
+		return vm.fail(fmt.Errorf("%w: vCPU %d: %d-byte MMIO %s at %#x, outside RAM and the doorbell%s",
+			ErrGuestFault, id, ev.Len, rw(ev.Write), ev.Addr, vm.regsNow(v)))
+	case vcpu.EventPortIO:
+		return vm.fail(fmt.Errorf("%w: vCPU %d: port I/O %s port %#x is not emulated%s",
+			ErrGuestFault, id, rw(ev.Write), ev.Addr, vm.regsNow(v)))
+	default:
+		return vm.fail(fmt.Errorf("vCPU %d: KVM exit %v (detail %#x)%s", id, ev.Reason, ev.Detail, vm.regsNow(v)))
+	}
+}
+
+func rw(write bool) string {
+	if write {
+		return "write"
+	}
+	return "read"
+}
+
+// regsNow describes where v is, for a diagnostic (on v's own thread).
+func (vm *VM) regsNow(v *vcpu.VCPU) string {
+	r, err := v.KVM().GetRegs()
+	if err != nil {
+		return ""
+	}
+	s := fmt.Sprintf(" at RIP %#x%s RSP %#x", r.RIP, vm.symbolize(r.RIP), r.RSP)
+	if sr, err := v.KVM().GetSregs(); err == nil {
+		s += fmt.Sprintf(" CS %#x CR2 %#x", sr.CS.Selector, sr.CR2)
+	}
+	return s
+}
+
+// fail records a fatal error of the VM and ends this vCPU.
+func (vm *VM) fail(err error) vcpu.Action {
+	select {
+	case vm.failed <- err:
+	default:
+	}
+	return vcpu.Action{Finish: true, Err: err}
+}
+
+func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
+	id := v.ID
+	h := &vm.hs[id]
+	a := vm.args(id)
+	n := uint64(vm.cfg.VCPUs)
+	var ret int64
+	switch nr {
+	case hypercall.CallNull:
+	case hypercall.CallExit:
+		h.exited, h.exitCode = true, a[0]
+		if a[0] != 0 {
+			return vm.fail(fmt.Errorf("%w: vCPU %d exited with code %#x", ErrGuestExit, id, a[0]))
+		}
+		return vcpu.Action{Finish: true}
+	case hypercall.CallPrint:
+		gpa, l := a[0], a[1]
+		switch {
+		case l > hypercall.MaxPrintLen:
+			ret = hypercall.ErrInval
+		case !vm.inRAM(gpa, l):
+			ret = hypercall.ErrFault
+		default:
+			vm.con.write(id, vm.mem.Bytes()[gpa:gpa+l])
+			ret = int64(l)
+		}
+	case hypercall.CallKick:
+		if a[0] >= n {
+			ret = hypercall.ErrInval
+			break
+		}
+		select {
+		case vm.hs[a[0]].wake <- struct{}{}:
+		default: // already pending
+		}
+		vm.hs[a[0]].kicksRecv.Add(1)
+	case hypercall.CallWait:
+		if a[0]%4 != 0 || !vm.inRAM(a[0], 4) {
+			ret = hypercall.ErrFault
+			break
+		}
+		ret = vm.wait(v, h, a[0], uint32(a[1]))
+	case hypercall.CallYield:
+		if a[0] != hypercall.YieldAny && a[0] >= n {
+			ret = hypercall.ErrInval
+			break
+		}
+		host.Yield()
+	case hypercall.CallFault:
+		return vm.fail(vm.faultReport(id))
+	default:
+		ret = hypercall.ErrNoSys
+	}
+	if ret < 0 {
+		h.badCalls.Add(1)
+	}
+	vm.setRet(id, ret)
+	return vcpu.Continue
+}
+
+// wait implements WAIT with futex semantics: block only while *gpa ==
+// expected and no KICK is pending. A KICK leaves a token in h.wake, so a kick
+// sent between the check of *gpa and the block is never lost.
+func (vm *VM) wait(v *vcpu.VCPU, h *vcpuHost, gpa uint64, expected uint32) int64 {
+	select {
+	case <-h.wake:
+		return hypercall.WaitKickPending
+	default:
+	}
+	if vm.mem.Load32(gpa) != expected {
+		return hypercall.WaitValueChange
+	}
+	h.waitAddr.Store(gpa)
+	h.waitVal.Store(expected)
+	vm.waiting.Add(1)
+	select {
+	case <-h.wake:
+	case <-v.Stopping():
+	}
+	vm.waiting.Add(-1)
+	vm.wakes.Add(1)
+	h.waitAddr.Store(0)
+	return hypercall.WaitWoken
+}
+
+var vectorNames = [...]string{"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO",
+	"#TS", "#NP", "#SS", "#GP", "#PF", "", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"}
+
+func (vm *VM) faultReport(id int) error {
+	p := vm.readPage(id)
+	name := ""
+	if p.FaultVector < uint64(len(vectorNames)) {
+		name = vectorNames[p.FaultVector] + " "
+	}
+	cr2 := ""
+	if p.FaultVector == 14 {
+		cr2 = fmt.Sprintf(" CR2 %#x", p.FaultCR2)
+	}
+	return fmt.Errorf("%w: vCPU %d: exception %s(vector %d) error code %#x at RIP %#x%s CS %#x RSP %#x RFLAGS %#x%s",
+		ErrGuestFault, id, name, p.FaultVector, p.FaultError, p.FaultRIP, vm.symbolize(p.FaultRIP),
+		p.FaultCS, p.FaultRSP, p.FaultRFLAGS, cr2)
+}
