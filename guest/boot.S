@@ -58,8 +58,8 @@ _start:
  * Every stub leaves the same frame for isr_common:
  *   0(%rsp) vector, 8 error code (0 if the CPU pushes none), 16 RIP, 24 CS,
  *   32 RFLAGS, 40 RSP, 48 SS.
- * The block is 512-byte aligned so that the low 16 bits of every stub address
- * share one upper half (__isr_hi16).
+ * All stubs share the same address bits 31:16 (__isr_hi16): guest.lds asserts
+ * that the 512-byte block does not cross a 64 KiB boundary.
  */
 	.section .text.isr, "ax", @progbits
 
@@ -77,7 +77,7 @@ _start:
 	jmp	isr_common
 .endm
 
-	.balign	512, 0xcc
+	.balign	ISR_STUB_SIZE, 0xcc
 	.globl isr_stubs
 	.type isr_stubs, @function
 isr_stubs:

@@ -103,6 +103,10 @@ func buildConfig(f runFlags) (vmm.Config, []int, error) {
 	if err != nil {
 		return cfg, nil, fmt.Errorf("--mem %q: %w", f.mem, err)
 	}
+	layout, err := vmm.NewLayout(mem, f.vcpus)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--mem %s, --vcpus %d: %w", f.mem, f.vcpus, err)
+	}
 	allowed, err := host.AllowedCPUs()
 	if err != nil {
 		return cfg, nil, err
@@ -133,10 +137,6 @@ func buildConfig(f runFlags) (vmm.Config, []int, error) {
 		b, err := os.ReadFile(f.image)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("--image: %w", err)
-		}
-		layout, err := vmm.NewLayout(cfg.MemBytes, cfg.VCPUs)
-		if err != nil {
-			return cfg, nil, err
 		}
 		if _, err := vmm.ParseELF(b, layout.Image); err != nil {
 			return cfg, nil, fmt.Errorf("--image %s: %w", f.image, err)
@@ -245,7 +245,7 @@ func printTable(out io.Writer, rep *Report) {
 	}
 	status := "ok"
 	if !rep.OK {
-		status = "FAILED: " + rep.Error
+		status = "FAILED (the reason is on stderr)"
 	}
 	fmt.Fprintf(out, "\npolicy %s on pCPUs %s, %.3f s: %s\n", rep.Sched.Policy, sched.FormatCPUList(rep.Sched.PCPUs), rep.ElapsedS, status)
 }

@@ -1,0 +1,188 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/kvmtest"
+	"github.com/lhpvm/lhpvm/vcpu"
+	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func config(t testing.TB, workload string, vcpus int) vmm.Config {
+	wl, err := vmm.LookupWorkload(workload)
+	require.NoError(t, err)
+	return vmm.Config{VCPUs: vcpus, Workload: wl, PCPUs: []int{0, 1}, Timeout: 30 * time.Second}
+}
+
+func run(t testing.TB, sys *kvm.System, cfg vmm.Config) *vmm.VMResult {
+	t.Helper()
+	vm, err := vmm.New(sys, cfg)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, vm.Close()) }()
+	return vm.Run()
+}
+
+func TestHello(t *testing.T) {
+	sys := kvmtest.Open(t)
+	for _, n := range []int{1, 2, 8, 64} {
+		t.Run(fmt.Sprintf("%d-vcpus", n), func(t *testing.T) {
+			var out bytes.Buffer
+			cfg := config(t, "hello", n)
+			cfg.Console = &out
+			r := run(t, sys, cfg)
+			require.True(t, r.OK, r.Error)
+			assert.Len(t, r.VCPU, n)
+			assert.EqualValues(t, n, r.Ops)
+			for i := 0; i < n; i++ {
+				assert.Contains(t, out.String(), fmt.Sprintf("[vm0/cpu%d] hello from vCPU %d of %d\n", i, i, n))
+				assert.Equal(t, "stopped", r.VCPU[i].State)
+			}
+		})
+	}
+}
+
+func TestCounterExact(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cfg := config(t, "counter", 4)
+	cfg.Iterations = 200000
+	r := run(t, sys, cfg)
+	require.True(t, r.OK, r.Error)
+	require.NotNil(t, r.CounterActual)
+	require.NotNil(t, r.CounterExpected)
+	assert.EqualValues(t, 4*200000, *r.CounterExpected)
+	assert.Equal(t, *r.CounterExpected, *r.CounterActual)
+}
+
+func TestDurationBoundsTheRun(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cfg := config(t, "counter", 2)
+	cfg.Duration = 200 * time.Millisecond
+	start := time.Now()
+	r := run(t, sys, cfg)
+	require.True(t, r.OK, r.Error)
+	assert.Less(t, time.Since(start), 10*time.Second, "the stop flag ends the run")
+	assert.Greater(t, r.Ops, uint64(0))
+	assert.Equal(t, *r.CounterExpected, *r.CounterActual)
+}
+
+func TestNullHypercall(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cfg := config(t, "null", 1)
+	cfg.Iterations = 2000
+	r := run(t, sys, cfg)
+	require.True(t, r.OK, r.Error)
+	require.NotNil(t, r.NsPerHypercall)
+	assert.Greater(t, *r.NsPerHypercall, 0.0)
+	// One exit per hypercall: NULLs + EXIT, nothing else.
+	assert.EqualValues(t, 2001, r.VCPU[0].Hypercalls)
+}
+
+func TestFaults(t *testing.T) {
+	sys := kvmtest.Open(t)
+	for _, tt := range []struct{ workload, want string }{
+		{"fault-gp", "exception #GP (vector 13) error code 0x0 at RIP"},
+		{"fault-pf", "CR2 0x80000000"},
+		{"fault-triple", "triple fault (KVM_EXIT_SHUTDOWN)"},
+	} {
+		t.Run(tt.workload, func(t *testing.T) {
+			r := run(t, sys, config(t, tt.workload, 2))
+			assert.False(t, r.OK)
+			assert.ErrorIs(t, r.Err, vmm.ErrGuestFault)
+			assert.Contains(t, r.Error, tt.want)
+			assert.Regexp(t, `RIP 0x[0-9a-f]+ \(workload_fault_`, r.Error, "the RIP is symbolized")
+		})
+	}
+	t.Run("pf-error-code", func(t *testing.T) {
+		r := run(t, sys, config(t, "fault-pf", 1))
+		assert.Contains(t, r.Error, "exception #PF (vector 14) error code 0x6", "user-mode write to a not-present page")
+	})
+}
+
+func TestWatchdogEndsRunawayGuest(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cfg := config(t, "spin", 3)
+	cfg.Timeout = 500 * time.Millisecond
+	start := time.Now()
+	r := run(t, sys, cfg)
+	assert.ErrorIs(t, r.Err, vmm.ErrTimeout)
+	assert.Contains(t, r.Error, "(spin_forever")
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
+
+func TestLostWakeupIsReported(t *testing.T) {
+	sys := kvmtest.Open(t)
+	r := run(t, sys, config(t, "wait-forever", 2))
+	assert.ErrorIs(t, r.Err, vmm.ErrLostWakeup)
+	assert.Contains(t, r.Error, "vCPU 0 in WAIT(")
+	assert.Contains(t, r.Error, "vCPU 1 in WAIT(")
+}
+
+func TestHostileHypercalls(t *testing.T) {
+	sys := kvmtest.Open(t)
+	r := run(t, sys, config(t, "hostile", 2))
+	require.True(t, r.OK, "every bad call got its error code and the VM survived: %s", r.Error)
+	for _, v := range r.VCPU {
+		assert.GreaterOrEqual(t, v.BadHypercalls, uint64(11), "vCPU %d: bad calls are counted", v.ID)
+		assert.Zero(t, v.CheckFailures)
+	}
+}
+
+// TestKickParksSpinningVCPU: a kick takes a vCPU spinning in ring 3 out of
+// KVM_RUN; it parks, resumes, and stops on request.
+func TestKickParksSpinningVCPU(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cfg := config(t, "spin", 1)
+	vm, err := vmm.New(sys, cfg)
+	require.NoError(t, err)
+	defer vm.Close()
+	v := vm.VCPUs()[0]
+	require.NoError(t, <-v.Start())
+	time.Sleep(20 * time.Millisecond)
+	for i := 0; i < 20; i++ {
+		v.RequestPark()
+		require.Eventually(t, func() bool { return v.State() == vcpu.Parked }, 2*time.Second, 100*time.Microsecond,
+			"kick %d: the vCPU parks", i)
+		exits := v.Stats.Exits.Load()
+		time.Sleep(5 * time.Millisecond)
+		assert.Equal(t, exits, v.Stats.Exits.Load(), "a parked vCPU does not run")
+		v.Unpark()
+		require.Eventually(t, func() bool { return v.State() == vcpu.Running }, 2*time.Second, 100*time.Microsecond)
+	}
+	assert.Greater(t, v.Stats.KickToStop.Load(), int64(0))
+	v.Stop()
+	require.NoError(t, v.Wait(5*time.Second))
+	assert.ErrorIs(t, v.Err(), vcpu.ErrStopped)
+	require.NotNil(t, v.FinalRegs())
+}
+
+// TestNoLeaks: 100 create/run/close cycles leave no fds and no threads.
+func TestNoLeaks(t *testing.T) {
+	sys := kvmtest.Open(t)
+	cycle := func() {
+		r := run(t, sys, config(t, "hello", 2))
+		require.True(t, r.OK, r.Error)
+	}
+	cycle() // warm up the runtime's thread pool
+	fds0, err := host.OpenFDs()
+	require.NoError(t, err)
+	thr0, err := host.Threads()
+	require.NoError(t, err)
+	for i := 0; i < 100; i++ {
+		cycle()
+	}
+	fds1, _ := host.OpenFDs()
+	assert.Equal(t, fds0, fds1, "open fds")
+	// vCPU threads exit locked, so the runtime destroys them; allow for
+	// the runtime's own idle threads to come and go.
+	assert.Eventually(t, func() bool {
+		n, _ := host.Threads()
+		return n <= thr0+2
+	}, 5*time.Second, 50*time.Millisecond, "threads: %d before", thr0)
+}
