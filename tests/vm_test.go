@@ -15,10 +15,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// pcpus is up to two host CPUs this process may use: the vCPUs of the tests
+// are overcommitted onto them.
+func pcpus(t testing.TB) []int {
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	return cpus[:min(2, len(cpus))]
+}
+
 func config(t testing.TB, workload string, vcpus int) vmm.Config {
 	wl, err := vmm.LookupWorkload(workload)
 	require.NoError(t, err)
-	return vmm.Config{VCPUs: vcpus, Workload: wl, PCPUs: []int{0, 1}, Timeout: 30 * time.Second}
+	return vmm.Config{VCPUs: vcpus, Workload: wl, PCPUs: pcpus(t), Timeout: 30 * time.Second}
 }
 
 func run(t testing.TB, sys *kvm.System, cfg vmm.Config) *vmm.VMResult {

@@ -3,6 +3,7 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"github.com/lhpvm/lhpvm/hypercall"
@@ -105,6 +106,9 @@ func (vm *VM) fail(err error) vcpu.Action {
 
 func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 	id := v.ID
+	if vm.firstHC.Load() == 0 {
+		vm.firstHC.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	h := &vm.hs[id]
 	a := vm.args(id)
 	n := uint64(vm.cfg.VCPUs)

@@ -70,6 +70,7 @@ type VM struct {
 	waiting atomic.Int32  // vCPUs blocked in WAIT
 	wakes   atomic.Uint64 // WAIT returns, to tell a deadlock from a transient
 	failed  chan error    // first fatal vCPU error
+	firstHC atomic.Int64  // when the first hypercall arrived (UnixNano)
 	started time.Time
 }
 
@@ -202,6 +203,15 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	n := copy(w.b, p)
 	w.b = w.b[n:]
 	return n, nil
+}
+
+// FirstHypercall is when the guest's first hypercall reached the VMM (zero
+// if none has yet).
+func (vm *VM) FirstHypercall() time.Time {
+	if ns := vm.firstHC.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Name is the VM's name.

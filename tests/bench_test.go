@@ -1,0 +1,122 @@
+package tests
+
+import (
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/kvmtest"
+	"github.com/lhpvm/lhpvm/vcpu"
+	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/stretchr/testify/require"
+)
+
+// goHypercallNs runs n NULL hypercalls in the guest and returns the round
+// trip as the guest measured it with rdtsc.
+func goHypercallNs(b *testing.B, sys *kvm.System, n int) float64 {
+	cfg := config(b, "null", 1)
+	cfg.Iterations = uint64(n)
+	cfg.PCPUs = pcpus(b)[:1]
+	r := run(b, sys, cfg)
+	require.True(b, r.OK, r.Error)
+	return *r.NsPerHypercall
+}
+
+// refVMM builds tests/refvmm, the minimal C VMM doing the same ring-3 MMIO
+// exit, so the Go VMM is compared with it on the same machine in the same run.
+func refVMM(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "refvmm")
+	out, err := exec.Command("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "refvmm/refvmm.c").CombinedOutput()
+	require.NoError(b, err, "building refvmm: %s", out)
+	return bin
+}
+
+func refHypercallNs(b *testing.B, bin string, n int) float64 {
+	out, err := exec.Command("taskset", "-c", strconv.Itoa(pcpus(b)[0]), bin, strconv.Itoa(n)).Output()
+	require.NoError(b, err)
+	f := strings.Fields(string(out))
+	require.NotEmpty(b, f)
+	ns, err := strconv.ParseFloat(strings.TrimPrefix(f[0], "ns_per_exit="), 64)
+	require.NoError(b, err, string(out))
+	return ns
+}
+
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	return xs[len(xs)/2]
+}
+
+// BenchmarkHypercall: the ring-3 doorbell round trip of the Go VMM, and the
+// same exit in the C reference VMM, interleaved in rounds so that both see
+// the same machine noise; ratio = Go / C (medians). One b.N = one round of
+// 2000 calls each.
+func BenchmarkHypercall(b *testing.B) {
+	sys := kvmtest.Open(b)
+	bin := refVMM(b)
+	const n = 2000
+	var goNs, cNs []float64
+	for b.Loop() {
+		goNs = append(goNs, goHypercallNs(b, sys, n))
+		cNs = append(cNs, refHypercallNs(b, bin, n))
+	}
+	g, c := median(goNs), median(cNs)
+	b.ReportMetric(g, "ns/hypercall")
+	b.ReportMetric(c, "ref-ns/exit")
+	b.ReportMetric(g/c, "go/ref")
+}
+
+// BenchmarkBootToFirstHypercall: from vmm.New (KVM_CREATE_VM, memory, image,
+// boot state, one vCPU) to the guest's first hypercall reaching the VMM.
+func BenchmarkBootToFirstHypercall(b *testing.B) {
+	sys := kvmtest.Open(b)
+	cfg := config(b, "hello", 1)
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		vm, err := vmm.New(sys, cfg)
+		require.NoError(b, err)
+		r := vm.Run()
+		require.True(b, r.OK, r.Error)
+		total += vm.FirstHypercall().Sub(start)
+		require.NoError(b, vm.Close())
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/boot")
+}
+
+// BenchmarkKick: kick a vCPU spinning in ring 3 out of KVM_RUN and park it,
+// then let it run again. kick-ns is from the kick to the vCPU loop seeing
+// the interrupted KVM_RUN; park-ns until the state is Parked.
+func BenchmarkKick(b *testing.B) {
+	sys := kvmtest.Open(b)
+	cfg := config(b, "spin", 1)
+	cfg.PCPUs = pcpus(b)[len(pcpus(b))-1:]
+	vm, err := vmm.New(sys, cfg)
+	require.NoError(b, err)
+	defer vm.Close()
+	v := vm.VCPUs()[0]
+	require.NoError(b, <-v.Start())
+	time.Sleep(10 * time.Millisecond)
+	var kick, park time.Duration
+	for b.Loop() {
+		start := time.Now()
+		v.RequestPark()
+		for v.State() != vcpu.Parked {
+		}
+		park += time.Since(start)
+		kick += time.Duration(v.Stats.KickToStop.Load())
+		v.Unpark()
+		for v.State() != vcpu.Running {
+		}
+		time.Sleep(200 * time.Microsecond) // let it re-enter the guest
+	}
+	b.ReportMetric(float64(kick.Nanoseconds())/float64(b.N), "kick-ns")
+	b.ReportMetric(float64(park.Nanoseconds())/float64(b.N), "park-ns")
+	v.Stop()
+	require.NoError(b, v.Wait(5*time.Second))
+}
+
