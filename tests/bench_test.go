@@ -119,4 +119,3 @@ func BenchmarkKick(b *testing.B) {
 	v.Stop()
 	require.NoError(b, v.Wait(5*time.Second))
 }
-

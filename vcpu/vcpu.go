@@ -59,12 +59,12 @@ var ErrStopTimeout = errors.New("vCPU did not stop in time")
 
 // Stats are a vCPU's counters; safe to read while it runs.
 type Stats struct {
-	Exits       atomic.Uint64 // KVM_RUN returns, interruptions included
-	Interrupts  atomic.Uint64 // of which interrupted (kicks, runtime signals)
-	Hypercalls  atomic.Uint64
-	Parks       atomic.Uint64
-	LastKickNs  atomic.Int64 // when the last Kick was sent (monotonic ns)
-	KickToStop  atomic.Int64 // ns from the last Kick to the loop seeing the interruption
+	Exits      atomic.Uint64 // KVM_RUN returns, interruptions included
+	Interrupts atomic.Uint64 // of which interrupted (kicks, runtime signals)
+	Hypercalls atomic.Uint64
+	Parks      atomic.Uint64
+	LastKickNs atomic.Int64 // when the last Kick was sent (monotonic ns)
+	KickToStop atomic.Int64 // ns from the last Kick to the loop seeing the interruption
 }
 
 // VCPU is one vCPU and the goroutine that runs it.
