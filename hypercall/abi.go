@@ -135,6 +135,7 @@ const (
 	LockStateNone    = 0
 	LockStateWaiting = 1
 	LockStateHolding = 2
+	LockStateSlow    = 3 // waiting in the pv slow path: about to WAIT, or in WAIT
 )
 
 // BootInfo is the page at BootInfoGPA. The VMM fills it before the first
@@ -197,20 +198,23 @@ type VCPUPage struct {
 	_           uint64
 
 	// Counters, written by the guest, read by the VMM after EXIT.
-	Ops             uint64 // completed operations (iterations)
-	Acquisitions    uint64
-	SpinCycles      uint64
-	SlowPaths       uint64
-	Waits           uint64
-	Kicks           uint64
-	Yields          uint64
-	StartTSC        uint64
-	EndTSC          uint64
-	HypercallCycles uint64 // null workload: cycles spent in the timed loop
-	Result          uint64 // workload-specific result
-	CheckFailures   uint64 // self-check failures seen by this vCPU
-	_               [4]uint64
-	AcquireHist     [HistogramBucket]uint64 // log2(cycles) buckets
+	Ops              uint64 // completed operations (iterations)
+	Acquisitions     uint64
+	SpinCycles       uint64
+	SlowPaths        uint64
+	Waits            uint64
+	Kicks            uint64
+	Yields           uint64
+	StartTSC         uint64
+	EndTSC           uint64
+	HypercallCycles  uint64                  // null workload: cycles spent in the timed loop
+	Result           uint64                  // workload-specific result
+	CheckFailures    uint64                  // self-check failures seen by this vCPU
+	CheckFailLock    uint64                  // lock index + 1 of the first failed check (0: none)
+	CheckFailOwner   uint64                  // the owner value found there (vCPU id + 1)
+	AcquireMaxCycles uint64                  // the longest acquisition, exact
+	WaitCycles       uint64                  // cycles spent blocked in WAIT (subset of SpinCycles)
+	AcquireHist      [HistogramBucket]uint64 // log2(cycles) buckets
 
 	// Guest-private scratch (e.g. the MCS queue node) up to the page end.
 	Scratch [3328]byte

@@ -89,6 +89,7 @@
 #define LHPVM_LOCK_STATE_NONE 0
 #define LHPVM_LOCK_STATE_WAITING 1
 #define LHPVM_LOCK_STATE_HOLDING 2
+#define LHPVM_LOCK_STATE_SLOW 3
 
 #ifndef __ASSEMBLER__
 
@@ -168,7 +169,10 @@ struct lhpvm_vcpu_page {
 	uint64_t hypercall_cycles;
 	uint64_t result;
 	uint64_t check_failures;
-	uint64_t _pad4[4];
+	uint64_t check_fail_lock;
+	uint64_t check_fail_owner;
+	uint64_t acquire_max_cycles;
+	uint64_t wait_cycles;
 	uint64_t acquire_hist[48];
 	uint8_t scratch[3328];
 };
@@ -201,6 +205,10 @@ _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, end_tsc) == 320, "VCPU
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, hypercall_cycles) == 328, "VCPUPage.HypercallCycles offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, result) == 336, "VCPUPage.Result offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, check_failures) == 344, "VCPUPage.CheckFailures offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, check_fail_lock) == 352, "VCPUPage.CheckFailLock offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, check_fail_owner) == 360, "VCPUPage.CheckFailOwner offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, acquire_max_cycles) == 368, "VCPUPage.AcquireMaxCycles offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, wait_cycles) == 376, "VCPUPage.WaitCycles offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, acquire_hist) == 384, "VCPUPage.AcquireHist offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, scratch) == 768, "VCPUPage.Scratch offset");
 
