@@ -30,6 +30,7 @@ type VMResult struct {
 	NsPerHypercall  *float64     `json:"ns_per_hypercall"`
 	BadHypercalls   uint64       `json:"bad_hypercalls"`
 	Result          uint64       `json:"result"`
+	*LockStats                   // the lock workload's accounting
 	VCPU            []VCPUResult `json:"vcpu"`
 
 	Err error `json:"-"`
@@ -48,6 +49,7 @@ type VCPUResult struct {
 	KicksReceived uint64 `json:"kicks_received"`
 	CheckFailures uint64 `json:"check_failures"`
 	GuestCycles   uint64 `json:"guest_cycles"`
+	*LockStats           // the lock workload's accounting
 }
 
 // deadlockTicks is how many watchdog ticks in a row every live vCPU must sit
@@ -217,6 +219,10 @@ func (vm *VM) collect() *VMResult {
 	r := &VMResult{Name: vm.cfg.Name, VCPUs: len(vm.vcpus), Workload: vm.cfg.Workload.Name, Image: vm.cfg.ImageName}
 	var minStart, maxEnd, hcCycles uint64
 	var failures []error
+	isLock := vm.cfg.Workload.ID == hypercall.WorkloadLock
+	if isLock {
+		r.LockStats = &LockStats{Lock: lockName(vm.cfg.LockKind)}
+	}
 	for id, v := range vm.vcpus {
 		h := &vm.hs[id]
 		p := vm.readPage(id)
@@ -233,8 +239,18 @@ func (vm *VM) collect() *VMResult {
 			}
 			maxEnd = max(maxEnd, p.EndTSC)
 		}
+		if isLock {
+			vr.LockStats = &LockStats{}
+			vr.LockStats.add(&p)
+			vr.LockStats.finish(vm.tscKHz)
+			r.LockStats.add(&p)
+		}
 		if p.CheckFailures > 0 {
-			failures = append(failures, fmt.Errorf("vCPU %d: %d self-check failures", id, p.CheckFailures))
+			first := ""
+			if p.CheckFailLock > 0 {
+				first = fmt.Sprintf(" (first: lock %d held by vCPU %d when it entered)", p.CheckFailLock-1, int64(p.CheckFailOwner)-1)
+			}
+			failures = append(failures, fmt.Errorf("vCPU %d: %d self-check failures%s", id, p.CheckFailures, first))
 		}
 		if h.exitCode != 0 && r.ExitCode == 0 {
 			r.ExitCode = h.exitCode
@@ -245,8 +261,15 @@ func (vm *VM) collect() *VMResult {
 		hcCycles += p.HypercallCycles
 		r.VCPU = append(r.VCPU, vr)
 	}
+	if isLock {
+		r.LockStats.finish(vm.tscKHz)
+	}
 	if len(failures) > 0 {
-		r.Err = fmt.Errorf("%w: %w", ErrCheckFailed, errors.Join(failures...))
+		what := ""
+		if isLock {
+			what = "lock " + r.LockStats.Lock + ": "
+		}
+		r.Err = fmt.Errorf("%w: %s%w", ErrCheckFailed, what, errors.Join(failures...))
 	}
 	if maxEnd > minStart && vm.tscKHz > 0 {
 		r.GuestSeconds = float64(maxEnd-minStart) / float64(vm.tscKHz) / 1e3

@@ -20,6 +20,7 @@ var workloads = []Workload{
 	{Name: "hello", ID: hypercall.WorkloadHello, Doc: "every vCPU prints its id and exits"},
 	{Name: "counter", ID: hypercall.WorkloadCounter, Doc: "shared counter under a test-and-set lock, checked exact", Check: checkCounter},
 	{Name: "null", ID: hypercall.WorkloadNull, Doc: "NULL hypercalls timed with rdtsc (ns_per_hypercall)"},
+	{Name: "lock", ID: hypercall.WorkloadLock, Doc: "lock benchmark: --lock, --locks, --cs-cycles, --think-cycles; self-checking", Check: checkLock},
 	{Name: "hog", ID: hypercall.WorkloadHog, Doc: "pure CPU loop reporting progress (a co-runner)"},
 	{Name: "spin", ID: hypercall.WorkloadSpin, Doc: "spins forever, ignoring stop (runaway guest)", Test: true},
 	{Name: "fault-gp", ID: hypercall.WorkloadFaultGP, Doc: "#GP in ring 3", Test: true},

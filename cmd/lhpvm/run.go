@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/sched"
@@ -30,7 +31,20 @@ type runFlags struct {
 	image      string
 	json       bool
 	quiet      bool
+
+	lock           string
+	locks          int
+	csCycles       uint64
+	thinkCycles    uint64
+	spinThreshold  uint64
+	delayHint      bool
+	preemptedAware bool
+
+	changed func(name string) bool // whether a flag was given
 }
+
+// lockFlags only mean something to the lock workload.
+var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware"}
 
 // Report is the result of `lhpvm run`, printed whole with --json.
 type Report struct {
@@ -57,12 +71,16 @@ own OS thread pinned round-robin to the host CPUs of --pcpus, run --workload
 until --iterations (per vCPU) or --duration, and check the result.
 
 Workloads: ` + strings.Join(vmm.WorkloadNames(false), ", ") + ` (and test workloads: lhpvm workloads).
+Locks (--workload lock): ` + strings.Join(vmm.LockNames(false), ", ") + `.
 Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 		Example: `  lhpvm run --workload hello --vcpus 8 --pcpus 0,1
   lhpvm run --workload counter --vcpus 4 --pcpus 0-1 --iterations 1000000 --json
   lhpvm run --workload null --vcpus 1 --iterations 20000`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.changed = cmd.Flags().Changed
+			return runRun(cmd.OutOrStdout(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.vcpus, "vcpus", 2, "number of vCPUs (1-1024)")
@@ -75,11 +93,18 @@ Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 	fl.StringVar(&f.image, "image", "", "boot this guest ELF instead of the built-in guest")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
+	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
+	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks; vCPU i uses lock i mod N")
+	fl.Uint64Var(&f.csCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
+	fl.Uint64Var(&f.thinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles")
+	fl.Uint64Var(&f.spinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path")
+	fl.BoolVar(&f.delayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
+	fl.BoolVar(&f.preemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	return cmd
 }
 
 // defaultIterations per workload when neither --iterations nor --duration is set.
-var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "hog": 1000}
+var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "hog": 1000, "lock": 100000}
 
 func buildConfig(f runFlags) (vmm.Config, []int, error) {
 	var cfg vmm.Config
@@ -129,6 +154,32 @@ func buildConfig(f runFlags) (vmm.Config, []int, error) {
 	cfg = vmm.Config{
 		Name: "vm0", VCPUs: f.vcpus, MemBytes: mem, Workload: wl,
 		Iterations: f.iterations, Duration: f.duration, Timeout: f.timeout, PCPUs: pcpus,
+	}
+	if wl.Name == "lock" {
+		lk, err := vmm.LookupLock(f.lock)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--lock: %w", err)
+		}
+		if f.locks < 1 || f.locks > hypercall.MaxLocks {
+			return cfg, nil, fmt.Errorf("--locks %d: must be between 1 and %d", f.locks, hypercall.MaxLocks)
+		}
+		if f.spinThreshold == 0 {
+			return cfg, nil, fmt.Errorf("--spin-threshold must be at least 1")
+		}
+		cfg.LockKind, cfg.Locks = lk.ID, f.locks
+		cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = f.csCycles, f.thinkCycles, f.spinThreshold
+		if f.delayHint {
+			cfg.Flags |= hypercall.FlagDelayHint
+		}
+		if f.preemptedAware {
+			cfg.Flags |= hypercall.FlagPreemptedAware
+		}
+	} else if f.changed != nil {
+		for _, name := range lockFlags {
+			if f.changed(name) {
+				return cfg, nil, fmt.Errorf("--%s applies to --workload lock only", name)
+			}
+		}
 	}
 	if cfg.Iterations == 0 && cfg.Duration == 0 {
 		cfg.Iterations = defaultIterations[wl.Name]
@@ -226,16 +277,34 @@ func runVM(cfg vmm.Config, rep *Report) error {
 }
 
 func printTable(out io.Writer, rep *Report) {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	for _, r := range rep.VMs {
 		fmt.Fprintf(out, "\n%s: workload %s, %d vCPUs, image %s\n", r.Name, r.Workload, r.VCPUs, r.Image)
-		fmt.Fprintln(w, "vcpu\tpcpu\tstate\tops\texits\thypercalls\tbad\tkicks-recv\t")
-		for _, v := range r.VCPU {
-			fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t\n", v.ID, v.PCPU, v.State, v.Ops, v.Exits,
-				v.Hypercalls, v.BadHypercalls, v.KicksReceived)
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		if r.LockStats != nil {
+			fmt.Fprintln(w, "vcpu\tpcpu\tstate\tacquisitions\tspin%\tp50-ns\tp99-ns\tmax-ns\tslow\twaits\tkicks\tyields\texits\t")
+			row := func(name, pcpu, state string, l *vmm.LockStats, exits uint64) {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%d\t\n", name, pcpu, state,
+					l.Acquisitions, 100*l.SpinFraction, l.AcquireNs.P50, l.AcquireNs.P99, l.AcquireNs.Max,
+					l.SlowPaths, l.Waits, l.Kicks, l.Yields, exits)
+			}
+			var exits uint64
+			for _, v := range r.VCPU {
+				row(fmt.Sprint(v.ID), fmt.Sprint(v.PCPU), v.State, v.LockStats, v.Exits)
+				exits += v.Exits
+			}
+			row("all", "", "", r.LockStats, exits)
+		} else {
+			fmt.Fprintln(w, "vcpu\tpcpu\tstate\tops\texits\thypercalls\tbad\tkicks-recv\t")
+			for _, v := range r.VCPU {
+				fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t\n", v.ID, v.PCPU, v.State, v.Ops, v.Exits,
+					v.Hypercalls, v.BadHypercalls, v.KicksReceived)
+			}
 		}
 		w.Flush()
-		fmt.Fprintf(out, "ops %d in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)
+		if r.LockStats != nil {
+			fmt.Fprintf(out, "lock %s: ", r.LockStats.Lock)
+		}
+		fmt.Fprintf(out, "%d ops in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)
 		if r.CounterActual != nil && r.CounterExpected != nil {
 			fmt.Fprintf(out, "counter %d, expected %d\n", *r.CounterActual, *r.CounterExpected)
 		}

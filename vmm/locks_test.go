@@ -1,0 +1,58 @@
+package vmm
+
+import (
+	"testing"
+
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHistPercentile(t *testing.T) {
+	var h [hypercall.HistogramBucket]uint64
+	assert.Zero(t, histPercentile(h[:], 0.5), "empty")
+	h[10] = 100 // all in [1024, 2048)
+	assert.InDelta(t, 1536, histPercentile(h[:], 0.5), 1)
+	assert.InDelta(t, 2037.76, histPercentile(h[:], 0.99), 0.01)
+	h[20] = 1 // one outlier in [2^20, 2^21)
+	assert.Less(t, histPercentile(h[:], 0.5), 2048.0)
+	assert.GreaterOrEqual(t, histPercentile(h[:], 1.0), float64(1<<20))
+	h = [hypercall.HistogramBucket]uint64{}
+	h[0] = 4
+	assert.InDelta(t, 1, histPercentile(h[:], 0.5), 1e-9, "bucket 0 is [0, 2)")
+}
+
+func TestLockStats(t *testing.T) {
+	var s LockStats
+	p := hypercall.VCPUPage{Acquisitions: 10, SpinCycles: 250, StartTSC: 1000, EndTSC: 2000, AcquireMaxCycles: 2600}
+	p.AcquireHist[3] = 10
+	s.add(&p)
+	s.add(&p)
+	s.finish(2_600_000) // KVM_GET_TSC_KHZ of a 2.6 GHz TSC: 2.6 cycles per ns
+	assert.EqualValues(t, 20, s.Acquisitions)
+	assert.InDelta(t, 0.25, s.SpinFraction, 1e-9)
+	assert.InDelta(t, 1000, s.AcquireNs.Max, 1e-9)
+	assert.InDelta(t, 12.0/2.6, s.AcquireNs.P50, 1e-9)
+}
+
+func TestLookupLock(t *testing.T) {
+	for _, n := range LockNames(true) {
+		k, err := LookupLock(n)
+		require.NoError(t, err)
+		assert.Equal(t, n, lockName(k.ID))
+	}
+	_, err := LookupLock("nope")
+	assert.ErrorContains(t, err, "unknown lock")
+	assert.NotContains(t, LockNames(false), "broken")
+}
+
+func TestCheckLock(t *testing.T) {
+	actual := uint64(99)
+	r := &VMResult{Ops: 100, CounterActual: &actual, LockStats: &LockStats{Lock: "ticket", Acquisitions: 100}}
+	err := checkLock(r)
+	assert.ErrorIs(t, err, ErrCheckFailed)
+	assert.ErrorContains(t, err, "lock ticket")
+	actual = 100
+	assert.NoError(t, checkLock(r))
+	assert.EqualValues(t, 100, *r.CounterExpected)
+}
