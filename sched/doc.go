@@ -1,4 +1,18 @@
-// Package sched is the host scheduler: which vCPU runs on which physical CPU
-// and when. At this stage it holds the pCPU set; the policies come with the
-// scheduler issue.
+// Package sched is the host scheduler: it decides which vCPU runs on which
+// physical CPU and when it is preempted, so that lock holder preemption
+// appears on demand and each known answer to it can be switched on.
+//
+// The split follows the rule "decisions are pure functions of state":
+//
+//   - State holds the pCPUs, the vCPUs (status, placement, slices) and the
+//     accounting. It knows nothing of KVM.
+//   - A Policy (one file each) sees events and the State and returns a Plan:
+//     which vCPU runs on which pCPU now, and when to ask again. Policies are
+//     unit-tested with a fake clock and no vCPU threads.
+//   - Scheduler is the thin mechanism: it serialises events from vCPU threads
+//     (WAIT, KICK, YIELD, EXIT hypercalls) and slice deadlines, asks the
+//     policy, and applies the difference through a Target (vmm implements it
+//     over real vCPU threads: dispatch = pin + unpark, preempt = kick + park).
+//
+// vcpu and sched never import each other; vmm connects them.
 package sched

@@ -77,6 +77,7 @@ type VCPU struct {
 
 	state   atomic.Int32
 	tid     atomic.Int32
+	want    atomic.Int32 // host CPU to run on from the next dispatch; -1: not pinned
 	stopReq atomic.Bool
 	parkReq atomic.Bool
 
@@ -95,6 +96,7 @@ type VCPU struct {
 func New(id, pcpu int, k *kvm.VCPU, h Handler) *VCPU {
 	v := &VCPU{ID: id, PCPU: pcpu, k: k, h: h, stopping: make(chan struct{}), done: make(chan struct{})}
 	v.cond = sync.NewCond(&v.mu)
+	v.want.Store(int32(pcpu))
 	return v
 }
 
@@ -139,6 +141,18 @@ func (v *VCPU) Kick() {
 func (v *VCPU) RequestPark() {
 	v.parkReq.Store(true)
 	v.Kick()
+}
+
+// ParkSelf asks the vCPU to park at the top of its loop, without a kick: for
+// a handler on the vCPU's own thread (a blocking hypercall), or before Start
+// (the vCPU then parks before its first KVM_RUN).
+func (v *VCPU) ParkSelf() { v.parkReq.Store(true) }
+
+// Dispatch lets the vCPU run on host CPU cpu (-1: anywhere): it re-pins its
+// thread if needed and leaves the parked state.
+func (v *VCPU) Dispatch(cpu int) {
+	v.want.Store(int32(cpu))
+	v.Unpark()
 }
 
 // Unpark lets a parked (or about to park) vCPU run again.
@@ -204,6 +218,9 @@ func (v *VCPU) runLoop() error {
 		}
 		if v.parkReq.Load() {
 			v.park()
+			if err := v.repin(); err != nil {
+				return err
+			}
 			continue
 		}
 		e, err := v.k.Run()
@@ -227,6 +244,19 @@ func (v *VCPU) runLoop() error {
 			return a.Err
 		}
 	}
+}
+
+// repin moves the thread to the CPU the last Dispatch asked for.
+func (v *VCPU) repin() error {
+	want := int(v.want.Load())
+	if want == v.PCPU || want < 0 {
+		return nil
+	}
+	if err := host.PinThread(want); err != nil {
+		return fmt.Errorf("vCPU %d: %w", v.ID, err)
+	}
+	v.PCPU = want
+	return nil
 }
 
 func (v *VCPU) park() {

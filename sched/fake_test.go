@@ -1,0 +1,111 @@
+package sched
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fakeClock is advanced by hand.
+type fakeClock struct{ now time.Duration }
+
+func (c *fakeClock) Now() time.Duration { return c.now }
+
+// fakeTarget records what the mechanism did and serves settable hints.
+type fakeTarget struct {
+	dispatched []string
+	preempted  []string
+	published  map[int]Published
+	hints      map[int]Hints
+}
+
+func newFakeTarget() *fakeTarget {
+	return &fakeTarget{published: map[int]Published{}, hints: map[int]Hints{}}
+}
+
+func (t *fakeTarget) Dispatch(v *VCPU, cpu int)    { t.dispatched = append(t.dispatched, v.Name) }
+func (t *fakeTarget) Preempt(v *VCPU, self bool)   { t.preempted = append(t.preempted, v.Name) }
+func (t *fakeTarget) Publish(v *VCPU, p Published) { t.published[v.Index] = p }
+func (t *fakeTarget) Hints(v *VCPU) Hints          { return t.hints[v.Index] }
+
+// rig is a scheduler over fake vCPUs.
+type rig struct {
+	t     *testing.T
+	clock *fakeClock
+	tgt   *fakeTarget
+	s     *Scheduler
+	st    *State
+}
+
+func newRig(t *testing.T, policy string, pcpus int, vms ...int) *rig {
+	t.Helper()
+	return newRigOpts(t, policy, Options{Slice: 10 * time.Millisecond, Skew: 3 * time.Millisecond, DelayMax: 50 * time.Microsecond}, pcpus, vms...)
+}
+
+func newRigOpts(t *testing.T, policy string, o Options, pcpus int, vms ...int) *rig {
+	t.Helper()
+	cpus := make([]int, pcpus)
+	for i := range cpus {
+		cpus[i] = i
+	}
+	st, err := NewState(cpus, vms, o.Slice)
+	require.NoError(t, err)
+	pol, err := New(policy, o)
+	require.NoError(t, err)
+	r := &rig{t: t, clock: &fakeClock{}, tgt: newFakeTarget(), st: st}
+	r.s, err = NewScheduler(st, pol, r.tgt, r.clock)
+	require.NoError(t, err)
+	r.s.Start(true)
+	r.check()
+	return r
+}
+
+// advance moves time forward and runs the deadline if one passed.
+func (r *rig) advance(d time.Duration) {
+	r.clock.now += d
+	if r.s.next != 0 && r.clock.now >= r.s.next {
+		r.s.Tick()
+	}
+	r.check()
+}
+
+// running lists the names of running vCPUs by pCPU.
+func (r *rig) running() map[int][]string {
+	out := map[int][]string{}
+	for _, p := range r.st.PCPUs {
+		for _, v := range p.Running {
+			out[p.Index] = append(out[p.Index], v.Name)
+		}
+	}
+	return out
+}
+
+func (r *rig) v(vm, id int) *VCPU { return r.st.VMs[vm][id] }
+
+// check asserts the invariants that hold under every policy.
+func (r *rig) check() {
+	r.t.Helper()
+	for _, p := range r.st.PCPUs {
+		if r.s.pol.Exclusive() {
+			require.LessOrEqual(r.t, len(p.Running), 1, "pCPU %d runs %d vCPUs", p.Index, len(p.Running))
+		}
+		for _, v := range p.Running {
+			require.Equal(r.t, Running, v.Status, v.Name)
+			require.Equal(r.t, p.Index, v.PCPU, v.Name)
+		}
+	}
+	for _, v := range r.st.VCPUs {
+		if v.Status == Running {
+			require.NotEqual(r.t, -1, v.PCPU, v.Name)
+		} else {
+			require.Equal(r.t, -1, v.PCPU, v.Name)
+		}
+		if v.Status == Runnable {
+			require.True(r.t, r.tgt.published[v.Index].Preempted, "%s runnable but not marked preempted", v.Name)
+		}
+		if v.Status == Running {
+			require.False(r.t, r.tgt.published[v.Index].Preempted, "%s running but marked preempted", v.Name)
+		}
+	}
+}

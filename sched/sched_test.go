@@ -1,0 +1,118 @@
+package sched
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPolicySpecs(t *testing.T) {
+	for _, ok := range []string{"host", "rr"} {
+		p, err := New(ok, Options{})
+		require.NoError(t, err, ok)
+		assert.Equal(t, ok, p.Name())
+	}
+	for _, bad := range []string{"", "nope", "rr+nope", "rr+rr", "host+rr"} {
+		_, err := New(bad, Options{})
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestRRTimeSlices(t *testing.T) {
+	r := newRig(t, "rr", 2, 4) // one VM, 4 vCPUs, 2 pCPUs
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())
+	r.advance(5 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running(), "mid-slice: no change")
+	r.advance(5 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu2"}, 1: {"vm0/cpu3"}}, r.running(), "slice end: rotate")
+	r.advance(10 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())
+	assert.EqualValues(t, 1, r.v(0, 0).Acct.Preemptions)
+	r.s.Stop()
+	for _, v := range r.st.VCPUs {
+		assert.Equal(t, 10*time.Millisecond, v.Acct.Run, v.Name)
+		assert.Equal(t, 10*time.Millisecond, v.Acct.Steal, v.Name)
+	}
+	assert.EqualValues(t, 6, r.st.Acct.Switches)
+	assert.Equal(t, 20*time.Millisecond, r.st.PCPUs[0].Busy)
+}
+
+func TestRRNoOvercommitNeverPreempts(t *testing.T) {
+	r := newRig(t, "rr", 2, 2)
+	for i := 0; i < 10; i++ {
+		r.advance(10 * time.Millisecond)
+	}
+	assert.Zero(t, r.v(0, 0).Acct.Preemptions)
+	assert.EqualValues(t, 2, r.st.Acct.Switches)
+}
+
+func TestLHPAccounting(t *testing.T) {
+	r := newRig(t, "rr", 1, 2)
+	r.tgt.hints[r.v(0, 0).Index] = Hints{Holding: true, InCS: true}
+	r.tgt.hints[r.v(0, 1).Index] = Hints{Waiting: true, NextInLine: true}
+	r.advance(10 * time.Millisecond) // preempts vCPU 0 while it holds
+	assert.EqualValues(t, 1, r.v(0, 0).Acct.LHP)
+	r.advance(10 * time.Millisecond) // preempts vCPU 1, next in line
+	assert.EqualValues(t, 1, r.v(0, 1).Acct.LWP)
+	assert.Zero(t, r.v(0, 1).Acct.LHP)
+}
+
+func TestBlockWakeFutexRules(t *testing.T) {
+	r := newRig(t, "rr", 1, 2)
+	v0, v1 := r.v(0, 0), r.v(0, 1)
+	// A KICK to a running vCPU stays pending and its next WAIT returns at once.
+	r.s.Wake(v0)
+	assert.Equal(t, KickWasThere, r.s.Block(v0, func() bool { return true }))
+	// A changed value: no block.
+	assert.Equal(t, ValueChanged, r.s.Block(v0, func() bool { return false }))
+	// A real block frees the pCPU for the other vCPU.
+	r.clock.now = time.Millisecond
+	assert.Equal(t, Blocking, r.s.Block(v0, func() bool { return true }))
+	r.check()
+	assert.Equal(t, Blocked, v0.Status)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running())
+	// Blocked time accrues; KICK makes it runnable and records wake latency.
+	r.clock.now = 3 * time.Millisecond
+	r.s.Wake(v0)
+	r.check()
+	assert.Equal(t, Runnable, v0.Status)
+	assert.Equal(t, 2*time.Millisecond, v0.Acct.Blocked)
+	r.advance(8 * time.Millisecond) // v1's slice (from 1 ms) ends at 11 ms
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
+	p50, _ := r.st.Acct.WakePercentiles()
+	assert.Equal(t, 8*time.Millisecond, p50)
+	r.s.Exit(v1)
+	r.s.Exit(v0)
+	r.check()
+	assert.Empty(t, r.running())
+}
+
+func TestHostRunsEverything(t *testing.T) {
+	r := newRig(t, "host", 2, 5)
+	assert.Len(t, r.running()[0], 3)
+	assert.Len(t, r.running()[1], 2)
+	assert.Equal(t, Blocking, r.s.Block(r.v(0, 0), func() bool { return true }))
+	assert.Len(t, r.running()[0], 2)
+	r.s.Wake(r.v(0, 0))
+	assert.Len(t, r.running()[0], 3)
+	r.advance(time.Second)
+	assert.Zero(t, r.v(0, 1).Acct.Preemptions)
+}
+
+func TestRRYield(t *testing.T) {
+	r := newRig(t, "rr", 1, 3)
+	r.clock.now = time.Millisecond
+	r.s.Yield(r.v(0, 0), -1)
+	r.check()
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running(), "yield hands the pCPU to the next in queue")
+}
+
+func TestRRStealsWhenIdle(t *testing.T) {
+	r := newRig(t, "rr", 2, 3) // homes: 0,1,0
+	r.clock.now = time.Millisecond
+	assert.Equal(t, Blocking, r.s.Block(r.v(0, 1), func() bool { return true }))
+	r.check()
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu2"}}, r.running(), "pCPU 1 steals the waiter of pCPU 0")
+}

@@ -1,0 +1,157 @@
+package sched
+
+import (
+	"fmt"
+	"time"
+)
+
+// Status is a vCPU's scheduling status.
+type Status uint8
+
+const (
+	Runnable Status = iota // wants a pCPU
+	Running                // dispatched on a pCPU
+	Blocked                // in WAIT: needs a KICK
+	Done                   // exited
+)
+
+func (s Status) String() string {
+	return [...]string{"runnable", "running", "blocked", "done"}[s]
+}
+
+// Hints is what the guest publishes in its shared page, read by the
+// scheduler at decision points (for accounting, and by hint-using policies).
+type Hints struct {
+	InCS       bool // inside a critical section (delay hint)
+	Holding    bool // holds a lock
+	Waiting    bool // waits for a lock
+	NextInLine bool // waits for a ticket lock and is next in line
+	LockID     uint32
+}
+
+// VCPU is the scheduler's view of one vCPU.
+type VCPU struct {
+	Index int // in State.VCPUs
+	VM    int // index of its VM
+	ID    int // vCPU id inside its VM
+	Name  string
+
+	Status Status
+	PCPU   int // pCPU index it runs on while Running, else -1
+	Home   int // pCPU index of its queue (policy-owned placement)
+
+	SliceEnd    time.Duration // end of the current slice, while Running
+	KickPending bool          // a KICK arrived while not blocked
+	kickedAt    time.Duration // when the KICK that woke it arrived (-1: none)
+	since       time.Duration // when Status last changed
+	published   Published     // last flags written to the guest
+
+	// Policy-private scratch.
+	Prio     int
+	Progress time.Duration // run time plus (relaxed co-scheduling) idle time
+
+	Acct VCPUAcct
+}
+
+// VCPUAcct is one vCPU's accounting.
+type VCPUAcct struct {
+	Run, Steal, Blocked time.Duration
+	Dispatches          uint64
+	Preemptions         uint64
+	LHP                 uint64 // preempted while holding a lock
+	LWP                 uint64 // preempted while next in line for a lock
+}
+
+// PCPU is one physical CPU the scheduler owns.
+type PCPU struct {
+	Index int
+	CPU   int // host CPU id
+	// Running lists what runs here (at most one, except under policy host).
+	Running []*VCPU
+	since   time.Duration
+	Busy    time.Duration
+	Idle    time.Duration
+}
+
+// State is everything a policy decides from.
+type State struct {
+	Now   time.Duration
+	Slice time.Duration
+	PCPUs []*PCPU
+	VCPUs []*VCPU
+	VMs   [][]*VCPU // vCPUs by VM
+
+	Acct Acct
+}
+
+// Acct is the scheduler-wide accounting.
+type Acct struct {
+	Switches       uint64 // dispatches
+	CoStops        uint64 // relaxed: vCPUs co-stopped for skew
+	DelayGrants    uint64
+	DelayOverruns  uint64
+	DirectedYields uint64
+	MaxSkew        time.Duration
+	WakeLatencies  []time.Duration // KICK -> running
+}
+
+// NewState lays out pcpus and VMs (vCPU counts); vCPU i of the whole
+// machine gets home pCPU i mod len(pcpus).
+func NewState(pcpus []int, vmVCPUs []int, slice time.Duration) (*State, error) {
+	if len(pcpus) == 0 {
+		return nil, fmt.Errorf("no pCPUs")
+	}
+	s := &State{Slice: slice}
+	for i, c := range pcpus {
+		s.PCPUs = append(s.PCPUs, &PCPU{Index: i, CPU: c})
+	}
+	for vm, n := range vmVCPUs {
+		var vs []*VCPU
+		for id := 0; id < n; id++ {
+			v := &VCPU{Index: len(s.VCPUs), VM: vm, ID: id, Name: fmt.Sprintf("vm%d/cpu%d", vm, id),
+				PCPU: -1, kickedAt: -1}
+			v.Home = v.Index % len(pcpus)
+			s.VCPUs = append(s.VCPUs, v)
+			vs = append(vs, v)
+		}
+		s.VMs = append(s.VMs, vs)
+	}
+	return s, nil
+}
+
+// setStatus moves v to st at s.Now, charging the time since the last change.
+func (s *State) setStatus(v *VCPU, st Status) {
+	d := s.Now - v.since
+	switch v.Status {
+	case Running:
+		v.Acct.Run += d
+		v.Progress += d
+	case Runnable:
+		v.Acct.Steal += d
+	case Blocked:
+		v.Acct.Blocked += d
+	}
+	v.Status, v.since = st, s.Now
+}
+
+// chargePCPU charges a pCPU's busy or idle time up to now.
+func (s *State) chargePCPU(p *PCPU) {
+	d := s.Now - p.since
+	if len(p.Running) > 0 {
+		p.Busy += d
+	} else {
+		p.Idle += d
+	}
+	p.since = s.Now
+}
+
+// Runnable lists the vCPUs that want a pCPU (Runnable or Running).
+func (s *State) Runnable() []*VCPU {
+	var out []*VCPU
+	for _, v := range s.VCPUs {
+		if v.Status == Runnable || v.Status == Running {
+			out = append(out, v)
+		}
+	}
+	return out
+}
