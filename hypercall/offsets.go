@@ -12,6 +12,8 @@ var (
 	OffStealNs        = offsetOf(VCPUPage{}, "StealNs")
 	OffInCS           = offsetOf(VCPUPage{}, "InCS")
 	OffLockState      = offsetOf(VCPUPage{}, "LockState")
+	OffLockID         = offsetOf(VCPUPage{}, "LockID")
+	OffTicket         = offsetOf(VCPUPage{}, "Ticket")
 	OffOps            = offsetOf(VCPUPage{}, "Ops")
 	OffStop           = offsetOf(BootInfo{}, "Stop")
 )

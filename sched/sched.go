@@ -319,3 +319,10 @@ func (a *Acct) WakePercentiles() (p50, p99 time.Duration) {
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 	return l[len(l)/2], l[min(len(l)-1, len(l)*99/100)]
 }
+
+// Snapshot runs f on the state under the scheduler lock (for watchdogs).
+func (s *Scheduler) Snapshot(f func(*State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s.st)
+}

@@ -21,10 +21,11 @@ import (
 func goHypercallNs(b *testing.B, sys *kvm.System, n int) float64 {
 	cfg := config(b, "null", 1)
 	cfg.Iterations = uint64(n)
-	cfg.PCPUs = pcpus(b)[:1]
-	r := run(b, sys, cfg)
+	mc := machine(b)
+	mc.PCPUs = mc.PCPUs[:1]
+	r := runM(b, sys, mc, cfg)
 	require.True(b, r.OK, r.Error)
-	return *r.NsPerHypercall
+	return *r.VMs[0].NsPerHypercall
 }
 
 // refVMM builds tests/refvmm, the minimal C VMM doing the same ring-3 MMIO
@@ -80,7 +81,9 @@ func BenchmarkBootToFirstHypercall(b *testing.B) {
 		start := time.Now()
 		vm, err := vmm.New(sys, cfg)
 		require.NoError(b, err)
-		r := vm.Run()
+		m, err := vmm.NewMachine(machine(b), vm)
+		require.NoError(b, err)
+		r := m.Run()
 		require.True(b, r.OK, r.Error)
 		total += vm.FirstHypercall().Sub(start)
 		require.NoError(b, vm.Close())
@@ -94,7 +97,6 @@ func BenchmarkBootToFirstHypercall(b *testing.B) {
 func BenchmarkKick(b *testing.B) {
 	sys := kvmtest.Open(b)
 	cfg := config(b, "spin", 1)
-	cfg.PCPUs = pcpus(b)[len(pcpus(b))-1:]
 	vm, err := vmm.New(sys, cfg)
 	require.NoError(b, err)
 	defer vm.Close()

@@ -26,15 +26,40 @@ func pcpus(t testing.TB) []int {
 func config(t testing.TB, workload string, vcpus int) vmm.Config {
 	wl, err := vmm.LookupWorkload(workload)
 	require.NoError(t, err)
-	return vmm.Config{VCPUs: vcpus, Workload: wl, PCPUs: pcpus(t), Timeout: 30 * time.Second}
+	return vmm.Config{VCPUs: vcpus, Workload: wl}
 }
 
-func run(t testing.TB, sys *kvm.System, cfg vmm.Config) *vmm.VMResult {
+// machine is the default machine of the tests: policy host on pcpus(t).
+func machine(t testing.TB) vmm.MachineConfig {
+	return vmm.MachineConfig{PCPUs: pcpus(t), Policy: "host", Timeout: 30 * time.Second}
+}
+
+// runM builds the VMs, runs them under one scheduler and closes them.
+func runM(t testing.TB, sys *kvm.System, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	t.Helper()
-	vm, err := vmm.New(sys, cfg)
+	var vms []*vmm.VM
+	for i, cfg := range cfgs {
+		if cfg.Name == "" {
+			cfg.Name = fmt.Sprintf("vm%d", i)
+		}
+		vm, err := vmm.New(sys, cfg)
+		require.NoError(t, err)
+		vms = append(vms, vm)
+	}
+	defer func() {
+		for _, vm := range vms {
+			assert.NoError(t, vm.Close())
+		}
+	}()
+	m, err := vmm.NewMachine(mc, vms...)
 	require.NoError(t, err)
-	defer func() { assert.NoError(t, vm.Close()) }()
-	return vm.Run()
+	return m.Run()
+}
+
+// run runs one VM on the default machine.
+func run(t testing.TB, sys *kvm.System, cfg vmm.Config) *vmm.Result {
+	t.Helper()
+	return runM(t, sys, machine(t), cfg)
 }
 
 func TestHello(t *testing.T) {
@@ -44,8 +69,9 @@ func TestHello(t *testing.T) {
 			var out bytes.Buffer
 			cfg := config(t, "hello", n)
 			cfg.Console = &out
-			r := run(t, sys, cfg)
-			require.True(t, r.OK, r.Error)
+			res := run(t, sys, cfg)
+			require.True(t, res.OK, res.Error)
+			r := res.VMs[0]
 			assert.Len(t, r.VCPU, n)
 			assert.EqualValues(t, n, r.Ops)
 			for i := 0; i < n; i++ {
@@ -60,8 +86,9 @@ func TestCounterExact(t *testing.T) {
 	sys := kvmtest.Open(t)
 	cfg := config(t, "counter", 4)
 	cfg.Iterations = 200000
-	r := run(t, sys, cfg)
-	require.True(t, r.OK, r.Error)
+	res := run(t, sys, cfg)
+	require.True(t, res.OK, res.Error)
+	r := res.VMs[0]
 	require.NotNil(t, r.CounterActual)
 	require.NotNil(t, r.CounterExpected)
 	assert.EqualValues(t, 4*200000, *r.CounterExpected)
@@ -70,11 +97,12 @@ func TestCounterExact(t *testing.T) {
 
 func TestDurationBoundsTheRun(t *testing.T) {
 	sys := kvmtest.Open(t)
-	cfg := config(t, "counter", 2)
-	cfg.Duration = 200 * time.Millisecond
+	mc := machine(t)
+	mc.Duration = 200 * time.Millisecond
 	start := time.Now()
-	r := run(t, sys, cfg)
-	require.True(t, r.OK, r.Error)
+	res := runM(t, sys, mc, config(t, "counter", 2))
+	require.True(t, res.OK, res.Error)
+	r := res.VMs[0]
 	assert.Less(t, time.Since(start), 10*time.Second, "the stop flag ends the run")
 	assert.Greater(t, r.Ops, uint64(0))
 	assert.Equal(t, *r.CounterExpected, *r.CounterActual)
@@ -84,8 +112,9 @@ func TestNullHypercall(t *testing.T) {
 	sys := kvmtest.Open(t)
 	cfg := config(t, "null", 1)
 	cfg.Iterations = 2000
-	r := run(t, sys, cfg)
-	require.True(t, r.OK, r.Error)
+	res := run(t, sys, cfg)
+	require.True(t, res.OK, res.Error)
+	r := res.VMs[0]
 	require.NotNil(t, r.NsPerHypercall)
 	assert.Greater(t, *r.NsPerHypercall, 0.0)
 	// One exit per hypercall: NULLs + EXIT, nothing else.
@@ -115,10 +144,10 @@ func TestFaults(t *testing.T) {
 
 func TestWatchdogEndsRunawayGuest(t *testing.T) {
 	sys := kvmtest.Open(t)
-	cfg := config(t, "spin", 3)
-	cfg.Timeout = 500 * time.Millisecond
+	mc := machine(t)
+	mc.Timeout = 500 * time.Millisecond
 	start := time.Now()
-	r := run(t, sys, cfg)
+	r := runM(t, sys, mc, config(t, "spin", 3))
 	assert.ErrorIs(t, r.Err, vmm.ErrTimeout)
 	assert.Contains(t, r.Error, "(spin_forever")
 	assert.Less(t, time.Since(start), 10*time.Second)
@@ -134,9 +163,9 @@ func TestLostWakeupIsReported(t *testing.T) {
 
 func TestHostileHypercalls(t *testing.T) {
 	sys := kvmtest.Open(t)
-	r := run(t, sys, config(t, "hostile", 2))
-	require.True(t, r.OK, "every bad call got its error code and the VM survived: %s", r.Error)
-	for _, v := range r.VCPU {
+	res := run(t, sys, config(t, "hostile", 2))
+	require.True(t, res.OK, "every bad call got its error code and the VM survived: %s", res.Error)
+	for _, v := range res.VMs[0].VCPU {
 		assert.GreaterOrEqual(t, v.BadHypercalls, uint64(11), "vCPU %d: bad calls are counted", v.ID)
 		assert.Zero(t, v.CheckFailures)
 	}

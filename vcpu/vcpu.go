@@ -218,10 +218,12 @@ func (v *VCPU) runLoop() error {
 		}
 		if v.parkReq.Load() {
 			v.park()
+			continue
+		}
+		if int(v.want.Load()) != v.PCPU {
 			if err := v.repin(); err != nil {
 				return err
 			}
-			continue
 		}
 		e, err := v.k.Run()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
 
@@ -49,6 +50,9 @@ func (vm *VM) inRAM(gpa, n uint64) bool {
 // HandleExit serves one exit of vCPU v (it runs on v's thread).
 func (vm *VM) HandleExit(v *vcpu.VCPU, ev vcpu.Event) vcpu.Action {
 	id := v.ID
+	if vm.m == nil {
+		return vcpu.Action{Finish: true, Err: fmt.Errorf("vCPU %d: %v exit, but %s is not in a Machine", id, ev.Kind, vm.cfg.Name)}
+	}
 	switch ev.Kind {
 	case vcpu.EventHypercall:
 		return vm.hypercall(v, ev.Nr)
@@ -96,13 +100,7 @@ func (vm *VM) regsNow(v *vcpu.VCPU) string {
 }
 
 // fail records a fatal error of the VM and ends this vCPU.
-func (vm *VM) fail(err error) vcpu.Action {
-	select {
-	case vm.failed <- err:
-	default:
-	}
-	return vcpu.Action{Finish: true, Err: err}
-}
+func (vm *VM) fail(err error) vcpu.Action { return vm.m.fail(err) }
 
 func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 	id := v.ID
@@ -137,23 +135,27 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 			ret = hypercall.ErrInval
 			break
 		}
-		select {
-		case vm.hs[a[0]].wake <- struct{}{}:
-		default: // already pending
-		}
 		vm.hs[a[0]].kicksRecv.Add(1)
+		vm.m.wake(vm.sv[a[0]])
 	case hypercall.CallWait:
 		if a[0]%4 != 0 || !vm.inRAM(a[0], 4) {
 			ret = hypercall.ErrFault
 			break
 		}
-		ret = vm.wait(v, h, a[0], uint32(a[1]))
+		ret = vm.wait(id, a[0], uint32(a[1]))
 	case hypercall.CallYield:
-		if a[0] != hypercall.YieldAny && a[0] >= n {
-			ret = hypercall.ErrInval
-			break
+		target := -1
+		if a[0] != hypercall.YieldAny {
+			if a[0] >= n {
+				ret = hypercall.ErrInval
+				break
+			}
+			target = vm.sv[a[0]].Index
 		}
-		host.Yield()
+		vm.m.s.Yield(vm.sv[id], target)
+		if !vm.m.pol.Exclusive() {
+			host.Yield() // Linux schedules the threads: give it the CPU
+		}
 	case hypercall.CallFault:
 		return vm.fail(vm.faultReport(id))
 	default:
@@ -167,27 +169,21 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 }
 
 // wait implements WAIT with futex semantics: block only while *gpa ==
-// expected and no KICK is pending. A KICK leaves a token in h.wake, so a kick
-// sent between the check of *gpa and the block is never lost.
-func (vm *VM) wait(v *vcpu.VCPU, h *vcpuHost, gpa uint64, expected uint32) int64 {
-	select {
-	case <-h.wake:
-		return hypercall.WaitKickPending
-	default:
-	}
-	if vm.mem.Load32(gpa) != expected {
-		return hypercall.WaitValueChange
-	}
+// expected and no KICK is pending. The scheduler checks both under its lock,
+// and a KICK takes the same lock, so a kick sent between the guest's last
+// look at the word and this call is never lost. A blocked vCPU parks when
+// this returns and runs again once a KICK made it runnable and the policy
+// dispatched it.
+func (vm *VM) wait(id int, gpa uint64, expected uint32) int64 {
+	h := &vm.hs[id]
 	h.waitAddr.Store(gpa)
 	h.waitVal.Store(expected)
-	vm.waiting.Add(1)
-	select {
-	case <-h.wake:
-	case <-v.Stopping():
+	switch vm.m.s.Block(vm.sv[id], func() bool { return vm.mem.Load32(gpa) == expected }) {
+	case sched.KickWasThere:
+		return hypercall.WaitKickPending
+	case sched.ValueChanged:
+		return hypercall.WaitValueChange
 	}
-	vm.waiting.Add(-1)
-	vm.wakes.Add(1)
-	h.waitAddr.Store(0)
 	return hypercall.WaitWoken
 }
 

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/vcpu"
+	"github.com/lhpvm/lhpvm/sched"
 )
 
 // VMResult is what a run of one VM measured and checked.
@@ -49,119 +48,21 @@ type VCPUResult struct {
 	KicksReceived uint64 `json:"kicks_received"`
 	CheckFailures uint64 `json:"check_failures"`
 	GuestCycles   uint64 `json:"guest_cycles"`
+	RunNs         int64  `json:"run_ns"`     // dispatched on a pCPU (scheduler's view)
+	StealNs       int64  `json:"steal_ns"`   // runnable, waiting for a pCPU
+	BlockedNs     int64  `json:"blocked_ns"` // in WAIT
+	Dispatches    uint64 `json:"dispatches"`
+	Preemptions   uint64 `json:"preemptions"`
+	LHPEvents     uint64 `json:"lhp_events"` // preempted holding a lock
+	LWPEvents     uint64 `json:"lwp_events"` // preempted next in line for a lock
 	*LockStats           // the lock workload's accounting
 }
 
-// deadlockTicks is how many watchdog ticks in a row every live vCPU must sit
-// in WAIT, with no WAIT returning, before the run is declared a lost wakeup.
-const (
-	watchdogTick  = 50 * time.Millisecond
-	deadlockTicks = 3
-)
-
-// Run starts every vCPU, waits until all have exited (or the watchdog, a
-// fault, or a lost wakeup ends the run), stops them, checks the results and
-// returns them. The VM can only be run once.
-func (vm *VM) Run() *VMResult {
-	err := vm.runVCPUs()
-	r := vm.collect()
-	if err == nil && r.Err != nil {
-		err = r.Err
-	}
-	if err == nil && vm.cfg.Workload.Check != nil {
-		err = vm.cfg.Workload.Check(r)
-	}
-	if err != nil {
-		r.Err, r.Error = err, err.Error()
-	}
-	r.OK = err == nil
-	return r
-}
-
-func (vm *VM) runVCPUs() error {
-	n := len(vm.vcpus)
-	vm.alive.Store(int32(n))
-	allDone := make(chan struct{})
-	for _, v := range vm.vcpus {
-		if err := <-v.Start(); err != nil {
-			vm.stopAll()
-			return err
-		}
-		go func(v *vcpu.VCPU) {
-			<-v.Done()
-			if vm.alive.Add(-1) == 0 {
-				close(allDone)
-			}
-		}(v)
-	}
-	vm.started = time.Now()
-	if vm.cfg.Duration > 0 {
-		t := time.AfterFunc(vm.cfg.Duration, vm.RequestStop)
-		defer t.Stop()
-	}
-	watchdog := time.NewTimer(vm.cfg.Timeout)
-	defer watchdog.Stop()
-	tick := time.NewTicker(watchdogTick)
-	defer tick.Stop()
-
-	stuck, lastWakes := 0, vm.wakes.Load()
-	for {
-		select {
-		case <-allDone:
-			return vm.firstFailure()
-		case err := <-vm.failed:
-			vm.failed <- err // keep it for firstFailure
-			vm.stopAll()
-			return err
-		case <-watchdog.C:
-			vm.stopAll()
-			return fmt.Errorf("%w: %s did not finish within %v:%s", ErrTimeout, vm.cfg.Name, vm.cfg.Timeout, vm.where())
-		case <-tick.C:
-			alive, waiting, wakes := vm.alive.Load(), vm.waiting.Load(), vm.wakes.Load()
-			if alive > 0 && waiting == alive && wakes == lastWakes {
-				stuck++
-			} else {
-				stuck = 0
-			}
-			lastWakes = wakes
-			if stuck >= deadlockTicks {
-				msg := vm.waiters()
-				vm.stopAll()
-				return fmt.Errorf("%w: every live vCPU of %s is blocked in WAIT and none is left to KICK it:%s",
-					ErrLostWakeup, vm.cfg.Name, msg)
-			}
-		}
-	}
-}
-
-// RequestStop asks the guest to finish its current operation and EXIT.
-func (vm *VM) RequestStop() { vm.mem.Store32(hypercall.BootInfoGPA+hypercall.OffStop, 1) }
-
-func (vm *VM) firstFailure() error {
-	select {
-	case err := <-vm.failed:
-		vm.failed <- err
-		return err
-	default:
-		return nil
-	}
-}
-
-// stopAll stops every vCPU and waits for each, with a grace period.
-func (vm *VM) stopAll() {
-	for _, v := range vm.vcpus {
-		v.Stop()
-	}
-	for _, v := range vm.vcpus {
-		_ = v.Wait(stopGrace)
-	}
-}
-
 // waiters describes the vCPUs blocked in WAIT.
-func (vm *VM) waiters() string {
+func (vm *VM) waiters(blocked func(id int) bool) string {
 	var b strings.Builder
 	for id := range vm.hs {
-		if gpa := vm.hs[id].waitAddr.Load(); gpa != 0 {
+		if gpa := vm.hs[id].waitAddr.Load(); gpa != 0 && blocked(id) {
 			fmt.Fprintf(&b, " vCPU %d in WAIT(%#x, expected %d; now %d);", id, gpa,
 				vm.hs[id].waitVal.Load(), vm.mem.Load32(gpa))
 		}
@@ -215,11 +116,55 @@ func (vm *VM) LockSlot(i int) hypercall.LockSlot {
 	return s
 }
 
-func (vm *VM) collect() *VMResult {
+// hints reads what vCPU id's guest publishes about its locks.
+func (vm *VM) hints(id int) sched.Hints {
+	page := vm.layout.Page(id)
+	state := vm.mem.Load32(page + hypercall.OffLockState)
+	return sched.Hints{
+		InCS:    vm.mem.Load32(page+hypercall.OffInCS) != 0,
+		Holding: state == hypercall.LockStateHolding,
+		Waiting: state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow,
+		LockID:  vm.mem.Load32(page + hypercall.OffLockID),
+		NextInLine: (state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow) &&
+			vm.nextInLine(vm.mem.Load32(page+hypercall.OffLockID), vm.mem.Load32(page+hypercall.OffTicket)),
+	}
+}
+
+// nextInLine reports whether ticket is the next to be served on lock id.
+// Only ticket-family locks have tickets; their slot layout is the guest's
+// (see guest/lock.h): the ticket now served is the low 32 bits of Word.
+func (vm *VM) nextInLine(lockID, ticket uint32) bool {
+	switch vm.cfg.LockKind {
+	case hypercall.LockTicket, hypercall.LockPVTicket, hypercall.LockPTicket:
+	default:
+		return false
+	}
+	if int(lockID) >= vm.cfg.Locks {
+		return false
+	}
+	head := uint32(vm.mem.Load64(vm.layout.LockSlot(int(lockID))))
+	return head == ticket
+}
+
+// result collects and checks the VM's results after a run.
+func (vm *VM) result(m *Machine) *VMResult {
+	r := vm.collect(m)
+	if r.Err == nil && vm.cfg.Workload.Check != nil {
+		r.Err = vm.cfg.Workload.Check(r)
+	}
+	if r.Err != nil {
+		r.Error = r.Err.Error()
+	}
+	r.OK = r.Err == nil
+	return r
+}
+
+func (vm *VM) collect(m *Machine) *VMResult {
 	r := &VMResult{Name: vm.cfg.Name, VCPUs: len(vm.vcpus), Workload: vm.cfg.Workload.Name, Image: vm.cfg.ImageName}
 	var minStart, maxEnd, hcCycles uint64
 	var failures []error
 	isLock := vm.cfg.Workload.ID == hypercall.WorkloadLock
+	var runTotal uint64
 	if isLock {
 		r.LockStats = &LockStats{Lock: lockName(vm.cfg.LockKind)}
 	}
@@ -232,6 +177,11 @@ func (vm *VM) collect() *VMResult {
 			BadHypercalls: h.badCalls.Load(), KicksReceived: h.kicksRecv.Load(),
 			CheckFailures: p.CheckFailures,
 		}
+		if sv := vm.sv[id]; sv != nil {
+			a := sv.Acct
+			vr.RunNs, vr.StealNs, vr.BlockedNs = a.Run.Nanoseconds(), a.Steal.Nanoseconds(), a.Blocked.Nanoseconds()
+			vr.Dispatches, vr.Preemptions, vr.LHPEvents, vr.LWPEvents = a.Dispatches, a.Preemptions, a.LHP, a.LWP
+		}
 		if p.EndTSC > p.StartTSC {
 			vr.GuestCycles = p.EndTSC - p.StartTSC
 			if minStart == 0 || p.StartTSC < minStart {
@@ -242,8 +192,15 @@ func (vm *VM) collect() *VMResult {
 		if isLock {
 			vr.LockStats = &LockStats{}
 			vr.LockStats.add(&p)
-			vr.LockStats.finish(vm.tscKHz)
 			r.LockStats.add(&p)
+			if m.pol.Exclusive() {
+				// Our scheduler knows when the vCPU really ran: spin is
+				// measured against host run time, not guest wall time.
+				run := uint64(vm.sv[id].Acct.Run.Nanoseconds()) * vm.tscKHz / 1e6
+				vr.LockStats.cycles = run
+				runTotal += run
+			}
+			vr.LockStats.finish(vm.tscKHz)
 		}
 		if p.CheckFailures > 0 {
 			first := ""
@@ -262,6 +219,9 @@ func (vm *VM) collect() *VMResult {
 		r.VCPU = append(r.VCPU, vr)
 	}
 	if isLock {
+		if m.pol.Exclusive() {
+			r.LockStats.cycles = runTotal
+		}
 		r.LockStats.finish(vm.tscKHz)
 	}
 	if len(failures) > 0 {
@@ -291,10 +251,5 @@ func (vm *VM) collect() *VMResult {
 	return r
 }
 
-// Abort ends a run from outside (e.g. Ctrl-C) with err.
-func (vm *VM) Abort(err error) {
-	select {
-	case vm.failed <- err:
-	default:
-	}
-}
+// RequestStop asks the guest to finish its current operation and EXIT.
+func (vm *VM) RequestStop() { vm.mem.Store32(hypercall.BootInfoGPA+hypercall.OffStop, 1) }

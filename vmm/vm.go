@@ -11,6 +11,7 @@ import (
 	"github.com/lhpvm/lhpvm/guest/prebuilt"
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
 
@@ -32,9 +33,6 @@ type Config struct {
 	ImageName  string
 	Workload   Workload
 	Iterations uint64        // per vCPU; 0 with Duration
-	Duration   time.Duration // 0 with Iterations
-	Timeout    time.Duration // watchdog; 0: 60 s
-	PCPUs      []int         // vCPU i is pinned to PCPUs[i%len]; empty: not pinned
 	Console    io.Writer     // guest PRINT output; nil: discarded
 
 	// Lock lab parameters, passed through BootInfo.
@@ -66,17 +64,16 @@ type VM struct {
 	hs    []vcpuHost
 	con   *console
 
-	alive   atomic.Int32  // vCPUs that have not finished
-	waiting atomic.Int32  // vCPUs blocked in WAIT
-	wakes   atomic.Uint64 // WAIT returns, to tell a deadlock from a transient
-	failed  chan error    // first fatal vCPU error
-	firstHC atomic.Int64  // when the first hypercall arrived (UnixNano)
-	started time.Time
+	firstHC atomic.Int64 // when the first hypercall arrived (UnixNano)
+
+	// Set when a Machine takes the VM.
+	m     *Machine
+	index int           // in the machine
+	sv    []*sched.VCPU // the scheduler's view of each vCPU
 }
 
 // vcpuHost is the VMM's state for one vCPU.
 type vcpuHost struct {
-	wake      chan struct{} // a pending KICK (capacity 1: kicks do not queue)
 	exited    bool
 	exitCode  uint64
 	badCalls  atomic.Uint64
@@ -89,9 +86,6 @@ type vcpuHost struct {
 func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 	if cfg.MemBytes == 0 {
 		cfg.MemBytes = defaultMem
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Name == "" {
 		cfg.Name = "vm0"
@@ -116,7 +110,7 @@ func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
 	}
-	vm := &VM{cfg: cfg, layout: layout, img: img, failed: make(chan error, 1)}
+	vm := &VM{cfg: cfg, layout: layout, img: img}
 	defer func() {
 		if err != nil {
 			vm.Close()
@@ -144,7 +138,6 @@ func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 	vm.con = newConsole(cfg.Console, cfg.Name, cfg.VCPUs)
 	vm.hs = make([]vcpuHost, cfg.VCPUs)
 	for id := 0; id < cfg.VCPUs; id++ {
-		vm.hs[id].wake = make(chan struct{}, 1)
 		k, err := vm.kvm.CreateVCPU(id)
 		if err != nil {
 			return nil, err
@@ -169,11 +162,7 @@ func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 				return nil, err
 			}
 		}
-		pcpu := -1
-		if len(cfg.PCPUs) > 0 {
-			pcpu = cfg.PCPUs[id%len(cfg.PCPUs)]
-		}
-		vm.vcpus = append(vm.vcpus, vcpu.New(id, pcpu, k, vm))
+		vm.vcpus = append(vm.vcpus, vcpu.New(id, -1, k, vm))
 	}
 	vm.writeBootInfo(mem)
 	return vm, nil

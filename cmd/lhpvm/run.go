@@ -29,6 +29,10 @@ type runFlags struct {
 	mem        string
 	timeout    time.Duration
 	image      string
+	policy     string
+	slice      time.Duration
+	skew       time.Duration
+	delayMax   time.Duration
 	json       bool
 	quiet      bool
 
@@ -46,19 +50,21 @@ type runFlags struct {
 // lockFlags only mean something to the lock workload.
 var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware"}
 
-// Report is the result of `lhpvm run`, printed whole with --json.
-type Report struct {
-	OK       bool            `json:"ok"`
-	Error    string          `json:"error"`
-	ElapsedS float64         `json:"elapsed_s"`
-	Sched    SchedReport     `json:"sched"`
-	VMs      []*vmm.VMResult `json:"vms"`
-}
-
-// SchedReport describes the host scheduling of the run.
-type SchedReport struct {
-	Policy string `json:"policy"`
-	PCPUs  []int  `json:"pcpus"`
+// policyHelp lists the policies and how they combine, for --help.
+func policyHelp() string {
+	var base, mods []string
+	for _, n := range sched.Names() {
+		if sched.IsModifier(n) {
+			mods = append(mods, n)
+		} else {
+			base = append(base, n)
+		}
+	}
+	h := strings.Join(base, ", ")
+	if len(mods) > 0 {
+		h += "; " + strings.Join(mods, ", ") + " alone (over rr) or after a base policy other than host, e.g. gang+" + mods[0]
+	}
+	return h
 }
 
 func newRunCmd() *cobra.Command {
@@ -91,6 +97,10 @@ Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 	fl.StringVar(&f.mem, "mem", "64M", "guest memory, e.g. 64M, 1G (a multiple of 2 MiB)")
 	fl.DurationVar(&f.timeout, "timeout", vmm.DefaultTimeout, "watchdog: fail the run if it has not finished by then")
 	fl.StringVar(&f.image, "image", "", "boot this guest ELF instead of the built-in guest")
+	fl.StringVar(&f.policy, "sched", "host", "scheduling policy: "+policyHelp())
+	fl.DurationVar(&f.slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
+	fl.DurationVar(&f.skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this")
+	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
 	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
@@ -106,40 +116,61 @@ Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 // defaultIterations per workload when neither --iterations nor --duration is set.
 var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "hog": 1000, "lock": 100000}
 
-func buildConfig(f runFlags) (vmm.Config, []int, error) {
+func buildConfig(f runFlags) (vmm.Config, vmm.MachineConfig, error) {
+	cfg, mc, err := buildVMConfig(f)
+	if err != nil {
+		return cfg, mc, err
+	}
+	if f.slice < sched.MinSlice || f.slice > sched.MaxSlice {
+		return cfg, mc, fmt.Errorf("--slice %v: must be between %v and %v", f.slice, sched.MinSlice, sched.MaxSlice)
+	}
+	if f.skew <= 0 || f.delayMax <= 0 {
+		return cfg, mc, fmt.Errorf("--skew and --delay-max must be positive")
+	}
+	mc.Policy = f.policy
+	mc.Options = sched.Options{Slice: f.slice, Skew: f.skew, DelayMax: f.delayMax}
+	if _, err := sched.New(f.policy, mc.Options); err != nil {
+		return cfg, mc, fmt.Errorf("--sched: %w", err)
+	}
+	mc.Duration, mc.Timeout = f.duration, f.timeout
+	return cfg, mc, nil
+}
+
+func buildVMConfig(f runFlags) (vmm.Config, vmm.MachineConfig, error) {
 	var cfg vmm.Config
+	var mc vmm.MachineConfig
 	wl, err := vmm.LookupWorkload(f.workload)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, mc, err
 	}
 	if f.vcpus < 1 || f.vcpus > 1024 {
-		return cfg, nil, fmt.Errorf("--vcpus %d: must be between 1 and 1024", f.vcpus)
+		return cfg, mc, fmt.Errorf("--vcpus %d: must be between 1 and 1024", f.vcpus)
 	}
 	if f.iterations > 0 && f.duration > 0 {
-		return cfg, nil, fmt.Errorf("--iterations and --duration both bound the run: give one")
+		return cfg, mc, fmt.Errorf("--iterations and --duration both bound the run: give one")
 	}
 	if f.duration < 0 || f.timeout <= 0 {
-		return cfg, nil, fmt.Errorf("--duration and --timeout must be positive")
+		return cfg, mc, fmt.Errorf("--duration and --timeout must be positive")
 	}
 	if f.duration > 0 && f.timeout <= f.duration {
-		return cfg, nil, fmt.Errorf("--timeout %v must be longer than --duration %v", f.timeout, f.duration)
+		return cfg, mc, fmt.Errorf("--timeout %v must be longer than --duration %v", f.timeout, f.duration)
 	}
 	mem, err := parseSize(f.mem)
 	if err != nil {
-		return cfg, nil, fmt.Errorf("--mem %q: %w", f.mem, err)
+		return cfg, mc, fmt.Errorf("--mem %q: %w", f.mem, err)
 	}
 	layout, err := vmm.NewLayout(mem, f.vcpus)
 	if err != nil {
-		return cfg, nil, fmt.Errorf("--mem %s, --vcpus %d: %w", f.mem, f.vcpus, err)
+		return cfg, mc, fmt.Errorf("--mem %s, --vcpus %d: %w", f.mem, f.vcpus, err)
 	}
 	allowed, err := host.AllowedCPUs()
 	if err != nil {
-		return cfg, nil, err
+		return cfg, mc, err
 	}
 	pcpus := allowed
 	if f.pcpus != "" {
 		if pcpus, err = sched.ParseCPUList(f.pcpus); err != nil {
-			return cfg, nil, fmt.Errorf("--pcpus: %w", err)
+			return cfg, mc, fmt.Errorf("--pcpus: %w", err)
 		}
 		ok := map[int]bool{}
 		for _, c := range allowed {
@@ -147,24 +178,22 @@ func buildConfig(f runFlags) (vmm.Config, []int, error) {
 		}
 		for _, c := range pcpus {
 			if !ok[c] {
-				return cfg, nil, fmt.Errorf("--pcpus: CPU %d is not available to this process (have %s)", c, sched.FormatCPUList(allowed))
+				return cfg, mc, fmt.Errorf("--pcpus: CPU %d is not available to this process (have %s)", c, sched.FormatCPUList(allowed))
 			}
 		}
 	}
-	cfg = vmm.Config{
-		Name: "vm0", VCPUs: f.vcpus, MemBytes: mem, Workload: wl,
-		Iterations: f.iterations, Duration: f.duration, Timeout: f.timeout, PCPUs: pcpus,
-	}
+	mc.PCPUs = pcpus
+	cfg = vmm.Config{Name: "vm0", VCPUs: f.vcpus, MemBytes: mem, Workload: wl, Iterations: f.iterations}
 	if wl.Name == "lock" {
 		lk, err := vmm.LookupLock(f.lock)
 		if err != nil {
-			return cfg, nil, fmt.Errorf("--lock: %w", err)
+			return cfg, mc, fmt.Errorf("--lock: %w", err)
 		}
 		if f.locks < 1 || f.locks > hypercall.MaxLocks {
-			return cfg, nil, fmt.Errorf("--locks %d: must be between 1 and %d", f.locks, hypercall.MaxLocks)
+			return cfg, mc, fmt.Errorf("--locks %d: must be between 1 and %d", f.locks, hypercall.MaxLocks)
 		}
 		if f.spinThreshold == 0 {
-			return cfg, nil, fmt.Errorf("--spin-threshold must be at least 1")
+			return cfg, mc, fmt.Errorf("--spin-threshold must be at least 1")
 		}
 		cfg.LockKind, cfg.Locks = lk.ID, f.locks
 		cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = f.csCycles, f.thinkCycles, f.spinThreshold
@@ -177,24 +206,24 @@ func buildConfig(f runFlags) (vmm.Config, []int, error) {
 	} else if f.changed != nil {
 		for _, name := range lockFlags {
 			if f.changed(name) {
-				return cfg, nil, fmt.Errorf("--%s applies to --workload lock only", name)
+				return cfg, mc, fmt.Errorf("--%s applies to --workload lock only", name)
 			}
 		}
 	}
-	if cfg.Iterations == 0 && cfg.Duration == 0 {
+	if cfg.Iterations == 0 && f.duration == 0 {
 		cfg.Iterations = defaultIterations[wl.Name]
 	}
 	if f.image != "" {
 		b, err := os.ReadFile(f.image)
 		if err != nil {
-			return cfg, nil, fmt.Errorf("--image: %w", err)
+			return cfg, mc, fmt.Errorf("--image: %w", err)
 		}
 		if _, err := vmm.ParseELF(b, layout.Image); err != nil {
-			return cfg, nil, fmt.Errorf("--image %s: %w", f.image, err)
+			return cfg, mc, fmt.Errorf("--image %s: %w", f.image, err)
 		}
 		cfg.Image, cfg.ImageName = b, f.image
 	}
-	return cfg, pcpus, nil
+	return cfg, mc, nil
 }
 
 // parseSize reads "64M", "64MiB", "1G", "65536K" or a plain number of MiB.
@@ -217,7 +246,7 @@ func parseSize(s string) (uint64, error) {
 }
 
 func runRun(out io.Writer, f runFlags) error {
-	cfg, pcpus, err := buildConfig(f)
+	cfg, mc, err := buildConfig(f)
 	if err != nil {
 		return err
 	}
@@ -226,40 +255,52 @@ func runRun(out io.Writer, f runFlags) error {
 	} else if !f.quiet {
 		cfg.Console = os.Stderr
 	}
-	rep := &Report{Sched: SchedReport{Policy: "host", PCPUs: pcpus}}
-	start := time.Now()
-	runErr := runVM(cfg, rep)
-	rep.ElapsedS = time.Since(start).Seconds()
-	if runErr != nil {
-		rep.Error = runErr.Error()
-	}
-	rep.OK = runErr == nil
+	res := runMachine(mc, cfg)
 	if f.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := enc.Encode(res); err != nil {
 			return runFailed{err}
 		}
 	} else {
-		printTable(out, rep)
+		printTable(out, res)
 	}
-	if runErr != nil {
-		return runFailed{runErr}
+	if res.Err != nil {
+		return runFailed{res.Err}
 	}
 	return nil
 }
 
-func runVM(cfg vmm.Config, rep *Report) error {
+// runMachine builds the VMs and runs them under one scheduler. Errors before
+// the run (KVM, policy admission) come back as a failed Result too.
+func runMachine(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+	start := time.Now()
+	failed := func(err error) *vmm.Result {
+		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(),
+			Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
+	}
 	sys, err := kvm.Open()
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	defer sys.Close()
-	vm, err := vmm.New(sys, cfg)
-	if err != nil {
-		return err
+	var vms []*vmm.VM
+	defer func() {
+		for _, vm := range vms {
+			vm.Close()
+		}
+	}()
+	for _, cfg := range cfgs {
+		vm, err := vmm.New(sys, cfg)
+		if err != nil {
+			return failed(fmt.Errorf("%s: %w", cfg.Name, err))
+		}
+		vms = append(vms, vm)
 	}
-	defer vm.Close()
+	m, err := vmm.NewMachine(mc, vms...)
+	if err != nil {
+		return failed(err)
+	}
 
 	// Ctrl-C ends the run like a failure, with the vCPUs stopped cleanly.
 	sig := make(chan os.Signal, 1)
@@ -267,16 +308,13 @@ func runVM(cfg vmm.Config, rep *Report) error {
 	defer signal.Stop(sig)
 	go func() {
 		if _, ok := <-sig; ok {
-			vm.Abort(errors.New("interrupted"))
+			m.Abort(errors.New("interrupted"))
 		}
 	}()
-
-	r := vm.Run()
-	rep.VMs = append(rep.VMs, r)
-	return r.Err
+	return m.Run()
 }
 
-func printTable(out io.Writer, rep *Report) {
+func printTable(out io.Writer, rep *vmm.Result) {
 	for _, r := range rep.VMs {
 		fmt.Fprintf(out, "\n%s: workload %s, %d vCPUs, image %s\n", r.Name, r.Workload, r.VCPUs, r.Image)
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -1,0 +1,366 @@
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vcpu"
+)
+
+// MachineConfig is how a set of VMs is run: on which host CPUs, under which
+// scheduling policy, for how long.
+type MachineConfig struct {
+	PCPUs    []int  // host CPUs the vCPUs run on
+	Policy   string // sched.New spec: "host", "rr", "gang+pv", ...
+	Options  sched.Options
+	Duration time.Duration // 0: until every vCPU EXITs (iterations)
+	Timeout  time.Duration // watchdog; 0: DefaultTimeout
+}
+
+// Machine runs VMs under one host scheduler.
+type Machine struct {
+	cfg    MachineConfig
+	vms    []*VM
+	pol    sched.Policy
+	st     *sched.State
+	s      *sched.Scheduler
+	wakes  atomic.Uint64 // KICKs that woke a blocked vCPU
+
+	failMu  sync.Mutex
+	failErr error         // the first fatal error
+	failed  chan struct{} // closed with the first fatal error
+}
+
+// Result is the outcome of a Machine run; --json prints it.
+type Result struct {
+	OK       bool        `json:"ok"`
+	Error    string      `json:"error"`
+	ElapsedS float64     `json:"elapsed_s"`
+	Sched    SchedResult `json:"sched"`
+	VMs      []*VMResult `json:"vms"`
+
+	Err error `json:"-"`
+}
+
+// SchedResult is the scheduler's accounting.
+type SchedResult struct {
+	Policy         string    `json:"policy"`
+	PCPUs          []int     `json:"pcpus"`
+	SliceUs        float64   `json:"slice_us"`
+	Switches       uint64    `json:"switches"`
+	LHPEvents      uint64    `json:"lhp_events"`
+	LWPEvents      uint64    `json:"lwp_events"`
+	IdleFraction   float64   `json:"idle_fraction"`
+	CoStops        uint64    `json:"costops"`
+	MaxSkewUs      float64   `json:"max_skew_us"`
+	DelayGrants    uint64    `json:"delay_grants"`
+	DelayOverruns  uint64    `json:"delay_overruns"`
+	DirectedYields uint64    `json:"directed_yields"`
+	WakeUs         Latencies `json:"wake_us"`
+}
+
+// Latencies are p50 and p99 in microseconds.
+type Latencies struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// NewMachine puts vms under one scheduler. It fails when the policy refuses
+// the machine (e.g. gang with a VM wider than the pCPUs).
+func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Policy == "" {
+		cfg.Policy = "host"
+	}
+	if cfg.Options.Slice == 0 {
+		cfg.Options.Slice = sched.DefaultSlice
+	}
+	if cfg.Options.Skew == 0 {
+		cfg.Options.Skew = sched.DefaultSkew
+	}
+	if cfg.Options.DelayMax == 0 {
+		cfg.Options.DelayMax = sched.DefaultDelayMax
+	}
+	if len(vms) == 0 {
+		return nil, errors.New("no VMs")
+	}
+	pol, err := sched.New(cfg.Policy, cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]int, len(vms))
+	for i, vm := range vms {
+		if vm.m != nil {
+			return nil, fmt.Errorf("VM %s already belongs to a machine", vm.cfg.Name)
+		}
+		counts[i] = len(vm.vcpus)
+	}
+	st, err := sched.NewState(cfg.PCPUs, counts, cfg.Options.Slice)
+	if err != nil {
+		return nil, err
+	}
+	for i, vm := range vms {
+		for _, sv := range st.VMs[i] {
+			sv.Name = fmt.Sprintf("%s/cpu%d", vm.cfg.Name, sv.ID)
+		}
+	}
+	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{})}
+	if m.s, err = sched.NewScheduler(st, pol, target{m}, nil); err != nil {
+		return nil, err
+	}
+	for i, vm := range vms {
+		vm.m, vm.index, vm.sv = m, i, st.VMs[i]
+	}
+	return m, nil
+}
+
+// wake is KICK: make sv runnable (or leave the kick pending).
+func (m *Machine) wake(sv *sched.VCPU) {
+	m.wakes.Add(1)
+	m.s.Wake(sv)
+}
+
+// Policy is the scheduling policy.
+func (m *Machine) Policy() sched.Policy { return m.pol }
+
+// fail records the machine's first fatal error and ends the calling vCPU.
+func (m *Machine) fail(err error) vcpu.Action {
+	m.Abort(err)
+	return vcpu.Action{Finish: true, Err: err}
+}
+
+// Abort ends a run from outside (e.g. Ctrl-C) with err. The first error of
+// a run is the one reported.
+func (m *Machine) Abort(err error) {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	if m.failErr == nil {
+		m.failErr = err
+		close(m.failed)
+	}
+}
+
+func (m *Machine) firstFailure() error {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	return m.failErr
+}
+
+// Watchdog tick, and how many ticks in a row every live vCPU of a VM must
+// sit in WAIT, with no KICK waking anyone, before it is a lost wakeup.
+const (
+	watchdogTick  = 50 * time.Millisecond
+	deadlockTicks = 3
+)
+
+// Run starts every vCPU (parked until the scheduler dispatches it), waits
+// until all have exited or the watchdog, a fault or a lost wakeup ends the
+// run, then checks and collects the results. A Machine runs once.
+func (m *Machine) Run() *Result {
+	start := time.Now()
+	err := m.run()
+	m.s.Stop()
+	res := &Result{ElapsedS: time.Since(start).Seconds(), Sched: m.schedResult()}
+	for _, vm := range m.vms {
+		r := vm.result(m)
+		res.VMs = append(res.VMs, r)
+		if err == nil && r.Err != nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		res.Err, res.Error = err, err.Error()
+	}
+	res.OK = err == nil
+	return res
+}
+
+func (m *Machine) run() error {
+	var alive atomic.Int32
+	allDone := make(chan struct{})
+	for _, vm := range m.vms {
+		alive.Add(int32(len(vm.vcpus)))
+	}
+	for _, vm := range m.vms {
+		for id, v := range vm.vcpus {
+			v.ParkSelf() // the scheduler dispatches it
+			if err := <-v.Start(); err != nil {
+				m.stopAll()
+				return err
+			}
+			go func(v *vcpu.VCPU, sv *sched.VCPU) {
+				<-v.Done()
+				if err := v.Err(); err != nil && !errors.Is(err, vcpu.ErrStopped) {
+					m.Abort(err)
+				}
+				m.s.Exit(sv)
+				if alive.Add(-1) == 0 {
+					close(allDone)
+				}
+			}(v, vm.sv[id])
+		}
+	}
+	m.s.Start(false)
+	if m.cfg.Duration > 0 {
+		t := time.AfterFunc(m.cfg.Duration, func() {
+			for _, vm := range m.vms {
+				vm.RequestStop()
+			}
+		})
+		defer t.Stop()
+	}
+	watchdog := time.NewTimer(m.cfg.Timeout)
+	defer watchdog.Stop()
+	tick := time.NewTicker(watchdogTick)
+	defer tick.Stop()
+
+	stuck := make([]int, len(m.vms))
+	lastWakes := m.wakes.Load()
+	for {
+		select {
+		case <-allDone:
+			return m.firstFailure()
+		case <-m.failed:
+			m.stopAll()
+			return m.firstFailure()
+		case <-watchdog.C:
+			m.stopAll()
+			var where strings.Builder
+			for _, vm := range m.vms {
+				if w := vm.where(); w != "" {
+					fmt.Fprintf(&where, " %s:%s;", vm.cfg.Name, w)
+				}
+			}
+			return fmt.Errorf("%w: the run did not finish within %v:%s", ErrTimeout, m.cfg.Timeout,
+				strings.TrimSuffix(where.String(), ";"))
+		case <-tick.C:
+			wakes := m.wakes.Load()
+			if err := m.checkDeadlock(stuck, wakes != lastWakes); err != nil {
+				m.stopAll()
+				return err
+			}
+			lastWakes = wakes
+		}
+	}
+}
+
+// checkDeadlock reports a VM whose live vCPUs have all been blocked in WAIT
+// for deadlockTicks ticks with no wakeup anywhere in between.
+func (m *Machine) checkDeadlock(stuck []int, woke bool) error {
+	var err error
+	m.s.Snapshot(func(st *sched.State) {
+		for i, vcpus := range st.VMs {
+			live, blocked := 0, 0
+			for _, v := range vcpus {
+				if v.Status != sched.Done {
+					live++
+				}
+				if v.Status == sched.Blocked {
+					blocked++
+				}
+			}
+			if live > 0 && blocked == live && !woke {
+				stuck[i]++
+			} else {
+				stuck[i] = 0
+			}
+			if stuck[i] >= deadlockTicks && err == nil {
+				vm := m.vms[i]
+				err = fmt.Errorf("%w: every live vCPU of %s is blocked in WAIT and none is left to KICK it:%s",
+					ErrLostWakeup, vm.cfg.Name, vm.waiters(func(id int) bool { return vcpus[id].Status == sched.Blocked }))
+			}
+		}
+	})
+	return err
+}
+
+// stopAll stops every vCPU and waits for each, with a grace period.
+func (m *Machine) stopAll() {
+	for _, vm := range m.vms {
+		for _, v := range vm.vcpus {
+			v.Stop()
+		}
+	}
+	for _, vm := range m.vms {
+		for _, v := range vm.vcpus {
+			_ = v.Wait(stopGrace)
+		}
+	}
+}
+
+func (m *Machine) schedResult() SchedResult {
+	st := m.st
+	r := SchedResult{
+		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
+		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
+		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
+	}
+	if !m.pol.Exclusive() {
+		r.SliceUs = 0 // Linux decides
+	}
+	for _, v := range st.VCPUs {
+		r.LHPEvents += v.Acct.LHP
+		r.LWPEvents += v.Acct.LWP
+	}
+	var busy, idle time.Duration
+	for _, p := range st.PCPUs {
+		busy += p.Busy
+		idle += p.Idle
+	}
+	if busy+idle > 0 {
+		r.IdleFraction = float64(idle) / float64(busy+idle)
+	}
+	p50, p99 := st.Acct.WakePercentiles()
+	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
+	return r
+}
+
+// target carries out scheduling decisions on the real vCPUs.
+type target struct{ m *Machine }
+
+func (t target) vcpu(sv *sched.VCPU) (*VM, *vcpu.VCPU) {
+	vm := t.m.vms[sv.VM]
+	return vm, vm.vcpus[sv.ID]
+}
+
+func (t target) Dispatch(sv *sched.VCPU, cpu int) {
+	_, v := t.vcpu(sv)
+	v.Dispatch(cpu)
+}
+
+func (t target) Preempt(sv *sched.VCPU, self bool) {
+	_, v := t.vcpu(sv)
+	if self {
+		v.ParkSelf()
+	} else {
+		v.RequestPark()
+	}
+}
+
+func (t target) Publish(sv *sched.VCPU, p sched.Published) {
+	vm, _ := t.vcpu(sv)
+	page := vm.layout.Page(sv.ID)
+	vm.mem.Store32(page+hypercall.OffPreempted, b2u(p.Preempted))
+	vm.mem.Store32(page+hypercall.OffYieldRequested, b2u(p.YieldRequested))
+	vm.mem.Store64(page+hypercall.OffStealNs, p.StealNs)
+}
+
+func (t target) Hints(sv *sched.VCPU) sched.Hints {
+	vm, _ := t.vcpu(sv)
+	return vm.hints(sv.ID)
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
