@@ -178,7 +178,7 @@ _Noreturn void guest_assert_fail(const char *file, int line, const char *expr);
 			guest_assert_fail(__FILE__, __LINE__, #cond);        \
 	} while (0)
 
-/* ---- workloads (bench.c, misbehave.c) ----------------------------------- */
+/* ---- workloads (bench.c, lockbench.c, misbehave.c) ---------------------- */
 
 /* Each returns the EXIT code of this vCPU (0 = success). */
 typedef int workload_fn(struct lhpvm_boot_info *bi, uint32_t id,
@@ -187,6 +187,7 @@ typedef int workload_fn(struct lhpvm_boot_info *bi, uint32_t id,
 workload_fn workload_hello;
 workload_fn workload_counter;
 workload_fn workload_null;
+workload_fn workload_lock; /* lockbench.c */
 workload_fn workload_hog;
 workload_fn workload_spin;
 workload_fn workload_fault_gp;

@@ -60,8 +60,7 @@ int guest_main(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *
 	case LHPVM_WORKLOAD_HOG:
 		return workload_hog(bi, id, page);
 	case LHPVM_WORKLOAD_LOCK:
-		printf("workload lock: not built yet\n");
-		return 3;
+		return workload_lock(bi, id, page);
 	case LHPVM_WORKLOAD_SPIN:
 		return workload_spin(bi, id, page);
 	case LHPVM_WORKLOAD_FAULT_GP:

@@ -25,12 +25,12 @@ type MachineConfig struct {
 
 // Machine runs VMs under one host scheduler.
 type Machine struct {
-	cfg    MachineConfig
-	vms    []*VM
-	pol    sched.Policy
-	st     *sched.State
-	s      *sched.Scheduler
-	wakes  atomic.Uint64 // KICKs that woke a blocked vCPU
+	cfg   MachineConfig
+	vms   []*VM
+	pol   sched.Policy
+	st    *sched.State
+	s     *sched.Scheduler
+	wakes atomic.Uint64 // KICKs that woke a blocked vCPU
 
 	failMu  sync.Mutex
 	failErr error         // the first fatal error

@@ -32,8 +32,8 @@ type Config struct {
 	Image      []byte // nil: the built-in guest
 	ImageName  string
 	Workload   Workload
-	Iterations uint64        // per vCPU; 0 with Duration
-	Console    io.Writer     // guest PRINT output; nil: discarded
+	Iterations uint64    // per vCPU; 0 with Duration
+	Console    io.Writer // guest PRINT output; nil: discarded
 
 	// Lock lab parameters, passed through BootInfo.
 	LockKind      uint32
