@@ -141,3 +141,21 @@ func Doc(name string) string { return registry[name].doc }
 
 // IsModifier reports whether name combines with base policies (pv, delay).
 func IsModifier(name string) bool { return registry[name].wrap != nil }
+
+// Queuer is what a base policy offers to the modifiers (pv, delay) so they
+// can act on its queues without knowing them. Every base policy except host
+// implements it.
+type Queuer interface {
+	// Boost moves runnable v to the front of its queue and ends the slice of
+	// what runs on that pCPU at the latest at until (the next Decide then
+	// dispatches v): "KICK wakes and runs the target soon".
+	Boost(s *State, v *VCPU, until time.Duration)
+	// HandOff gives the rest of running from's slice to runnable to, on
+	// from's pCPU; from goes back to its queue. False if not allowed (to is
+	// not runnable, or the policy cannot place it there).
+	HandOff(s *State, from, to *VCPU) bool
+	// Extend moves running v's slice end to until.
+	Extend(s *State, v *VCPU, until time.Duration)
+	// Expire ends running v's slice now (it yielded).
+	Expire(s *State, v *VCPU)
+}

@@ -1,5 +1,7 @@
 package sched
 
+import "time"
+
 // rr: our own round-robin with fixed slices, one FIFO queue per pCPU, vCPUs
 // placed round-robin, an idle pCPU steals from the longest queue. It knows
 // nothing of locks: the baseline that exhibits lock holder preemption.
@@ -126,4 +128,61 @@ func (p *rrPolicy) longestOther(i int) int {
 		}
 	}
 	return n
+}
+
+func (p *rrPolicy) pcpuOf(v *VCPU) int {
+	for i, c := range p.cur {
+		if c == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// Boost implements Queuer.
+func (p *rrPolicy) Boost(s *State, v *VCPU, until time.Duration) {
+	for i := range p.q {
+		if removed := removeVCPU(p.q[i], v); len(removed) != len(p.q[i]) {
+			p.q[i] = removed
+			break
+		}
+	}
+	if p.pcpuOf(v) >= 0 {
+		return // already running
+	}
+	p.q[v.Home] = append([]*VCPU{v}, p.q[v.Home]...)
+	if c := p.cur[v.Home]; c != nil && c.SliceEnd > until {
+		c.SliceEnd = until
+	}
+}
+
+// HandOff implements Queuer.
+func (p *rrPolicy) HandOff(s *State, from, to *VCPU) bool {
+	i := p.pcpuOf(from)
+	if i < 0 || to.Status != Runnable || p.pcpuOf(to) >= 0 {
+		return false
+	}
+	for j := range p.q {
+		p.q[j] = removeVCPU(p.q[j], to)
+	}
+	p.q[i] = append(p.q[i], from)
+	p.cur[i] = to
+	to.Home = i
+	// to inherits the rest of from's slice.
+	to.SliceEnd = from.SliceEnd
+	return true
+}
+
+// Extend implements Queuer.
+func (p *rrPolicy) Extend(s *State, v *VCPU, until time.Duration) {
+	if p.pcpuOf(v) >= 0 {
+		v.SliceEnd = until
+	}
+}
+
+// Expire implements Queuer.
+func (p *rrPolicy) Expire(s *State, v *VCPU) {
+	if i := p.pcpuOf(v); i >= 0 {
+		p.yielded[i] = true
+	}
 }
