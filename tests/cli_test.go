@@ -49,7 +49,11 @@ func lhpvm(t *testing.T, args ...string) (string, string, int) {
 	return stdout.String(), stderr.String(), code
 }
 
+var badScenario string
+
 func TestCLIUsageErrors(t *testing.T) {
+	badScenario = filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(badScenario, []byte("vms:\n  - {workload: hog, vcpu: 2}\n"), 0o644))
 	notELF := filepath.Join(t.TempDir(), "image.txt")
 	require.NoError(t, os.WriteFile(notELF, []byte("this is not an ELF file\n"), 0o644))
 	for _, tt := range []struct {
@@ -70,6 +74,16 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"both bounds", []string{"run", "--iterations", "5", "--duration", "1s"}, "give one"},
 		{"timeout not after duration", []string{"run", "--duration", "2s", "--timeout", "1s"}, "must be longer"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"unknown policy", []string{"run", "--sched", "fifo"}, `unknown scheduling policy "fifo"`},
+		{"host cannot be modified", []string{"run", "--sched", "host+pv"}, "host does not gate"},
+		{"slice too short", []string{"run", "--sched", "rr", "--slice", "10us"}, "--slice 10µs"},
+		{"lock flag without lock workload", []string{"run", "--workload", "counter", "--lock", "mcs"}, "applies to --workload lock only"},
+		{"unknown lock", []string{"run", "--workload", "lock", "--lock", "spin"}, `unknown lock "spin"`},
+		{"scenario and VM flags", []string{"run", "--scenario", "default", "--vcpus", "3"}, "with --scenario the scenario describes the VMs"},
+		{"missing scenario", []string{"run", "--scenario", "/nonexistent.yaml"}, "built-in scenarios"},
+		{"bad scenario", []string{"run", "--scenario", badScenario}, "field vcpu not found"},
+		{"unbounded hogs", []string{"run", "--workload", "hog"}, "nothing bounds the run"},
+		{"negative corunner", []string{"run", "--corunner", "-1"}, "--corunner -1"},
 		{"stray argument", []string{"run", "extra"}, "unknown command"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +174,30 @@ func TestCLIRun(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "hello from vCPU 1 of 2")
 		assert.Contains(t, stdout, ": ok")
+	})
+	t.Run("rr with a corunner", func(t *testing.T) {
+		r := runJSON(t, 0, "run", "--workload", "counter", "--vcpus", "2", "--corunner", "2", "--sched", "rr",
+			"--slice", "1ms", "--iterations", "200000")
+		require.True(t, r.OK, r.Error)
+		assert.Equal(t, "rr", r.Sched.Policy)
+		require.Len(t, r.VMs, 2)
+		assert.Equal(t, "hog", r.VMs[1].Name)
+		assert.Greater(t, r.VMs[1].Ops, uint64(0), "the hog ran while the counter VM did")
+	})
+	t.Run("scenario", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "s.yaml")
+		require.NoError(t, os.WriteFile(f, []byte(`
+sched: {policy: rr, slice: 2ms}
+duration: 200ms
+vms:
+  - {name: a, vcpus: 2, workload: counter}
+  - {name: b, vcpus: 1, workload: hog}
+`), 0o644))
+		r := runJSON(t, 0, "run", "--scenario", f)
+		require.True(t, r.OK, r.Error)
+		require.Len(t, r.VMs, 2)
+		assert.Equal(t, "a", r.VMs[0].Name)
+		assert.Equal(t, *r.VMs[0].CounterExpected, *r.VMs[0].CounterActual)
 	})
 	t.Run("timeout", func(t *testing.T) {
 		_, stderr, code := lhpvm(t, "run", "--workload", "spin", "--vcpus", "2", "--timeout", "300ms")

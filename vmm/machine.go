@@ -186,26 +186,47 @@ func (m *Machine) Run() *Result {
 func (m *Machine) run() error {
 	var alive atomic.Int32
 	allDone := make(chan struct{})
-	for _, vm := range m.vms {
+	// VMs bounded by neither iterations nor a duration (a co-runner) run as
+	// long as the bounded ones: stopped when the last of those finishes.
+	vmAlive := make([]atomic.Int32, len(m.vms))
+	var boundedAlive atomic.Int32
+	for i, vm := range m.vms {
 		alive.Add(int32(len(vm.vcpus)))
+		vmAlive[i].Store(int32(len(vm.vcpus)))
+		if !vm.cfg.UntilOthers {
+			boundedAlive.Add(1)
+		}
 	}
-	for _, vm := range m.vms {
+	vmDone := func(i int) {
+		if m.vms[i].cfg.UntilOthers || boundedAlive.Add(-1) > 0 {
+			return
+		}
+		for _, vm := range m.vms {
+			if vm.cfg.UntilOthers {
+				vm.RequestStop()
+			}
+		}
+	}
+	for i, vm := range m.vms {
 		for id, v := range vm.vcpus {
 			v.ParkSelf() // the scheduler dispatches it
 			if err := <-v.Start(); err != nil {
 				m.stopAll()
 				return err
 			}
-			go func(v *vcpu.VCPU, sv *sched.VCPU) {
+			go func(i int, v *vcpu.VCPU, sv *sched.VCPU) {
 				<-v.Done()
 				if err := v.Err(); err != nil && !errors.Is(err, vcpu.ErrStopped) {
 					m.Abort(err)
 				}
 				m.s.Exit(sv)
+				if vmAlive[i].Add(-1) == 0 {
+					vmDone(i)
+				}
 				if alive.Add(-1) == 0 {
 					close(allDone)
 				}
-			}(v, vm.sv[id])
+			}(i, v, vm.sv[id])
 		}
 	}
 	m.s.Start(false)

@@ -32,8 +32,11 @@ type Config struct {
 	Image      []byte // nil: the built-in guest
 	ImageName  string
 	Workload   Workload
-	Iterations uint64    // per vCPU; 0 with Duration
-	Console    io.Writer // guest PRINT output; nil: discarded
+	Iterations uint64 // per vCPU; 0 with Duration
+	// UntilOthers: the VM is a co-runner (hog) with no bound of its own; it
+	// is asked to stop when every other VM of the machine has finished.
+	UntilOthers bool
+	Console     io.Writer // guest PRINT output; nil: discarded
 
 	// Lock lab parameters, passed through BootInfo.
 	LockKind      uint32

@@ -7,14 +7,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/spf13/cobra"
@@ -35,6 +33,8 @@ type runFlags struct {
 	delayMax   time.Duration
 	json       bool
 	quiet      bool
+	scenario   string
+	corunner   int
 
 	lock           string
 	locks          int
@@ -103,6 +103,8 @@ Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
+	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
+	fl.IntVar(&f.corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
 	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks; vCPU i uses lock i mod N")
 	fl.Uint64Var(&f.csCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
@@ -113,149 +115,21 @@ Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
 	return cmd
 }
 
-// defaultIterations per workload when neither --iterations nor --duration is set.
-var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "hog": 1000, "lock": 100000}
-
-func buildConfig(f runFlags) (vmm.Config, vmm.MachineConfig, error) {
-	cfg, mc, err := buildVMConfig(f)
-	if err != nil {
-		return cfg, mc, err
-	}
-	if f.slice < sched.MinSlice || f.slice > sched.MaxSlice {
-		return cfg, mc, fmt.Errorf("--slice %v: must be between %v and %v", f.slice, sched.MinSlice, sched.MaxSlice)
-	}
-	if f.skew <= 0 || f.delayMax <= 0 {
-		return cfg, mc, fmt.Errorf("--skew and --delay-max must be positive")
-	}
-	mc.Policy = f.policy
-	mc.Options = sched.Options{Slice: f.slice, Skew: f.skew, DelayMax: f.delayMax}
-	if _, err := sched.New(f.policy, mc.Options); err != nil {
-		return cfg, mc, fmt.Errorf("--sched: %w", err)
-	}
-	mc.Duration, mc.Timeout = f.duration, f.timeout
-	return cfg, mc, nil
-}
-
-func buildVMConfig(f runFlags) (vmm.Config, vmm.MachineConfig, error) {
-	var cfg vmm.Config
-	var mc vmm.MachineConfig
-	wl, err := vmm.LookupWorkload(f.workload)
-	if err != nil {
-		return cfg, mc, err
-	}
-	if f.vcpus < 1 || f.vcpus > 1024 {
-		return cfg, mc, fmt.Errorf("--vcpus %d: must be between 1 and 1024", f.vcpus)
-	}
-	if f.iterations > 0 && f.duration > 0 {
-		return cfg, mc, fmt.Errorf("--iterations and --duration both bound the run: give one")
-	}
-	if f.duration < 0 || f.timeout <= 0 {
-		return cfg, mc, fmt.Errorf("--duration and --timeout must be positive")
-	}
-	if f.duration > 0 && f.timeout <= f.duration {
-		return cfg, mc, fmt.Errorf("--timeout %v must be longer than --duration %v", f.timeout, f.duration)
-	}
-	mem, err := parseSize(f.mem)
-	if err != nil {
-		return cfg, mc, fmt.Errorf("--mem %q: %w", f.mem, err)
-	}
-	layout, err := vmm.NewLayout(mem, f.vcpus)
-	if err != nil {
-		return cfg, mc, fmt.Errorf("--mem %s, --vcpus %d: %w", f.mem, f.vcpus, err)
-	}
-	allowed, err := host.AllowedCPUs()
-	if err != nil {
-		return cfg, mc, err
-	}
-	pcpus := allowed
-	if f.pcpus != "" {
-		if pcpus, err = sched.ParseCPUList(f.pcpus); err != nil {
-			return cfg, mc, fmt.Errorf("--pcpus: %w", err)
-		}
-		ok := map[int]bool{}
-		for _, c := range allowed {
-			ok[c] = true
-		}
-		for _, c := range pcpus {
-			if !ok[c] {
-				return cfg, mc, fmt.Errorf("--pcpus: CPU %d is not available to this process (have %s)", c, sched.FormatCPUList(allowed))
-			}
-		}
-	}
-	mc.PCPUs = pcpus
-	cfg = vmm.Config{Name: "vm0", VCPUs: f.vcpus, MemBytes: mem, Workload: wl, Iterations: f.iterations}
-	if wl.Name == "lock" {
-		lk, err := vmm.LookupLock(f.lock)
-		if err != nil {
-			return cfg, mc, fmt.Errorf("--lock: %w", err)
-		}
-		if f.locks < 1 || f.locks > hypercall.MaxLocks {
-			return cfg, mc, fmt.Errorf("--locks %d: must be between 1 and %d", f.locks, hypercall.MaxLocks)
-		}
-		if f.spinThreshold == 0 {
-			return cfg, mc, fmt.Errorf("--spin-threshold must be at least 1")
-		}
-		cfg.LockKind, cfg.Locks = lk.ID, f.locks
-		cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = f.csCycles, f.thinkCycles, f.spinThreshold
-		if f.delayHint {
-			cfg.Flags |= hypercall.FlagDelayHint
-		}
-		if f.preemptedAware {
-			cfg.Flags |= hypercall.FlagPreemptedAware
-		}
-	} else if f.changed != nil {
-		for _, name := range lockFlags {
-			if f.changed(name) {
-				return cfg, mc, fmt.Errorf("--%s applies to --workload lock only", name)
-			}
-		}
-	}
-	if cfg.Iterations == 0 && f.duration == 0 {
-		cfg.Iterations = defaultIterations[wl.Name]
-	}
-	if f.image != "" {
-		b, err := os.ReadFile(f.image)
-		if err != nil {
-			return cfg, mc, fmt.Errorf("--image: %w", err)
-		}
-		if _, err := vmm.ParseELF(b, layout.Image); err != nil {
-			return cfg, mc, fmt.Errorf("--image %s: %w", f.image, err)
-		}
-		cfg.Image, cfg.ImageName = b, f.image
-	}
-	return cfg, mc, nil
-}
-
-// parseSize reads "64M", "64MiB", "1G", "65536K" or a plain number of MiB.
-func parseSize(s string) (uint64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB"), "B")
-	mult := uint64(1 << 20)
-	switch {
-	case strings.HasSuffix(t, "K"):
-		mult, t = 1<<10, strings.TrimSuffix(t, "K")
-	case strings.HasSuffix(t, "M"):
-		t = strings.TrimSuffix(t, "M")
-	case strings.HasSuffix(t, "G"):
-		mult, t = 1<<30, strings.TrimSuffix(t, "G")
-	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 || n > (1<<44)/mult {
-		return 0, fmt.Errorf("not a size (try 64M or 1G)")
-	}
-	return n * mult, nil
-}
-
 func runRun(out io.Writer, f runFlags) error {
-	cfg, mc, err := buildConfig(f)
+	cfgs, mc, err := buildRun(f)
 	if err != nil {
 		return err
 	}
+	var console io.Writer
 	if !f.quiet && !f.json {
-		cfg.Console = out
+		console = out
 	} else if !f.quiet {
-		cfg.Console = os.Stderr
+		console = os.Stderr
 	}
-	res := runMachine(mc, cfg)
+	for i := range cfgs {
+		cfgs[i].Console = console
+	}
+	res := runMachine(mc, cfgs...)
 	if f.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -319,23 +193,28 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		fmt.Fprintf(out, "\n%s: workload %s, %d vCPUs, image %s\n", r.Name, r.Workload, r.VCPUs, r.Image)
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 		if r.LockStats != nil {
-			fmt.Fprintln(w, "vcpu\tpcpu\tstate\tacquisitions\tspin%\tp50-ns\tp99-ns\tmax-ns\tslow\twaits\tkicks\tyields\texits\t")
-			row := func(name, pcpu, state string, l *vmm.LockStats, exits uint64) {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%d\t\n", name, pcpu, state,
+			fmt.Fprintln(w, "vcpu\tpcpu\tacquisitions\tspin%\tp50-ns\tp99-ns\tmax-ns\tslow\twaits\tkicks\tyields\trun-ms\tsteal-ms\tpreempt\tlhp\tlwp\t")
+			row := func(name, pcpu string, l *vmm.LockStats, v vmm.VCPUResult) {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t\n", name, pcpu,
 					l.Acquisitions, 100*l.SpinFraction, l.AcquireNs.P50, l.AcquireNs.P99, l.AcquireNs.Max,
-					l.SlowPaths, l.Waits, l.Kicks, l.Yields, exits)
+					l.SlowPaths, l.Waits, l.Kicks, l.Yields, float64(v.RunNs)/1e6, float64(v.StealNs)/1e6,
+					v.Preemptions, v.LHPEvents, v.LWPEvents)
 			}
-			var exits uint64
+			var all vmm.VCPUResult
 			for _, v := range r.VCPU {
-				row(fmt.Sprint(v.ID), fmt.Sprint(v.PCPU), v.State, v.LockStats, v.Exits)
-				exits += v.Exits
+				row(fmt.Sprint(v.ID), fmt.Sprint(v.PCPU), v.LockStats, v)
+				all.RunNs += v.RunNs
+				all.StealNs += v.StealNs
+				all.Preemptions += v.Preemptions
+				all.LHPEvents += v.LHPEvents
+				all.LWPEvents += v.LWPEvents
 			}
-			row("all", "", "", r.LockStats, exits)
+			row("all", "", r.LockStats, all)
 		} else {
-			fmt.Fprintln(w, "vcpu\tpcpu\tstate\tops\texits\thypercalls\tbad\tkicks-recv\t")
+			fmt.Fprintln(w, "vcpu\tpcpu\tops\texits\thypercalls\tbad\tkicks-recv\trun-ms\tsteal-ms\tpreempt\t")
 			for _, v := range r.VCPU {
-				fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t\n", v.ID, v.PCPU, v.State, v.Ops, v.Exits,
-					v.Hypercalls, v.BadHypercalls, v.KicksReceived)
+				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%d\t\n", v.ID, v.PCPU, v.Ops, v.Exits,
+					v.Hypercalls, v.BadHypercalls, v.KicksReceived, float64(v.RunNs)/1e6, float64(v.StealNs)/1e6, v.Preemptions)
 			}
 		}
 		w.Flush()
@@ -354,5 +233,21 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if !rep.OK {
 		status = "FAILED (the reason is on stderr)"
 	}
-	fmt.Fprintf(out, "\npolicy %s on pCPUs %s, %.3f s: %s\n", rep.Sched.Policy, sched.FormatCPUList(rep.Sched.PCPUs), rep.ElapsedS, status)
+	sc := rep.Sched
+	fmt.Fprintf(out, "\nsched %s on pCPUs %s", sc.Policy, sched.FormatCPUList(sc.PCPUs))
+	if sc.SliceUs > 0 {
+		fmt.Fprintf(out, ", slice %v", time.Duration(sc.SliceUs)*time.Microsecond)
+	}
+	fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP, idle %.1f%%, wake p50 %.0fus p99 %.0fus",
+		sc.Switches, sc.LHPEvents, sc.LWPEvents, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
+	if sc.CoStops > 0 {
+		fmt.Fprintf(out, ", %d co-stops (max skew %.0fus)", sc.CoStops, sc.MaxSkewUs)
+	}
+	if sc.DelayGrants > 0 || sc.DelayOverruns > 0 {
+		fmt.Fprintf(out, ", %d delay grants, %d overruns", sc.DelayGrants, sc.DelayOverruns)
+	}
+	if sc.DirectedYields > 0 {
+		fmt.Fprintf(out, ", %d directed yields", sc.DirectedYields)
+	}
+	fmt.Fprintf(out, "\n%.3f s: %s\n", rep.ElapsedS, status)
 }
