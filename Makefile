@@ -4,7 +4,7 @@
 GO    ?= go
 BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
-ARGS  ?= --workload counter --vcpus 4 --iterations 1000000
+ARGS  ?= --scenario default
 
 .PHONY: all build guest run test check-fmt bench fuzz generate clean
 
