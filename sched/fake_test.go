@@ -18,6 +18,7 @@ type fakeTarget struct {
 	preempted  []string
 	published  map[int]Published
 	hints      map[int]Hints
+	probed     []string
 }
 
 func newFakeTarget() *fakeTarget {
@@ -28,6 +29,7 @@ func (t *fakeTarget) Dispatch(v *VCPU, cpu int)    { t.dispatched = append(t.dis
 func (t *fakeTarget) Preempt(v *VCPU, self bool)   { t.preempted = append(t.preempted, v.Name) }
 func (t *fakeTarget) Publish(v *VCPU, p Published) { t.published[v.Index] = p }
 func (t *fakeTarget) Hints(v *VCPU) Hints          { return t.hints[v.Index] }
+func (t *fakeTarget) Probe(v *VCPU)                { t.probed = append(t.probed, v.Name) }
 
 // rig is a scheduler over fake vCPUs.
 type rig struct {

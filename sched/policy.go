@@ -17,6 +17,7 @@ const (
 	EvExit                        // finished
 	EvPreempted                   // the mechanism took it off its pCPU (per the last Plan)
 	EvDispatched                  // the mechanism put it on a pCPU (per the last Plan)
+	EvProbed                      // a probe asked for in Plan.Probe came back; RIP is set
 )
 
 // Event is one change, for Policy.Event.
@@ -24,6 +25,7 @@ type Event struct {
 	Kind   EventKind
 	V      *VCPU
 	Target int
+	RIP    uint64 // EvProbed
 }
 
 // Assignment puts a vCPU on a pCPU (indexes into State.PCPUs).
@@ -43,6 +45,10 @@ type Plan struct {
 	// YieldRequest lists running vCPUs asked to YIELD at their next release
 	// (the delay policy).
 	YieldRequest []*VCPU
+	// Probe lists running vCPUs whose RIP the policy wants (monitor); each
+	// answer arrives later as an EvProbed event. A probe costs the vCPU one
+	// exit (tens of microseconds on nested KVM).
+	Probe []*VCPU
 }
 
 // Policy decides which vCPU runs where. One file per policy; a policy never

@@ -24,6 +24,9 @@ type Target interface {
 	Publish(v *VCPU, p Published)
 	// Hints reads what v's guest published.
 	Hints(v *VCPU) Hints
+	// Probe asks running v for its RIP; the answer comes back through
+	// Scheduler.Probed.
+	Probe(v *VCPU)
 }
 
 // Clock is monotonic time since the scheduler was made.
@@ -192,6 +195,18 @@ func (s *Scheduler) Yield(v *VCPU, target int) {
 	s.reschedule()
 }
 
+// Probed delivers the RIP a probe read.
+func (s *Scheduler) Probed(v *VCPU, rip uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.Status != Running {
+		return
+	}
+	s.st.Now = s.clock.Now()
+	s.pol.Event(s.st, Event{Kind: EvProbed, V: v, RIP: rip})
+	s.reschedule()
+}
+
 // Exit is EXIT (or any end of the vCPU's loop).
 func (s *Scheduler) Exit(v *VCPU) {
 	s.mu.Lock()
@@ -276,6 +291,12 @@ func (s *Scheduler) reschedule() {
 			pub.YieldRequested = yr[v]
 			v.published = pub
 			s.tgt.Publish(v, pub)
+		}
+	}
+	for _, v := range s.plan.Probe {
+		if v.Status == Running {
+			st.Acct.Probes++
+			s.tgt.Probe(v)
 		}
 	}
 	s.next = s.plan.Next

@@ -29,6 +29,20 @@ type Hints struct {
 	LockID     uint32
 }
 
+// AddrRange is a half-open range of guest code addresses.
+type AddrRange struct{ Start, End uint64 }
+
+// Contains reports whether addr lies in r.
+func (r AddrRange) Contains(addr uint64) bool { return addr >= r.Start && addr < r.End }
+
+// CodeMap is what the guest image says about its code, for policies that
+// look at RIPs instead of guest hints (monitor): where the lock wait loops
+// and the critical sections are. Empty ranges: the image does not say.
+type CodeMap struct {
+	Spin AddrRange
+	CS   AddrRange
+}
+
 // VCPU is the scheduler's view of one vCPU.
 type VCPU struct {
 	Index int // in State.VCPUs
@@ -80,6 +94,7 @@ type State struct {
 	PCPUs []*PCPU
 	VCPUs []*VCPU
 	VMs   [][]*VCPU // vCPUs by VM
+	Code  []CodeMap // by VM
 
 	Acct Acct
 }
@@ -91,6 +106,9 @@ type Acct struct {
 	DelayGrants    uint64
 	DelayOverruns  uint64
 	DirectedYields uint64
+	Probes         uint64 // RIP probes of running vCPUs (monitor)
+	Deferrals      uint64 // preemptions deferred for an unsafe RIP (monitor)
+	SpinPreempts   uint64 // spinners preempted in favour of others (monitor)
 	MaxSkew        time.Duration
 	WakeLatencies  []time.Duration // KICK -> running
 }
@@ -116,6 +134,7 @@ func NewState(pcpus []int, vmVCPUs []int, slice time.Duration) (*State, error) {
 		}
 		s.VMs = append(s.VMs, vs)
 	}
+	s.Code = make([]CodeMap, len(vmVCPUs))
 	return s, nil
 }
 

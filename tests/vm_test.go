@@ -223,3 +223,32 @@ func TestNoLeaks(t *testing.T) {
 		return n <= thr0+2
 	}, 5*time.Second, 50*time.Millisecond, "threads: %d before", thr0)
 }
+
+// TestProbeReadsRIP: a probe takes a vCPU spinning in ring 3 out of the
+// guest just long enough to read its RIP, and it runs on.
+func TestProbeReadsRIP(t *testing.T) {
+	sys := kvmtest.Open(t)
+	vm, err := vmm.New(sys, config(t, "spin", 1))
+	require.NoError(t, err)
+	defer vm.Close()
+	v := vm.VCPUs()[0]
+	rips := make(chan uint64, 1)
+	v.OnProbe = func(rip uint64) { rips <- rip }
+	require.NoError(t, <-v.Start())
+	time.Sleep(10 * time.Millisecond)
+	spin, ok := vm.Image().Symbol("spin_forever")
+	require.True(t, ok)
+	for i := 0; i < 5; i++ {
+		v.RequestProbe()
+		select {
+		case rip := <-rips:
+			assert.GreaterOrEqual(t, rip, spin.Value)
+			assert.Less(t, rip, spin.Value+spin.Size)
+		case <-time.After(2 * time.Second):
+			t.Fatal("no probe answer")
+		}
+		assert.Equal(t, vcpu.Running, v.State())
+	}
+	v.Stop()
+	require.NoError(t, v.Wait(5*time.Second))
+}

@@ -75,11 +75,14 @@ type VCPU struct {
 	k *kvm.VCPU
 	h Handler
 
-	state   atomic.Int32
-	tid     atomic.Int32
-	want    atomic.Int32 // host CPU to run on from the next dispatch; -1: not pinned
-	stopReq atomic.Bool
-	parkReq atomic.Bool
+	state    atomic.Int32
+	tid      atomic.Int32
+	want     atomic.Int32 // host CPU to run on from the next dispatch; -1: not pinned
+	stopReq  atomic.Bool
+	parkReq  atomic.Bool
+	probeReq atomic.Bool
+	// OnProbe receives the RIP read for a RequestProbe, on the vCPU's thread.
+	OnProbe func(rip uint64)
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -135,6 +138,14 @@ func (v *VCPU) Kick() {
 	if tid := v.tid.Load(); tid != 0 {
 		_ = host.Kick(int(tid)) // the thread may just have exited: harmless
 	}
+}
+
+// RequestProbe asks the vCPU to leave the guest briefly, read its RIP
+// (reported through OnProbe) and go on running: the monitor policy's view
+// of what a running vCPU is doing, without any help from the guest.
+func (v *VCPU) RequestProbe() {
+	v.probeReq.Store(true)
+	v.Kick()
 }
 
 // RequestPark asks the vCPU to leave the guest and park until Unpark.
@@ -236,6 +247,11 @@ func (v *VCPU) runLoop() error {
 			v.Stats.Interrupts.Add(1)
 			if t := v.Stats.LastKickNs.Load(); t != 0 {
 				v.Stats.KickToStop.Store(time.Now().UnixNano() - t)
+			}
+			if v.probeReq.Swap(false) && v.OnProbe != nil {
+				if r, err := v.k.GetRegs(); err == nil {
+					v.OnProbe(r.RIP)
+				}
 			}
 			continue
 		}

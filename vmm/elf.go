@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/lhpvm/lhpvm/sched"
 )
 
 // ErrBadImage: the guest image is not a loadable x86-64 ELF for this layout.
@@ -127,4 +129,20 @@ func (img *Image) Symbol(name string) (elf.Symbol, bool) {
 		}
 	}
 	return elf.Symbol{}, false
+}
+
+// codeMap reads the guest's code ranges from its symbols: the lock wait
+// loops in [__lhpvm_spin_start, __lhpvm_spin_end) and the critical sections
+// in [__lhpvm_cs_start, __lhpvm_cs_end) (see guest/guest.lds). An image
+// without them gets empty ranges.
+func (img *Image) codeMap() sched.CodeMap {
+	rng := func(start, end string) sched.AddrRange {
+		a, ok1 := img.Symbol(start)
+		b, ok2 := img.Symbol(end)
+		if !ok1 || !ok2 || b.Value < a.Value {
+			return sched.AddrRange{}
+		}
+		return sched.AddrRange{Start: a.Value, End: b.Value}
+	}
+	return sched.CodeMap{Spin: rng("__lhpvm_spin_start", "__lhpvm_spin_end"), CS: rng("__lhpvm_cs_start", "__lhpvm_cs_end")}
 }

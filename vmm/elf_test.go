@@ -124,3 +124,16 @@ func FuzzParseELF(f *testing.F) {
 		img.Load(mem)
 	})
 }
+
+func TestBuiltinCodeMap(t *testing.T) {
+	l, err := NewLayout(defaultMem, 4)
+	require.NoError(t, err)
+	img, err := ParseELF(prebuilt.Image, l.Image)
+	require.NoError(t, err)
+	cm := img.codeMap()
+	assert.Less(t, cm.Spin.Start, cm.Spin.End, "the guest marks its spin loops")
+	assert.Less(t, cm.CS.Start, cm.CS.End, "the guest marks its critical sections")
+	f, ok := img.Symbol("counter_tas_acquire")
+	require.True(t, ok)
+	assert.True(t, cm.Spin.Contains(f.Value))
+}

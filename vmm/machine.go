@@ -62,6 +62,9 @@ type SchedResult struct {
 	DelayGrants    uint64    `json:"delay_grants"`
 	DelayOverruns  uint64    `json:"delay_overruns"`
 	DirectedYields uint64    `json:"directed_yields"`
+	Probes         uint64    `json:"probes"`
+	Deferrals      uint64    `json:"deferrals"`
+	SpinPreempts   uint64    `json:"spin_preempts"`
 	WakeUs         Latencies `json:"wake_us"`
 }
 
@@ -118,6 +121,11 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 	}
 	for i, vm := range vms {
 		vm.m, vm.index, vm.sv = m, i, st.VMs[i]
+		st.Code[i] = vm.img.codeMap()
+		for id, v := range vm.vcpus {
+			sv := st.VMs[i][id]
+			v.OnProbe = func(rip uint64) { m.s.Probed(sv, rip) }
+		}
 	}
 	return m, nil
 }
@@ -323,6 +331,7 @@ func (m *Machine) schedResult() SchedResult {
 		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
 		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
 		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
+		Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
 	}
 	if !m.pol.Exclusive() {
 		r.SliceUs = 0 // Linux decides
@@ -377,6 +386,11 @@ func (t target) Publish(sv *sched.VCPU, p sched.Published) {
 func (t target) Hints(sv *sched.VCPU) sched.Hints {
 	vm, _ := t.vcpu(sv)
 	return vm.hints(sv.ID)
+}
+
+func (t target) Probe(sv *sched.VCPU) {
+	_, v := t.vcpu(sv)
+	v.RequestProbe()
 }
 
 func b2u(b bool) uint32 {

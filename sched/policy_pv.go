@@ -1,0 +1,207 @@
+package sched
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// pv: honours the paravirtual hypercalls on top of a base policy (any
+// Queuer; "pv" alone is pv over rr).
+//
+//   - WAIT blocks (the mechanism does it).
+//   - KICK: a vCPU woken from WAIT is boosted to the front of its queue and
+//     whatever runs on that pCPU gives way at the latest after the wake
+//     granularity, min(slice, 500us), instead of at the end of its slice.
+//     A woken vCPU that is still waiting when its deadline passes (another
+//     KICK jumped it) is boosted again, so every kicked vCPU gets a turn
+//     within a granularity of the one before it.
+//   - YIELD(target): a directed yield, as KVM's kvm_vcpu_on_spin: the rest
+//     of the yielder's slice goes to the target if it is eligible — in the
+//     same VM, Runnable (not running, not blocked, not exited) and not itself
+//     spinning (its Hints do not say Waiting). Otherwise, and for YIELD(-1),
+//     the yielder's slice just ends (yield to anyone).
+type pvPolicy struct {
+	base  Policy
+	q     Queuer // base as a Queuer; nil if it is not one (Admit refuses)
+	gran  time.Duration
+	hints func(*VCPU) Hints
+
+	blocked []bool          // by vCPU index: in WAIT, so its next EvRunnable is a KICK
+	kicked  []time.Duration // by vCPU index: boost deadline of a kicked, not yet dispatched vCPU (0: none)
+}
+
+// pvMaxWakeGranularity bounds how long a KICKed vCPU waits for the vCPU that
+// runs on its pCPU to give way.
+const pvMaxWakeGranularity = 500 * time.Microsecond
+
+func init() {
+	registerModifier("pv",
+		"paravirtual hints: KICK runs the woken vCPU within min(slice, 500us), YIELD(target) is a directed yield to a runnable, non-spinning vCPU",
+		func(base Policy, o Options) Policy {
+			slice := o.Slice
+			if slice <= 0 {
+				slice = DefaultSlice
+			}
+			q, _ := base.(Queuer)
+			return &pvPolicy{base: base, q: q, gran: min(slice, pvMaxWakeGranularity)}
+		})
+}
+
+func (p *pvPolicy) Name() string    { return p.base.Name() + "+pv" }
+func (p *pvPolicy) Exclusive() bool { return p.base.Exclusive() }
+func (p *pvPolicy) unwrap() Policy  { return p.base }
+
+func (p *pvPolicy) setHints(h func(*VCPU) Hints) { p.hints = h }
+
+func (p *pvPolicy) Admit(s *State) error {
+	if err := checkModifierBase(p, p.base, p.q, func(b Policy) bool { _, ok := b.(*pvPolicy); return ok }); err != nil {
+		return err
+	}
+	if err := p.base.Admit(s); err != nil {
+		return err
+	}
+	p.blocked = make([]bool, len(s.VCPUs))
+	p.kicked = make([]time.Duration, len(s.VCPUs))
+	return nil
+}
+
+func (p *pvPolicy) Event(s *State, ev Event) {
+	v := ev.V
+	switch ev.Kind {
+	case EvYield:
+		p.yield(s, v, ev.Target)
+		return // the base learns of the yield through HandOff or Expire
+	case EvBlocked:
+		p.blocked[v.Index], p.kicked[v.Index] = true, 0
+	case EvExit:
+		p.blocked[v.Index], p.kicked[v.Index] = false, 0
+	case EvDispatched:
+		p.kicked[v.Index] = 0
+	}
+	p.base.Event(s, ev)
+	if ev.Kind == EvRunnable && p.blocked[v.Index] {
+		// KICK: woken from WAIT (not the start of the run).
+		p.blocked[v.Index] = false
+		p.kicked[v.Index] = s.Now + p.gran
+		p.q.Boost(s, v, p.kicked[v.Index])
+	}
+}
+
+// yield is YIELD(target) from v.
+func (p *pvPolicy) yield(s *State, v *VCPU, target int) {
+	if t := p.yieldTarget(s, v, target); t != nil && p.q.HandOff(s, v, t) {
+		s.Acct.DirectedYields++
+		return
+	}
+	p.q.Expire(s, v)
+}
+
+// yieldTarget returns the vCPU v may hand its slice to, or nil.
+func (p *pvPolicy) yieldTarget(s *State, v *VCPU, target int) *VCPU {
+	if target < 0 || target >= len(s.VCPUs) {
+		return nil
+	}
+	t := s.VCPUs[target]
+	if t == v || t.VM != v.VM || t.Status != Runnable || hintsOf(p.hints, t).Waiting {
+		return nil
+	}
+	return t
+}
+
+func (p *pvPolicy) Decide(s *State) Plan {
+	// Boost again the kicked vCPUs whose deadline passed without a
+	// dispatch, latest deadline first so the earliest ends up in front.
+	var late []*VCPU
+	for _, v := range s.VCPUs {
+		if d := p.kicked[v.Index]; d != 0 && v.Status == Runnable && s.Now >= d {
+			late = append(late, v)
+		}
+	}
+	slices.SortStableFunc(late, func(a, b *VCPU) int { return cmp.Compare(p.kicked[b.Index], p.kicked[a.Index]) })
+	for _, v := range late {
+		p.kicked[v.Index] = s.Now + p.gran
+		p.q.Boost(s, v, p.kicked[v.Index])
+	}
+	plan := p.base.Decide(s)
+	// Come back at the deadline of every kicked vCPU that still waits.
+	for _, v := range s.VCPUs {
+		if d := p.kicked[v.Index]; d != 0 && v.Status == Runnable && !planRuns(plan, v) {
+			plan.Next = earliest(plan.Next, d)
+		}
+	}
+	return plan
+}
+
+// Boost implements Queuer (so that another modifier can wrap pv).
+func (p *pvPolicy) Boost(s *State, v *VCPU, until time.Duration) { p.q.Boost(s, v, until) }
+
+// HandOff implements Queuer.
+func (p *pvPolicy) HandOff(s *State, from, to *VCPU) bool { return p.q.HandOff(s, from, to) }
+
+// Extend implements Queuer.
+func (p *pvPolicy) Extend(s *State, v *VCPU, until time.Duration) { p.q.Extend(s, v, until) }
+
+// Expire implements Queuer.
+func (p *pvPolicy) Expire(s *State, v *VCPU) { p.q.Expire(s, v) }
+
+// Helpers shared by the modifiers (pv, delay).
+
+// hintUser is a modifier that reads the guest's hints.
+type hintUser interface{ setHints(h func(*VCPU) Hints) }
+
+// wrapper is a modifier around a base policy.
+type wrapper interface{ unwrap() Policy }
+
+// useHints gives every hint-reading modifier in p's chain the hint reader h
+// (the Target's Hints). NewScheduler must call it: policies see no Target.
+func useHints(p Policy, h func(*VCPU) Hints) {
+	for p != nil {
+		if u, ok := p.(hintUser); ok {
+			u.setHints(h)
+		}
+		w, ok := p.(wrapper)
+		if !ok {
+			return
+		}
+		p = w.unwrap()
+	}
+}
+
+// hintsOf reads v's hints through h; none without a reader.
+func hintsOf(h func(*VCPU) Hints, v *VCPU) Hints {
+	if h == nil {
+		return Hints{}
+	}
+	return h(v)
+}
+
+// checkModifierBase refuses a base that is not a Queuer, and a chain that
+// already holds the same modifier (same reports whether a policy is one).
+func checkModifierBase(m, base Policy, q Queuer, same func(Policy) bool) error {
+	if q == nil {
+		return fmt.Errorf("policy %s: base policy %q does not offer queue operations (Queuer), so the modifier cannot act on it", m.Name(), base.Name())
+	}
+	for b := base; b != nil; {
+		if same(b) {
+			return fmt.Errorf("policy %s: the same modifier appears twice", m.Name())
+		}
+		w, ok := b.(wrapper)
+		if !ok {
+			break
+		}
+		b = w.unwrap()
+	}
+	return nil
+}
+
+// planRuns reports whether plan runs v.
+func planRuns(plan Plan, v *VCPU) bool {
+	for _, a := range plan.Run {
+		if a.V == v {
+			return true
+		}
+	}
+	return false
+}
