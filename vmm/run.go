@@ -130,9 +130,11 @@ func (vm *VM) hints(id int) sched.Hints {
 	}
 }
 
-// nextInLine reports whether ticket is the next to be served on lock id.
-// Only ticket-family locks have tickets; their slot layout is the guest's
-// (see guest/lock.h): the ticket now served is the low 32 bits of Word.
+// nextInLine reports whether ticket is being served now or is the next to
+// be: preempting that waiter stalls the lock for everyone behind it (lock
+// waiter preemption). Only ticket-family locks have tickets; their slot
+// layout is the guest's (guest/lock.h): the ticket now served is the low 32
+// bits of Word.
 func (vm *VM) nextInLine(lockID, ticket uint32) bool {
 	switch vm.cfg.LockKind {
 	case hypercall.LockTicket, hypercall.LockPVTicket, hypercall.LockPTicket:
@@ -143,7 +145,7 @@ func (vm *VM) nextInLine(lockID, ticket uint32) bool {
 		return false
 	}
 	head := uint32(vm.mem.Load64(vm.layout.LockSlot(int(lockID))))
-	return head == ticket
+	return ticket-head <= 1 // wraps like the tickets do
 }
 
 // result collects and checks the VM's results after a run.

@@ -32,7 +32,7 @@ wakeups, a clean exit.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newRunCmd(), newWorkloadsCmd())
+	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd())
 	err := root.Execute()
 	if err == nil {
 		return
