@@ -23,10 +23,9 @@ import (
 //     spinning (its Hints do not say Waiting). Otherwise, and for YIELD(-1),
 //     the yielder's slice just ends (yield to anyone).
 type pvPolicy struct {
-	base  Policy
-	q     Queuer // base as a Queuer; nil if it is not one (Admit refuses)
-	gran  time.Duration
-	hints func(*VCPU) Hints
+	base Policy
+	q    Queuer // base as a Queuer; nil if it is not one (Admit refuses)
+	gran time.Duration
 
 	blocked []bool          // by vCPU index: in WAIT, so its next EvRunnable is a KICK
 	kicked  []time.Duration // by vCPU index: boost deadline of a kicked, not yet dispatched vCPU (0: none)
@@ -52,8 +51,6 @@ func init() {
 func (p *pvPolicy) Name() string    { return p.base.Name() + "+pv" }
 func (p *pvPolicy) Exclusive() bool { return p.base.Exclusive() }
 func (p *pvPolicy) unwrap() Policy  { return p.base }
-
-func (p *pvPolicy) setHints(h func(*VCPU) Hints) { p.hints = h }
 
 func (p *pvPolicy) Admit(s *State) error {
 	if err := checkModifierBase(p, p.base, p.q, func(b Policy) bool { _, ok := b.(*pvPolicy); return ok }); err != nil {
@@ -104,7 +101,7 @@ func (p *pvPolicy) yieldTarget(s *State, v *VCPU, target int) *VCPU {
 		return nil
 	}
 	t := s.VCPUs[target]
-	if t == v || t.VM != v.VM || t.Status != Runnable || hintsOf(p.hints, t).Waiting {
+	if t == v || t.VM != v.VM || t.Status != Runnable || s.HintsOf(t).Waiting {
 		return nil
 	}
 	return t
@@ -148,34 +145,8 @@ func (p *pvPolicy) Expire(s *State, v *VCPU) { p.q.Expire(s, v) }
 
 // Helpers shared by the modifiers (pv, delay).
 
-// hintUser is a modifier that reads the guest's hints.
-type hintUser interface{ setHints(h func(*VCPU) Hints) }
-
 // wrapper is a modifier around a base policy.
 type wrapper interface{ unwrap() Policy }
-
-// useHints gives every hint-reading modifier in p's chain the hint reader h
-// (the Target's Hints). NewScheduler must call it: policies see no Target.
-func useHints(p Policy, h func(*VCPU) Hints) {
-	for p != nil {
-		if u, ok := p.(hintUser); ok {
-			u.setHints(h)
-		}
-		w, ok := p.(wrapper)
-		if !ok {
-			return
-		}
-		p = w.unwrap()
-	}
-}
-
-// hintsOf reads v's hints through h; none without a reader.
-func hintsOf(h func(*VCPU) Hints, v *VCPU) Hints {
-	if h == nil {
-		return Hints{}
-	}
-	return h(v)
-}
 
 // checkModifierBase refuses a base that is not a Queuer, and a chain that
 // already holds the same modifier (same reports whether a policy is one).

@@ -63,6 +63,7 @@ type Scheduler struct {
 
 // NewScheduler makes a scheduler over st. clock may be nil (real time).
 func NewScheduler(st *State, pol Policy, tgt Target, clock Clock) (*Scheduler, error) {
+	st.Hints = tgt.Hints
 	if err := pol.Admit(st); err != nil {
 		return nil, err
 	}

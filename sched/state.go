@@ -97,6 +97,19 @@ type State struct {
 	Code  []CodeMap // by VM
 
 	Acct Acct
+
+	// Hints reads what a vCPU's guest publishes (set by NewScheduler from
+	// the Target). Policies that honour guest hints (pv, delay) read it;
+	// the monitor policy must not.
+	Hints func(*VCPU) Hints
+}
+
+// HintsOf is v's guest hints, or none without a reader.
+func (s *State) HintsOf(v *VCPU) Hints {
+	if s.Hints == nil {
+		return Hints{}
+	}
+	return s.Hints(v)
 }
 
 // Acct is the scheduler-wide accounting.
