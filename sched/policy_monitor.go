@@ -32,9 +32,11 @@ import "time"
 // goes to the tail of its queue (State.Acct.SpinPreempts). Its pCPU goes
 // to, in this order: a runnable sibling (same VM) last seen in a critical
 // section (likely the preempted holder), any runnable sibling, any other
-// runnable vCPU of its own queue, then of another queue, never to one whose
-// last probe saw it spinning. With no such vCPU it keeps running (rotating
-// one spinner for another buys nothing; the slice end still rotates).
+// runnable vCPU of its own queue, then of another queue, and only then to
+// one whose last probe saw it spinning: that view is stale (the lock may
+// have moved on while it waited), and under a FIFO lock rotating through the
+// spinners is how the waiter whose turn has come gets to run within a few
+// sample periods instead of a whole slice.
 //
 // Probe traffic. A probe costs the vCPU one exit, 30-50 us here. Each
 // running vCPU has at most one probe in flight, and probes are sent only
@@ -375,7 +377,7 @@ func (p *monitorPolicy) spinSuccessor(i int, v *VCPU) bool {
 	rank := func(j int, w *VCPU) int {
 		switch mw := p.m[w.Index]; {
 		case mw.lastSpin:
-			return -1 // known to spin too
+			return 4 // was spinning when last seen: a last resort
 		case w.VM == v.VM && mw.lastCS:
 			return 0 // a sibling last seen in a critical section: likely the holder
 		case w.VM == v.VM:
@@ -386,7 +388,7 @@ func (p *monitorPolicy) spinSuccessor(i int, v *VCPU) bool {
 			return 3
 		}
 	}
-	bestJ, bestK, bestR := -1, -1, 4
+	bestJ, bestK, bestR := -1, -1, 5
 	for n := range p.q {
 		j := (i + n) % len(p.q) // own queue first
 		for k, w := range p.q[j] {

@@ -312,19 +312,18 @@ func TestMonitorSpinnerSkipsKnownSpinners(t *testing.T) {
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu0"}}, r.running())
 	assert.EqualValues(t, 1, r.st.Acct.SpinPreempts)
 
-	// Everyone spins: spinners give way to those not known to spin, then the
-	// last keeps its pCPU to the end of its slice.
+	// Everyone spins: spinners give way to those not known to spin, then
+	// rotate among themselves (last seen spinning is stale: under a FIFO
+	// lock the waiter whose turn came is among them).
 	r = monRig(t, "monitor", monCode, 1, 3)
 	d = newMonDriver(r, 30*us, func(*VCPU) (uint64, bool) { return monSpinRIP, true })
 	d.runTo(3*time.Millisecond + 30*us)
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running())
 	d.runTo(6*time.Millisecond + 60*us)
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu2"}}, r.running())
-	d.runTo(16*time.Millisecond + 60*us - 1)
-	assert.Equal(t, map[int][]string{0: {"vm0/cpu2"}}, r.running(), "nobody better to run")
-	assert.EqualValues(t, 2, r.st.Acct.SpinPreempts)
-	d.runTo(16*time.Millisecond + 90*us)
-	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running(), "the slice end still rotates")
+	d.runTo(9*time.Millisecond + 90*us)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running(), "back to the first spinner")
+	assert.EqualValues(t, 3, r.st.Acct.SpinPreempts)
 }
 
 func TestMonitorSiblingInCSFirst(t *testing.T) {

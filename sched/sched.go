@@ -164,6 +164,7 @@ func (s *Scheduler) Block(v *VCPU, cond func() bool) BlockResult {
 	}
 	s.st.Now = s.clock.Now()
 	s.takeOff(v, true)
+	v.preemptedWaiting = false // the guest counts blocked time itself (wait cycles)
 	s.st.setStatus(v, Blocked)
 	s.pol.Event(s.st, Event{Kind: EvBlocked, V: v})
 	s.reschedule()
@@ -270,6 +271,7 @@ func (s *Scheduler) reschedule() {
 		p.Running = append(p.Running, v)
 		v.PCPU = a.PCPU
 		st.setStatus(v, Running)
+		v.preemptedWaiting = false
 		v.Acct.Dispatches++
 		st.Acct.Switches++
 		if v.kickedAt >= 0 {
@@ -317,6 +319,7 @@ func (s *Scheduler) preempt(v *VCPU) {
 		v.Acct.LWP++
 	}
 	v.Acct.Preemptions++
+	v.preemptedWaiting = h.Waiting
 	s.takeOff(v, false)
 	st.setStatus(v, Runnable)
 	s.tgt.Preempt(v, false)

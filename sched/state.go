@@ -54,11 +54,12 @@ type VCPU struct {
 	PCPU   int // pCPU index it runs on while Running, else -1
 	Home   int // pCPU index of its queue (policy-owned placement)
 
-	SliceEnd    time.Duration // end of the current slice, while Running
-	KickPending bool          // a KICK arrived while not blocked
-	kickedAt    time.Duration // when the KICK that woke it arrived (-1: none)
-	since       time.Duration // when Status last changed
-	published   Published     // last flags written to the guest
+	SliceEnd         time.Duration // end of the current slice, while Running
+	KickPending      bool          // a KICK arrived while not blocked
+	kickedAt         time.Duration // when the KICK that woke it arrived (-1: none)
+	since            time.Duration // when Status last changed
+	published        Published     // last flags written to the guest
+	preemptedWaiting bool          // preempted while its guest waited for a lock
 
 	// Policy-private scratch.
 	Prio     int
@@ -74,6 +75,10 @@ type VCPUAcct struct {
 	Preemptions         uint64
 	LHP                 uint64 // preempted while holding a lock
 	LWP                 uint64 // preempted while next in line for a lock
+	// StealWaiting is the part of Steal that began with a preemption while
+	// the guest was waiting for a lock: time inside the guest's measured
+	// spin window that the vCPU did not run.
+	StealWaiting time.Duration
 }
 
 // PCPU is one physical CPU the scheduler owns.
@@ -160,6 +165,9 @@ func (s *State) setStatus(v *VCPU, st Status) {
 		v.Progress += d
 	case Runnable:
 		v.Acct.Steal += d
+		if v.preemptedWaiting {
+			v.Acct.StealWaiting += d
+		}
 	case Blocked:
 		v.Acct.Blocked += d
 	}

@@ -166,7 +166,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 	var minStart, maxEnd, hcCycles uint64
 	var failures []error
 	isLock := vm.cfg.Workload.ID == hypercall.WorkloadLock
-	var runTotal uint64
+	var runTotal, spinTotal uint64
 	if isLock {
 		r.LockStats = &LockStats{Lock: lockName(vm.cfg.LockKind)}
 	}
@@ -197,10 +197,17 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			r.LockStats.add(&p)
 			if m.pol.Exclusive() {
 				// Our scheduler knows when the vCPU really ran: spin is
-				// measured against host run time, not guest wall time.
-				run := uint64(vm.sv[id].Acct.Run.Nanoseconds()) * vm.tscKHz / 1e6
+				// measured against host run time, not guest wall time, and
+				// the guest's spin window loses the time it did not run:
+				// blocked in WAIT (the guest's wait cycles) and preempted
+				// while waiting (the scheduler's steal-while-waiting).
+				a := vm.sv[id].Acct
+				run := uint64(a.Run.Nanoseconds()) * vm.tscKHz / 1e6
+				idle := p.WaitCycles + uint64(a.StealWaiting.Nanoseconds())*vm.tscKHz/1e6
+				vr.LockStats.SpinCycles = p.SpinCycles - min(idle, p.SpinCycles)
 				vr.LockStats.cycles = run
 				runTotal += run
+				spinTotal += vr.LockStats.SpinCycles
 			}
 			vr.LockStats.finish(vm.tscKHz)
 		}
@@ -222,7 +229,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 	}
 	if isLock {
 		if m.pol.Exclusive() {
-			r.LockStats.cycles = runTotal
+			r.LockStats.cycles, r.LockStats.SpinCycles = runTotal, spinTotal
 		}
 		r.LockStats.finish(vm.tscKHz)
 	}
