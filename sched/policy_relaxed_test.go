@@ -1,0 +1,142 @@
+package sched
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRelaxedCoStopsTheLeader(t *testing.T) {
+	r := newRig(t, "relaxed", 1, 2) // skew threshold 3 ms, slice 10 ms
+	v0, v1 := r.v(0, 0), r.v(0, 1)
+	r.advance(2 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
+	assert.Zero(t, r.st.Acct.CoStops)
+	r.advance(time.Millisecond) // 3 ms: vm0/cpu0 is 3 ms ahead of its waiting sibling
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running(), "the leader is co-stopped long before its slice ends")
+	assert.EqualValues(t, 1, r.st.Acct.CoStops)
+	assert.Equal(t, 3*time.Millisecond, r.st.Acct.MaxSkew)
+	// The laggard catches up and in turn gets ahead: siblings alternate
+	// instead of drifting a whole slice apart.
+	for r.clock.now < 9*time.Millisecond-500*time.Microsecond {
+		r.advance(500 * time.Microsecond)
+		assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running(), "at %v", r.clock.now)
+	}
+	r.advance(500 * time.Microsecond) // 9 ms
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
+	assert.EqualValues(t, 2, r.st.Acct.CoStops)
+	for r.clock.now < 60*time.Millisecond {
+		r.advance(500 * time.Microsecond)
+		d := v0.Acct.Run - v1.Acct.Run
+		assert.LessOrEqual(t, max(d, -d), 3*time.Millisecond, "at %v", r.clock.now)
+	}
+	assert.Equal(t, 3*time.Millisecond, r.st.Acct.MaxSkew)
+	r.s.Stop()
+	assert.Equal(t, 60*time.Millisecond, v0.Acct.Run+v1.Acct.Run)
+}
+
+func TestRelaxedBlockedSiblingMakesProgress(t *testing.T) {
+	r := newRig(t, "relaxed", 1, 2)
+	v0, v1 := r.v(0, 0), r.v(0, 1)
+	r.clock.now = 2 * time.Millisecond
+	r.s.Yield(v0, -1) // 2 ms ahead: below the threshold
+	r.check()
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running())
+	r.clock.now = 3 * time.Millisecond
+	require.Equal(t, Blocking, r.s.Block(v1, func() bool { return true }))
+	r.check()
+	// v1 idles in WAIT: that is progress, so v0 runs on, never co-stopped.
+	for r.clock.now < 30*time.Millisecond {
+		r.advance(500 * time.Microsecond)
+		assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running(), "at %v", r.clock.now)
+	}
+	r.s.Wake(v1)
+	r.check()
+	assert.Equal(t, 28*time.Millisecond, v1.Progress, "1 ms run, 27 ms blocked")
+	r.advance(500 * time.Microsecond)
+	assert.Zero(t, r.st.Acct.CoStops, "v1 is 1 ms behind, not 26")
+	assert.Equal(t, 2*time.Millisecond, r.st.Acct.MaxSkew, "at the yield")
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running(), "v0's slice ended long ago (as under rr)")
+}
+
+func TestRelaxedWaitingBehindAnotherVMIsNoSkew(t *testing.T) {
+	// Two single-vCPU VMs have no siblings: relaxed is rr.
+	r := newRig(t, "relaxed", 1, 1, 1)
+	r.advance(10 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm1/cpu0"}}, r.running())
+	r.advance(10 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
+	assert.Zero(t, r.st.Acct.CoStops)
+	assert.Zero(t, r.st.Acct.MaxSkew)
+}
+
+func TestRelaxedLaggardTakesItsSiblingsTurn(t *testing.T) {
+	r := newRig(t, "relaxed", 1, 2, 1) // queue: vm0/cpu0, vm0/cpu1, vm1/cpu0
+	r.clock.now = 2 * time.Millisecond
+	r.s.Yield(r.v(0, 0), -1)
+	r.check()
+	r.clock.now = 3 * time.Millisecond
+	r.s.Yield(r.v(0, 1), -1)
+	r.check()
+	assert.Equal(t, map[int][]string{0: {"vm1/cpu0"}}, r.running())
+	// Queue: vm0/cpu0 (2 ms of progress), vm0/cpu1 (1 ms). vm0's turn goes
+	// to the one behind.
+	r.advance(10 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running())
+	assert.Zero(t, r.st.Acct.CoStops)
+}
+
+func TestRelaxedIdlePCPUWaitsForRelease(t *testing.T) {
+	// vm0 has 3 vCPUs on 2 pCPUs: vm0/cpu2 waits, so the two that run are
+	// co-stopped together at 3 ms and pCPU 1 idles (nothing else may run)
+	// until they are back within half the threshold.
+	r := newRig(t, "relaxed", 2, 3)
+	r.advance(3 * time.Millisecond)
+	assert.EqualValues(t, 2, r.st.Acct.CoStops)
+	assert.Len(t, r.running(), 1)
+	assert.Equal(t, []string{"vm0/cpu2"}, r.running()[0])
+	r.advance(time.Millisecond)
+	assert.Len(t, r.running(), 1, "4 ms: skews are 2 ms")
+	r.advance(500 * time.Microsecond)
+	assert.Len(t, r.running(), 2, "4.5 ms: released at 1.5 ms of skew, the idle pCPU takes one")
+}
+
+func TestRelaxedRandom(t *testing.T) {
+	const skew = 3 * time.Millisecond
+	// After every step, no running vCPU is Skew ahead of its slowest
+	// runnable sibling (progress computed here from the accounting).
+	skewCheck := func(t *testing.T, r *rig) {
+		now := r.clock.now
+		prog := func(v *VCPU) time.Duration {
+			d := v.Acct.Run + v.Acct.Blocked
+			if v.Status == Running || v.Status == Blocked {
+				d += now - v.since
+			}
+			return d
+		}
+		for _, vs := range r.st.VMs {
+			slowest := time.Duration(-1)
+			for _, v := range vs {
+				if v.Status == Runnable || v.Status == Running {
+					if p := prog(v); slowest < 0 || p < slowest {
+						slowest = p
+					}
+				}
+			}
+			for _, v := range vs {
+				if v.Status == Running {
+					require.Less(t, prog(v)-slowest, skew, "%s at %v", v.Name, now)
+				}
+			}
+		}
+	}
+	for i, spec := range []string{"relaxed", "relaxed+pv", "relaxed+delay", "relaxed+pv+delay"} {
+		t.Run(spec, func(t *testing.T) {
+			for seed := uint64(0); seed < 3; seed++ {
+				policyWalk(t, spec, 1000+uint64(i)*100+seed, 3, skewCheck, 4, 2, 1, 3)
+			}
+		})
+	}
+}
