@@ -6,7 +6,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest run test check-fmt bench fuzz generate clean
+.PHONY: all build guest run test check-fmt bench fuzz soak generate clean
 
 all: build
 
@@ -21,11 +21,20 @@ run: build
 
 # Everything the project checks: formatting, vet, generated files current,
 # unit tests, end-to-end tests on /dev/kvm (skipped without it unless
-# LHPVM_REQUIRE_KVM=1), and a short fuzz of the ELF loader.
+# LHPVM_REQUIRE_KVM=1), the guest's locks on the host with pthreads (plain
+# and under ThreadSanitizer), and a short fuzz of the ELF loader.
 test: guest check-fmt
 	$(GO) vet ./...
+	$(MAKE) -C guest/hosttest check
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParseELF -fuzztime 10s ./vmm
+
+# A longer soak of the pv locks' WAIT/KICK paths on KVM: every contended
+# acquisition through the slow path, several policies, no lost wakeup.
+soak: build
+	for lock in pvticket pvqspin; do for pol in host rr rr+pv monitor+pv; do \
+		./$(BIN) run --workload lock --lock $$lock --vcpus 8 --spin-threshold 1 --sched $$pol \
+			--duration 10s --quiet || exit 1; done; done
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,4 +51,5 @@ generate:
 
 clean:
 	$(MAKE) -C guest clean
+	$(MAKE) -C guest/hosttest clean
 	rm -rf bin
