@@ -52,11 +52,9 @@ import "time"
 // came), is ignored. A RIP is a snapshot: the vCPU goes on running after the
 // probe, so "safe" means safe a few microseconds before the preemption.
 type monitorPolicy struct {
-	slice   sliceClock
-	cur     []*VCPU   // per pCPU: the vCPU it runs
-	q       [][]*VCPU // per pCPU: runnable vCPUs waiting, FIFO
-	yielded []bool    // per pCPU: cur yielded, rotate at once
-	m       []monVCPU // per vCPU index
+	slice sliceClock
+	runQueues
+	m []monVCPU // per vCPU index
 
 	probeTimeout time.Duration
 	deferStep    time.Duration
@@ -119,7 +117,7 @@ func (p *monitorPolicy) Exclusive() bool { return true }
 
 func (p *monitorPolicy) Admit(s *State) error {
 	n := len(s.PCPUs)
-	p.cur, p.q, p.yielded = make([]*VCPU, n), make([][]*VCPU, n), make([]bool, n)
+	p.init(n)
 	p.m = make([]monVCPU, len(s.VCPUs))
 	return nil
 }
@@ -185,29 +183,6 @@ func (p *monitorPolicy) probed(s *State, v *VCPU, rip uint64) {
 		} else {
 			m.gate = gateGo
 		}
-	}
-}
-
-func (p *monitorPolicy) queued(v *VCPU) bool {
-	for i := range p.q {
-		if p.cur[i] == v {
-			return true
-		}
-		for _, w := range p.q[i] {
-			if w == v {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (p *monitorPolicy) remove(v *VCPU) {
-	for i := range p.q {
-		if p.cur[i] == v {
-			p.cur[i] = nil
-		}
-		p.q[i] = removeVCPU(p.q[i], v)
 	}
 }
 
@@ -404,88 +379,4 @@ func (p *monitorPolicy) spinSuccessor(i int, v *VCPU) bool {
 	p.q[bestJ] = append(p.q[bestJ][:bestK], p.q[bestJ][bestK+1:]...)
 	p.q[i] = append([]*VCPU{w}, p.q[i]...)
 	return true
-}
-
-// stealInto moves the last waiter of the longest other queue to queue i.
-func (p *monitorPolicy) stealInto(i int) {
-	best := -1
-	for j := range p.q {
-		if j != i && len(p.q[j]) > 0 && (best < 0 || len(p.q[j]) > len(p.q[best])) {
-			best = j
-		}
-	}
-	if best < 0 {
-		return
-	}
-	v := p.q[best][len(p.q[best])-1]
-	p.q[best] = p.q[best][:len(p.q[best])-1]
-	p.q[i] = append(p.q[i], v)
-}
-
-func (p *monitorPolicy) longestOther(i int) int {
-	n := 0
-	for j := range p.q {
-		if j != i {
-			n = max(n, len(p.q[j]))
-		}
-	}
-	return n
-}
-
-func (p *monitorPolicy) pcpuOf(v *VCPU) int {
-	for i, c := range p.cur {
-		if c == v {
-			return i
-		}
-	}
-	return -1
-}
-
-// Boost implements Queuer. A held slice end (waiting for a probe answer, or
-// deferred) is not cut short: the hold is bounded already.
-func (p *monitorPolicy) Boost(s *State, v *VCPU, until time.Duration) {
-	for i := range p.q {
-		if removed := removeVCPU(p.q[i], v); len(removed) != len(p.q[i]) {
-			p.q[i] = removed
-			break
-		}
-	}
-	if p.pcpuOf(v) >= 0 {
-		return // already running
-	}
-	p.q[v.Home] = append([]*VCPU{v}, p.q[v.Home]...)
-	if c := p.cur[v.Home]; c != nil && c.SliceEnd > until {
-		c.SliceEnd = until
-	}
-}
-
-// HandOff implements Queuer.
-func (p *monitorPolicy) HandOff(s *State, from, to *VCPU) bool {
-	i := p.pcpuOf(from)
-	if i < 0 || to.Status != Runnable || p.pcpuOf(to) >= 0 {
-		return false
-	}
-	for j := range p.q {
-		p.q[j] = removeVCPU(p.q[j], to)
-	}
-	p.q[i] = append(p.q[i], from)
-	p.cur[i] = to
-	to.Home = i
-	// to inherits the rest of from's slice.
-	to.SliceEnd = from.SliceEnd
-	return true
-}
-
-// Extend implements Queuer.
-func (p *monitorPolicy) Extend(s *State, v *VCPU, until time.Duration) {
-	if p.pcpuOf(v) >= 0 {
-		v.SliceEnd = until
-	}
-}
-
-// Expire implements Queuer.
-func (p *monitorPolicy) Expire(s *State, v *VCPU) {
-	if i := p.pcpuOf(v); i >= 0 {
-		p.yielded[i] = true
-	}
 }

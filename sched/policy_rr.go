@@ -1,15 +1,11 @@
 package sched
 
-import "time"
-
 // rr: our own round-robin with fixed slices, one FIFO queue per pCPU, vCPUs
 // placed round-robin, an idle pCPU steals from the longest queue. It knows
 // nothing of locks: the baseline that exhibits lock holder preemption.
 type rrPolicy struct {
-	slice   sliceClock
-	cur     []*VCPU   // per pCPU: the vCPU it runs
-	q       [][]*VCPU // per pCPU: runnable vCPUs waiting, FIFO
-	yielded []bool    // per pCPU: cur yielded, rotate at once
+	slice sliceClock
+	runQueues
 }
 
 func init() {
@@ -22,7 +18,7 @@ func (p *rrPolicy) Exclusive() bool { return true }
 
 func (p *rrPolicy) Admit(s *State) error {
 	n := len(s.PCPUs)
-	p.cur, p.q, p.yielded = make([]*VCPU, n), make([][]*VCPU, n), make([]bool, n)
+	p.init(n)
 	return nil
 }
 
@@ -41,29 +37,6 @@ func (p *rrPolicy) Event(s *State, ev Event) {
 				p.yielded[i] = true
 			}
 		}
-	}
-}
-
-func (p *rrPolicy) queued(v *VCPU) bool {
-	for i := range p.q {
-		if p.cur[i] == v {
-			return true
-		}
-		for _, w := range p.q[i] {
-			if w == v {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (p *rrPolicy) remove(v *VCPU) {
-	for i := range p.q {
-		if p.cur[i] == v {
-			p.cur[i] = nil
-		}
-		p.q[i] = removeVCPU(p.q[i], v)
 	}
 }
 
@@ -102,87 +75,4 @@ func (p *rrPolicy) Decide(s *State) Plan {
 		}
 	}
 	return plan
-}
-
-// stealInto moves the last waiter of the longest other queue to queue i.
-func (p *rrPolicy) stealInto(i int) {
-	best := -1
-	for j := range p.q {
-		if j != i && len(p.q[j]) > 0 && (best < 0 || len(p.q[j]) > len(p.q[best])) {
-			best = j
-		}
-	}
-	if best < 0 {
-		return
-	}
-	v := p.q[best][len(p.q[best])-1]
-	p.q[best] = p.q[best][:len(p.q[best])-1]
-	p.q[i] = append(p.q[i], v)
-}
-
-func (p *rrPolicy) longestOther(i int) int {
-	n := 0
-	for j := range p.q {
-		if j != i {
-			n = max(n, len(p.q[j]))
-		}
-	}
-	return n
-}
-
-func (p *rrPolicy) pcpuOf(v *VCPU) int {
-	for i, c := range p.cur {
-		if c == v {
-			return i
-		}
-	}
-	return -1
-}
-
-// Boost implements Queuer.
-func (p *rrPolicy) Boost(s *State, v *VCPU, until time.Duration) {
-	for i := range p.q {
-		if removed := removeVCPU(p.q[i], v); len(removed) != len(p.q[i]) {
-			p.q[i] = removed
-			break
-		}
-	}
-	if p.pcpuOf(v) >= 0 {
-		return // already running
-	}
-	p.q[v.Home] = append([]*VCPU{v}, p.q[v.Home]...)
-	if c := p.cur[v.Home]; c != nil && c.SliceEnd > until {
-		c.SliceEnd = until
-	}
-}
-
-// HandOff implements Queuer.
-func (p *rrPolicy) HandOff(s *State, from, to *VCPU) bool {
-	i := p.pcpuOf(from)
-	if i < 0 || to.Status != Runnable || p.pcpuOf(to) >= 0 {
-		return false
-	}
-	for j := range p.q {
-		p.q[j] = removeVCPU(p.q[j], to)
-	}
-	p.q[i] = append(p.q[i], from)
-	p.cur[i] = to
-	to.Home = i
-	// to inherits the rest of from's slice.
-	to.SliceEnd = from.SliceEnd
-	return true
-}
-
-// Extend implements Queuer.
-func (p *rrPolicy) Extend(s *State, v *VCPU, until time.Duration) {
-	if p.pcpuOf(v) >= 0 {
-		v.SliceEnd = until
-	}
-}
-
-// Expire implements Queuer.
-func (p *rrPolicy) Expire(s *State, v *VCPU) {
-	if i := p.pcpuOf(v); i >= 0 {
-		p.yielded[i] = true
-	}
 }

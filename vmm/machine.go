@@ -136,6 +136,12 @@ func (m *Machine) wake(sv *sched.VCPU) {
 	m.s.Wake(sv)
 }
 
+// Scheduler is the machine's scheduler (for benchmarks and tools).
+func (m *Machine) Scheduler() *sched.Scheduler { return m.s }
+
+// SchedVCPUs are the scheduler's views of vm's vCPUs.
+func (m *Machine) SchedVCPUs(vm int) []*sched.VCPU { return m.st.VMs[vm] }
+
 // Policy is the scheduling policy.
 func (m *Machine) Policy() sched.Policy { return m.pol }
 

@@ -116,36 +116,44 @@ func (vm *VM) LockSlot(i int) hypercall.LockSlot {
 	return s
 }
 
-// hints reads what vCPU id's guest publishes about its locks.
+// hints reads what vCPU id's guest publishes about its locks. For a ticket
+// lock a waiter whose ticket is being served has in fact been granted the
+// lock (it just has not seen it yet): preempting it is lock holder
+// preemption. The waiter right behind it is next in line: preempting that
+// one stalls everyone behind it (lock waiter preemption).
 func (vm *VM) hints(id int) sched.Hints {
 	page := vm.layout.Page(id)
 	state := vm.mem.Load32(page + hypercall.OffLockState)
-	return sched.Hints{
+	lockID := vm.mem.Load32(page + hypercall.OffLockID)
+	h := sched.Hints{
 		InCS:    vm.mem.Load32(page+hypercall.OffInCS) != 0,
 		Holding: state == hypercall.LockStateHolding,
 		Waiting: state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow,
-		LockID:  vm.mem.Load32(page + hypercall.OffLockID),
-		NextInLine: (state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow) &&
-			vm.nextInLine(vm.mem.Load32(page+hypercall.OffLockID), vm.mem.Load32(page+hypercall.OffTicket)),
+		LockID:  lockID,
 	}
+	if h.Waiting {
+		if pos, ok := vm.ticketPosition(lockID, vm.mem.Load32(page+hypercall.OffTicket)); ok {
+			h.Holding = pos == 0
+			h.NextInLine = pos == 1
+		}
+	}
+	return h
 }
 
-// nextInLine reports whether ticket is being served now or is the next to
-// be: preempting that waiter stalls the lock for everyone behind it (lock
-// waiter preemption). Only ticket-family locks have tickets; their slot
-// layout is the guest's (guest/lock.h): the ticket now served is the low 32
-// bits of Word.
-func (vm *VM) nextInLine(lockID, ticket uint32) bool {
+// ticketPosition is how far ticket is from being served on lock id (0: it is
+// served now), for the ticket-family locks. Their slot layout is the
+// guest's (guest/lock.h): the ticket now served is the low 32 bits of Word.
+func (vm *VM) ticketPosition(lockID, ticket uint32) (uint32, bool) {
 	switch vm.cfg.LockKind {
 	case hypercall.LockTicket, hypercall.LockPVTicket, hypercall.LockPTicket:
 	default:
-		return false
+		return 0, false
 	}
 	if int(lockID) >= vm.cfg.Locks {
-		return false
+		return 0, false
 	}
 	head := uint32(vm.mem.Load64(vm.layout.LockSlot(int(lockID))))
-	return ticket-head <= 1 // wraps like the tickets do
+	return ticket - head, true // wraps like the tickets do
 }
 
 // result collects and checks the VM's results after a run.
