@@ -50,6 +50,15 @@ type runFlags struct {
 // lockFlags only mean something to the lock workload.
 var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware"}
 
+// policyList is one line per policy, for --help.
+func policyList() string {
+	var b strings.Builder
+	for _, n := range sched.Names() {
+		fmt.Fprintf(&b, "  %-8s %s\n", n, sched.Doc(n))
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
 // policyHelp lists the policies and how they combine, for --help.
 func policyHelp() string {
 	var base, mods []string
@@ -72,16 +81,23 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Boot a VM and run a workload in it",
-		Long: `Boot a VM from the built-in guest (or --image) with --vcpus vCPUs, each on its
-own OS thread pinned round-robin to the host CPUs of --pcpus, run --workload
-until --iterations (per vCPU) or --duration, and check the result.
+		Long: `Boot a VM from the built-in guest (or --image) with --vcpus vCPUs, run
+--workload until --iterations (per vCPU) or --duration under the host
+scheduler's --sched policy on the host CPUs of --pcpus, and check the result.
+--scenario runs several VMs described in YAML; --corunner adds a CPU hog VM.
 
 Workloads: ` + strings.Join(vmm.WorkloadNames(false), ", ") + ` (and test workloads: lhpvm workloads).
 Locks (--workload lock): ` + strings.Join(vmm.LockNames(false), ", ") + `.
-Scheduling policy: host (threads pinned round-robin, Linux time-slices them).`,
+
+Scheduling policies (--sched):
+` + policyList() + `
+pv and delay combine with every base policy but host: gang+pv, balance+pv+delay, ...`,
 		Example: `  lhpvm run --workload hello --vcpus 8 --pcpus 0,1
   lhpvm run --workload counter --vcpus 4 --pcpus 0-1 --iterations 1000000 --json
-  lhpvm run --workload null --vcpus 1 --iterations 20000`,
+  lhpvm run --workload lock --lock ticket --vcpus 4 --pcpus 0,1 --sched rr --duration 3s
+  lhpvm run --workload lock --lock pvticket --vcpus 4 --sched rr+pv --duration 3s --json
+  lhpvm run --scenario slide8-lhp-two-vms
+  lhpvm run --workload lock --vcpus 2 --corunner 2 --sched gang --duration 2s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.changed = cmd.Flags().Changed
