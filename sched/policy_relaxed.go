@@ -34,9 +34,10 @@ type relaxedPolicy struct {
 	slice sliceClock
 	skew  time.Duration
 
-	cur     []*VCPU   // per pCPU: the vCPU it runs
-	q       [][]*VCPU // per pCPU: runnable vCPUs waiting, FIFO
-	yielded []bool    // per pCPU: cur yielded, rotate at once
+	// rr's queues and Queuer semantics. Its Extend moves the slice end only:
+	// a co-stop still takes v off (the skew bound is this policy's own answer
+	// to lock holder preemption; deferring it would let skew grow unbounded).
+	runQueues
 
 	costopped []bool          // per vCPU index
 	blockedAt []time.Duration // per vCPU index: start of its WAIT, -1 if not blocked
@@ -60,7 +61,7 @@ func (p *relaxedPolicy) Exclusive() bool { return true }
 
 func (p *relaxedPolicy) Admit(s *State) error {
 	n, m := len(s.PCPUs), len(s.VCPUs)
-	p.cur, p.q, p.yielded = make([]*VCPU, n), make([][]*VCPU, n), make([]bool, n)
+	p.init(n)
 	p.costopped, p.blockedAt = make([]bool, m), make([]time.Duration, m)
 	p.prog, p.skewOf = make([]time.Duration, m), make([]time.Duration, m)
 	for i := range p.blockedAt {
@@ -110,22 +111,8 @@ func (p *relaxedPolicy) where(v *VCPU) int {
 	return -2
 }
 
-func (p *relaxedPolicy) pcpuOf(v *VCPU) int {
-	for i, c := range p.cur {
-		if c == v {
-			return i
-		}
-	}
-	return -1
-}
-
 func (p *relaxedPolicy) remove(v *VCPU) {
-	for i := range p.q {
-		if p.cur[i] == v {
-			p.cur[i] = nil
-		}
-		p.q[i] = removeVCPU(p.q[i], v)
-	}
+	p.runQueues.remove(v)
 	p.costopped[v.Index] = false
 }
 
@@ -343,32 +330,8 @@ func (p *relaxedPolicy) Boost(s *State, v *VCPU, until time.Duration) {
 // which must wait in a queue and not be co-stopped; from goes to the tail of
 // that pCPU's queue.
 func (p *relaxedPolicy) HandOff(s *State, from, to *VCPU) bool {
-	i := p.pcpuOf(from)
-	if i < 0 || to.Status != Runnable || p.where(to) != -1 || p.costopped[to.Index] {
+	if p.where(to) != -1 || p.costopped[to.Index] {
 		return false
 	}
-	for j := range p.q {
-		p.q[j] = removeVCPU(p.q[j], to)
-	}
-	p.q[i] = append(p.q[i], from)
-	p.cur[i] = to
-	to.Home = i
-	to.SliceEnd = from.SliceEnd
-	return true
-}
-
-// Extend implements Queuer. It moves the slice end only: a co-stop still
-// takes v off (the skew bound is this policy's own answer to lock holder
-// preemption, and deferring it would let the skew grow without bound).
-func (p *relaxedPolicy) Extend(s *State, v *VCPU, until time.Duration) {
-	if p.pcpuOf(v) >= 0 {
-		v.SliceEnd = until
-	}
-}
-
-// Expire implements Queuer.
-func (p *relaxedPolicy) Expire(s *State, v *VCPU) {
-	if i := p.pcpuOf(v); i >= 0 {
-		p.yielded[i] = true
-	}
+	return p.runQueues.HandOff(s, from, to)
 }

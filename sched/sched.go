@@ -282,19 +282,19 @@ func (s *Scheduler) reschedule() {
 		s.pol.Event(st, Event{Kind: EvDispatched, V: v})
 		s.tgt.Dispatch(v, p.CPU)
 	}
-	yr := map[*VCPU]bool{}
 	for _, v := range s.plan.YieldRequest {
-		yr[v] = true
+		v.yieldReq = true
 	}
 	for _, v := range st.VCPUs {
 		if v.Status == Runnable && !v.published.Preempted {
 			s.publish(v, true)
-		} else if v.Status == Running && v.published.YieldRequested != yr[v] {
+		} else if v.Status == Running && v.published.YieldRequested != v.yieldReq {
 			pub := v.published
-			pub.YieldRequested = yr[v]
+			pub.YieldRequested = v.yieldReq
 			v.published = pub
 			s.tgt.Publish(v, pub)
 		}
+		v.yieldReq = false
 	}
 	for _, v := range s.plan.Probe {
 		if v.Status == Running {

@@ -60,6 +60,7 @@ type VCPU struct {
 	since            time.Duration // when Status last changed
 	published        Published     // last flags written to the guest
 	preemptedWaiting bool          // preempted while its guest waited for a lock
+	yieldReq         bool          // in the current Plan's YieldRequest (scratch)
 
 	// Policy-private scratch.
 	Prio     int
