@@ -1,14 +1,17 @@
 package tests
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/internal/kvmtest"
 	"github.com/lhpvm/lhpvm/vcpu"
@@ -100,7 +103,10 @@ func BenchmarkKick(b *testing.B) {
 	vm, err := vmm.New(sys, cfg)
 	require.NoError(b, err)
 	defer vm.Close()
+	cpus := pcpus(b)
+	defer pinBenchmark(b, cpus[0])()
 	v := vm.VCPUs()[0]
+	v.Dispatch(cpus[len(cpus)-1]) // the vCPU on the other CPU than this goroutine
 	require.NoError(b, <-v.Start())
 	time.Sleep(10 * time.Millisecond)
 	var kick, park time.Duration
@@ -120,4 +126,85 @@ func BenchmarkKick(b *testing.B) {
 	b.ReportMetric(float64(park.Nanoseconds())/float64(b.N), "park-ns")
 	v.Stop()
 	require.NoError(b, v.Wait(5*time.Second))
+}
+
+// BenchmarkSwitch: the cost of one preempt-and-dispatch on a pCPU through
+// the scheduler (policy decision, kick, park, seat hand-over, unpark)
+// against the raw stop+restart floor measured in the same run: stop one
+// vCPU thread, wait until it is parked, then start the other. Two vCPUs
+// spinning in ring 3 share one pCPU; one op = one switch, timed until the
+// outgoing vCPU is parked and the incoming one runs.
+func BenchmarkSwitch(b *testing.B) {
+	sys := kvmtest.Open(b)
+	cpus := pcpus(b)
+	if len(cpus) < 2 {
+		b.Skip("needs 2 host CPUs: one for the vCPUs, one for the benchmark")
+	}
+	cpu := cpus[1:2]
+	defer pinBenchmark(b, cpus[0])()
+
+	b.Run("raw", func(b *testing.B) {
+		vm, err := vmm.New(sys, config(b, "spin", 2))
+		require.NoError(b, err)
+		defer vm.Close()
+		vs := vm.VCPUs()
+		for _, v := range vs {
+			v.Dispatch(cpu[0])
+			require.NoError(b, <-v.Start())
+		}
+		vs[1].RequestPark()
+		waitState(vs[1], vcpu.Parked)
+		cur := 0
+		for b.Loop() {
+			out, in := vs[cur], vs[1-cur]
+			out.RequestPark()
+			waitState(out, vcpu.Parked)
+			in.Unpark()
+			waitState(in, vcpu.Running)
+			cur = 1 - cur
+		}
+		for _, v := range vs {
+			v.Stop()
+		}
+	})
+
+	b.Run("scheduler", func(b *testing.B) {
+		vm, err := vmm.New(sys, config(b, "spin", 2))
+		require.NoError(b, err)
+		defer vm.Close()
+		mc := machine(b)
+		mc.PCPUs, mc.Policy, mc.Options.Slice, mc.Timeout = cpu, "rr", time.Second, time.Hour
+		m, err := vmm.NewMachine(mc, vm)
+		require.NoError(b, err)
+		done := make(chan *vmm.Result)
+		go func() { done <- m.Run() }()
+		vs, svs := vm.VCPUs(), m.SchedVCPUs(0)
+		require.Eventually(b, func() bool { return vs[0].State() == vcpu.Running }, 5*time.Second, time.Millisecond)
+		cur := 0
+		for b.Loop() {
+			out, in := cur, 1-cur
+			m.Scheduler().Yield(svs[out], -1) // rr: the slice ends, the other vCPU is dispatched
+			waitState(vs[out], vcpu.Parked)
+			waitState(vs[in], vcpu.Running)
+			cur = in
+		}
+		b.StopTimer()
+		m.Abort(errors.New("benchmark done"))
+		<-done
+	})
+}
+
+// pinBenchmark keeps the benchmark's goroutine (which busy-waits on vCPU
+// states) on cpu, away from the vCPU threads it measures. Call the result
+// to undo it.
+func pinBenchmark(b *testing.B, cpu int) func() {
+	runtime.LockOSThread()
+	require.NoError(b, host.PinThread(cpu))
+	return runtime.UnlockOSThread // the thread keeps its affinity; the runtime may reuse it: harmless here
+}
+
+func waitState(v *vcpu.VCPU, s vcpu.State) {
+	for v.State() != s {
+		runtime.Gosched()
+	}
 }

@@ -78,6 +78,8 @@ type VCPU struct {
 	state    atomic.Int32
 	tid      atomic.Int32
 	want     atomic.Int32 // host CPU to run on from the next dispatch; -1: not pinned
+	seatReq  atomic.Pointer[Seat]
+	seat     *Seat // the seat held (vCPU thread only)
 	stopReq  atomic.Bool
 	parkReq  atomic.Bool
 	probeReq atomic.Bool
@@ -151,6 +153,9 @@ func (v *VCPU) RequestProbe() {
 // RequestPark asks the vCPU to leave the guest and park until Unpark.
 func (v *VCPU) RequestPark() {
 	v.parkReq.Store(true)
+	if s := v.seatReq.Load(); s != nil {
+		s.wake() // it may be waiting for its seat: park instead
+	}
 	v.Kick()
 }
 
@@ -162,7 +167,16 @@ func (v *VCPU) ParkSelf() { v.parkReq.Store(true) }
 // Dispatch lets the vCPU run on host CPU cpu (-1: anywhere): it re-pins its
 // thread if needed and leaves the parked state.
 func (v *VCPU) Dispatch(cpu int) {
+	v.DispatchSeat(cpu, nil)
+}
+
+// DispatchSeat is Dispatch for a policy that runs one vCPU per pCPU: the
+// vCPU enters the guest only once it holds seat, the pCPU's.
+func (v *VCPU) DispatchSeat(cpu int, seat *Seat) {
 	v.want.Store(int32(cpu))
+	if old := v.seatReq.Swap(seat); old != nil && old != seat {
+		old.wake() // it may be waiting there: let it move
+	}
 	v.Unpark()
 }
 
@@ -182,6 +196,9 @@ func (v *VCPU) Stop() {
 	v.stopOnce.Do(func() { close(v.stopping) })
 	v.cond.Broadcast()
 	v.mu.Unlock()
+	if s := v.seatReq.Load(); s != nil {
+		s.wake()
+	}
 	v.Kick()
 }
 
@@ -203,6 +220,7 @@ func (v *VCPU) loop(started chan<- error) {
 	runtime.LockOSThread()
 	v.tid.Store(int32(host.Gettid()))
 	defer func() {
+		v.leaveSeat()
 		v.tid.Store(0)
 		if r, err := v.k.GetRegs(); err == nil {
 			v.regs = r
@@ -235,6 +253,13 @@ func (v *VCPU) runLoop() error {
 			if err := v.repin(); err != nil {
 				return err
 			}
+		}
+		if want := v.seatReq.Load(); want != v.seat {
+			v.leaveSeat()
+			if want != nil && !want.take(v) {
+				continue // asked to park or stop while waiting
+			}
+			v.seat = want
 		}
 		e, err := v.k.Run()
 		if err != nil {
@@ -277,7 +302,16 @@ func (v *VCPU) repin() error {
 	return nil
 }
 
+// leaveSeat gives up the pCPU seat held, if any.
+func (v *VCPU) leaveSeat() {
+	if v.seat != nil {
+		v.seat.release(v)
+		v.seat = nil
+	}
+}
+
 func (v *VCPU) park() {
+	v.leaveSeat()
 	v.mu.Lock()
 	if v.parkReq.Load() && !v.stopReq.Load() {
 		v.Stats.Parks.Add(1)

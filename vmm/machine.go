@@ -32,6 +32,8 @@ type Machine struct {
 	s     *sched.Scheduler
 	wakes atomic.Uint64 // KICKs that woke a blocked vCPU
 
+	seats []*vcpu.Seat // per pCPU, under policies that run one vCPU per pCPU
+
 	failMu  sync.Mutex
 	failErr error         // the first fatal error
 	failed  chan struct{} // closed with the first fatal error
@@ -116,6 +118,11 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 		}
 	}
 	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{})}
+	if pol.Exclusive() {
+		for range st.PCPUs {
+			m.seats = append(m.seats, vcpu.NewSeat())
+		}
+	}
 	if m.s, err = sched.NewScheduler(st, pol, target{m}, nil); err != nil {
 		return nil, err
 	}
@@ -369,7 +376,11 @@ func (t target) vcpu(sv *sched.VCPU) (*VM, *vcpu.VCPU) {
 
 func (t target) Dispatch(sv *sched.VCPU, cpu int) {
 	_, v := t.vcpu(sv)
-	v.Dispatch(cpu)
+	if t.m.seats == nil {
+		v.Dispatch(cpu) // host: many vCPU threads per pCPU
+		return
+	}
+	v.DispatchSeat(cpu, t.m.seats[sv.PCPU])
 }
 
 func (t target) Preempt(sv *sched.VCPU, self bool) {
