@@ -1,6 +1,10 @@
 package vcpu
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+)
 
 // Seat is one physical CPU's right to run a vCPU. Under a policy that runs
 // one vCPU per pCPU, a dispatched vCPU takes the seat before entering the
@@ -24,10 +28,25 @@ func NewSeat() *Seat {
 	return s
 }
 
+// seatYields bounds how many times take gives its CPU to the previous
+// occupant (pinned to the same CPU, about to park) before sleeping.
+const seatYields = 64
+
 // take waits until the seat is free (or v's stop is requested) and takes it.
+// It first yields the CPU a few times: the previous occupant shares it and
+// needs only a few microseconds to park, and a sleep here would cost the
+// incoming thread a second wake-up through the Go scheduler.
 func (s *Seat) take(v *VCPU) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i := 0; i < seatYields && s.holder != nil && s.holder != v; i++ {
+		if v.stopReq.Load() || v.parkReq.Load() || v.seatReq.Load() != s {
+			return false
+		}
+		s.mu.Unlock()
+		host.Yield()
+		s.mu.Lock()
+	}
 	for s.holder != nil && s.holder != v {
 		if v.stopReq.Load() || v.parkReq.Load() || v.seatReq.Load() != s {
 			return false
