@@ -115,10 +115,13 @@ func (s *LockStats) finish(tscKHz uint64) {
 	}
 	ns := func(cycles float64) float64 { return cycles / float64(tscKHz) * 1e6 }
 	if tscKHz > 0 {
+		// The percentiles are interpolated inside log2 buckets; the top
+		// bucket's estimate can pass the exact maximum, which bounds them.
+		maxC := float64(s.maxCycles)
 		s.AcquireNs = Latency{
-			P50: ns(histPercentile(s.hist[:], 0.50)),
-			P99: ns(histPercentile(s.hist[:], 0.99)),
-			Max: ns(float64(s.maxCycles)),
+			P50: ns(min(histPercentile(s.hist[:], 0.50), maxC)),
+			P99: ns(min(histPercentile(s.hist[:], 0.99), maxC)),
+			Max: ns(maxC),
 		}
 	}
 }

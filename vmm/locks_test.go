@@ -56,3 +56,14 @@ func TestCheckLock(t *testing.T) {
 	assert.NoError(t, checkLock(r))
 	assert.EqualValues(t, 100, *r.CounterExpected)
 }
+
+func TestLockStatsPercentilesBoundedByMax(t *testing.T) {
+	var s LockStats
+	p := hypercall.VCPUPage{Acquisitions: 100, AcquireMaxCycles: 1100}
+	p.AcquireHist[10] = 100 // [1024, 2048): the interpolated p99 is ~2037
+	s.add(&p)
+	s.finish(1_000_000) // 1 cycle per ns
+	assert.InDelta(t, 1100, s.AcquireNs.Max, 1e-9)
+	assert.LessOrEqual(t, s.AcquireNs.P99, s.AcquireNs.Max)
+	assert.LessOrEqual(t, s.AcquireNs.P50, s.AcquireNs.Max)
+}
