@@ -318,6 +318,9 @@ func (s *Scheduler) preempt(v *VCPU) {
 	if h.NextInLine {
 		v.Acct.LWP++
 	}
+	if h.Waiting {
+		v.Acct.WaiterPreempt++
+	}
 	v.Acct.Preemptions++
 	v.preemptedWaiting = h.Waiting
 	s.takeOff(v, false)

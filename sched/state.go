@@ -76,6 +76,10 @@ type VCPUAcct struct {
 	Preemptions         uint64
 	LHP                 uint64 // preempted while holding a lock
 	LWP                 uint64 // preempted while next in line for a lock
+	// WaiterPreempt counts preemptions while waiting for a lock at any
+	// position: under a FIFO lock every queued waiter will be handed the
+	// lock in turn, preempted or not (the convoy LWP alone does not show).
+	WaiterPreempt uint64
 	// StealWaiting is the part of Steal that began with a preemption while
 	// the guest was waiting for a lock: time inside the guest's measured
 	// spin window that the vCPU did not run.

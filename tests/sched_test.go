@@ -97,6 +97,7 @@ func TestRRShowsLHP(t *testing.T) {
 	t.Logf("ticket: 2 on 2 %.0f acq/s, 4 on 2 %.0f acq/s; LHP %d LWP %d", ref.VMs[0].OpsPerSec,
 		over.VMs[0].OpsPerSec, over.Sched.LHPEvents, over.Sched.LWPEvents)
 	assert.Greater(t, over.Sched.LHPEvents+over.Sched.LWPEvents, uint64(0))
+	assert.Greater(t, over.Sched.WaiterPreemptions, over.Sched.LWPEvents, "the convoy: waiters preempted anywhere in the queue")
 	assert.Less(t, over.VMs[0].OpsPerSec, ref.VMs[0].OpsPerSec/2)
 	assert.Greater(t, over.VMs[0].VCPU[0].Preemptions, uint64(0))
 	assert.Greater(t, over.VMs[0].VCPU[0].StealNs, int64(0))

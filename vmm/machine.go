@@ -52,22 +52,25 @@ type Result struct {
 
 // SchedResult is the scheduler's accounting.
 type SchedResult struct {
-	Policy         string    `json:"policy"`
-	PCPUs          []int     `json:"pcpus"`
-	SliceUs        float64   `json:"slice_us"`
-	Switches       uint64    `json:"switches"`
-	LHPEvents      uint64    `json:"lhp_events"`
-	LWPEvents      uint64    `json:"lwp_events"`
-	IdleFraction   float64   `json:"idle_fraction"`
-	CoStops        uint64    `json:"costops"`
-	MaxSkewUs      float64   `json:"max_skew_us"`
-	DelayGrants    uint64    `json:"delay_grants"`
-	DelayOverruns  uint64    `json:"delay_overruns"`
-	DirectedYields uint64    `json:"directed_yields"`
-	Probes         uint64    `json:"probes"`
-	Deferrals      uint64    `json:"deferrals"`
-	SpinPreempts   uint64    `json:"spin_preempts"`
-	WakeUs         Latencies `json:"wake_us"`
+	Policy    string  `json:"policy"`
+	PCPUs     []int   `json:"pcpus"`
+	SliceUs   float64 `json:"slice_us"`
+	Switches  uint64  `json:"switches"`
+	LHPEvents uint64  `json:"lhp_events"`
+	LWPEvents uint64  `json:"lwp_events"`
+	// WaiterPreemptions: preempted while waiting for a lock at any queue
+	// position (LWP counts only the next in line).
+	WaiterPreemptions uint64    `json:"waiter_preemptions"`
+	IdleFraction      float64   `json:"idle_fraction"`
+	CoStops           uint64    `json:"costops"`
+	MaxSkewUs         float64   `json:"max_skew_us"`
+	DelayGrants       uint64    `json:"delay_grants"`
+	DelayOverruns     uint64    `json:"delay_overruns"`
+	DirectedYields    uint64    `json:"directed_yields"`
+	Probes            uint64    `json:"probes"`
+	Deferrals         uint64    `json:"deferrals"`
+	SpinPreempts      uint64    `json:"spin_preempts"`
+	WakeUs            Latencies `json:"wake_us"`
 }
 
 // Latencies are p50 and p99 in microseconds.
@@ -352,6 +355,7 @@ func (m *Machine) schedResult() SchedResult {
 	for _, v := range st.VCPUs {
 		r.LHPEvents += v.Acct.LHP
 		r.LWPEvents += v.Acct.LWP
+		r.WaiterPreemptions += v.Acct.WaiterPreempt
 	}
 	var busy, idle time.Duration
 	for _, p := range st.PCPUs {

@@ -37,25 +37,26 @@ type VMResult struct {
 
 // VCPUResult is one vCPU's part of a VMResult.
 type VCPUResult struct {
-	ID            int    `json:"id"`
-	PCPU          int    `json:"pcpu"`
-	State         string `json:"state"`
-	ExitCode      uint64 `json:"exit_code"`
-	Ops           uint64 `json:"ops"`
-	Exits         uint64 `json:"exits"`
-	Hypercalls    uint64 `json:"hypercalls"`
-	BadHypercalls uint64 `json:"bad_hypercalls"`
-	KicksReceived uint64 `json:"kicks_received"`
-	CheckFailures uint64 `json:"check_failures"`
-	GuestCycles   uint64 `json:"guest_cycles"`
-	RunNs         int64  `json:"run_ns"`     // dispatched on a pCPU (scheduler's view)
-	StealNs       int64  `json:"steal_ns"`   // runnable, waiting for a pCPU
-	BlockedNs     int64  `json:"blocked_ns"` // in WAIT
-	Dispatches    uint64 `json:"dispatches"`
-	Preemptions   uint64 `json:"preemptions"`
-	LHPEvents     uint64 `json:"lhp_events"` // preempted holding a lock
-	LWPEvents     uint64 `json:"lwp_events"` // preempted next in line for a lock
-	*LockStats           // the lock workload's accounting
+	ID                int    `json:"id"`
+	PCPU              int    `json:"pcpu"`
+	State             string `json:"state"`
+	ExitCode          uint64 `json:"exit_code"`
+	Ops               uint64 `json:"ops"`
+	Exits             uint64 `json:"exits"`
+	Hypercalls        uint64 `json:"hypercalls"`
+	BadHypercalls     uint64 `json:"bad_hypercalls"`
+	KicksReceived     uint64 `json:"kicks_received"`
+	CheckFailures     uint64 `json:"check_failures"`
+	GuestCycles       uint64 `json:"guest_cycles"`
+	RunNs             int64  `json:"run_ns"`     // dispatched on a pCPU (scheduler's view)
+	StealNs           int64  `json:"steal_ns"`   // runnable, waiting for a pCPU
+	BlockedNs         int64  `json:"blocked_ns"` // in WAIT
+	Dispatches        uint64 `json:"dispatches"`
+	Preemptions       uint64 `json:"preemptions"`
+	LHPEvents         uint64 `json:"lhp_events"`         // preempted holding a lock
+	LWPEvents         uint64 `json:"lwp_events"`         // preempted next in line for a lock
+	WaiterPreemptions uint64 `json:"waiter_preemptions"` // preempted waiting for a lock, any position
+	*LockStats               // the lock workload's accounting
 }
 
 // waiters describes the vCPUs blocked in WAIT.
@@ -191,6 +192,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			a := sv.Acct
 			vr.RunNs, vr.StealNs, vr.BlockedNs = a.Run.Nanoseconds(), a.Steal.Nanoseconds(), a.Blocked.Nanoseconds()
 			vr.Dispatches, vr.Preemptions, vr.LHPEvents, vr.LWPEvents = a.Dispatches, a.Preemptions, a.LHP, a.LWP
+			vr.WaiterPreemptions = a.WaiterPreempt
 		}
 		if p.EndTSC > p.StartTSC {
 			vr.GuestCycles = p.EndTSC - p.StartTSC

@@ -254,8 +254,8 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if sc.SliceUs > 0 {
 		fmt.Fprintf(out, ", slice %v", time.Duration(sc.SliceUs)*time.Microsecond)
 	}
-	fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP, idle %.1f%%, wake p50 %.0fus p99 %.0fus",
-		sc.Switches, sc.LHPEvents, sc.LWPEvents, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
+	fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP (%d waiter preemptions), idle %.1f%%, wake p50 %.0fus p99 %.0fus",
+		sc.Switches, sc.LHPEvents, sc.LWPEvents, sc.WaiterPreemptions, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
 	if sc.CoStops > 0 {
 		fmt.Fprintf(out, ", %d co-stops (max skew %.0fus)", sc.CoStops, sc.MaxSkewUs)
 	}
