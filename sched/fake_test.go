@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -110,4 +111,37 @@ func (r *rig) check() {
 			require.False(r.t, r.tgt.published[v.Index].Preempted, "%s running but marked preempted", v.Name)
 		}
 	}
+}
+
+// Steps shared by the policies' seeded random walks.
+
+// pickStatus returns a random vCPU whose status is st, or nil.
+func (r *rig) pickStatus(rng *rand.Rand, st Status) *VCPU {
+	var l []*VCPU
+	for _, v := range r.st.VCPUs {
+		if v.Status == st {
+			l = append(l, v)
+		}
+	}
+	if len(l) == 0 {
+		return nil
+	}
+	return l[rng.IntN(len(l))]
+}
+
+// randomWait is a WAIT of a running vCPU whose word mostly still holds the
+// expected value.
+func (r *rig) randomWait(rng *rand.Rand) {
+	if v := r.pickStatus(rng, Running); v != nil {
+		r.s.Block(v, func() bool { return rng.IntN(5) > 0 })
+	}
+}
+
+// randomKick is a KICK, mostly of a blocked vCPU.
+func (r *rig) randomKick(rng *rand.Rand) {
+	v := r.pickStatus(rng, Blocked)
+	if v == nil || rng.IntN(5) == 0 {
+		v = r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
+	}
+	r.s.Wake(v)
 }

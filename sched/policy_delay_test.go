@@ -219,18 +219,7 @@ func pvdRandom(t *testing.T, spec string, seed uint64) {
 	hasDelay := strings.Contains(spec, "delay")
 	exited := map[*VCPU]time.Duration{}
 	targeted := uint64(0)
-	pick := func(st Status) *VCPU {
-		var l []*VCPU
-		for _, v := range r.st.VCPUs {
-			if v.Status == st {
-				l = append(l, v)
-			}
-		}
-		if len(l) == 0 {
-			return nil
-		}
-		return l[rng.IntN(len(l))]
-	}
+	pick := func(st Status) *VCPU { return r.pickStatus(rng, st) }
 	for step := 0; step < 4000; step++ {
 		switch n := rng.IntN(100); {
 		case n < 35: // time passes, often exactly to the next deadline
@@ -249,15 +238,9 @@ func pvdRandom(t *testing.T, spec string, seed uint64) {
 			h.NextInLine = h.Waiting && rng.IntN(2) == 0
 			r.tgt.hints[v.Index] = h
 		case n < 62: // WAIT
-			if v := pick(Running); v != nil {
-				r.s.Block(v, func() bool { return rng.IntN(5) > 0 })
-			}
+			r.randomWait(rng)
 		case n < 80: // KICK, mostly of a blocked vCPU
-			v := pick(Blocked)
-			if v == nil || rng.IntN(5) == 0 {
-				v = r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
-			}
-			r.s.Wake(v)
+			r.randomKick(rng)
 		case n < 99: // YIELD
 			if v := pick(Running); v != nil {
 				target := -1

@@ -218,18 +218,7 @@ func policyWalk(t *testing.T, spec string, seed uint64, pcpus int, extra func(*t
 	rng := rand.New(rand.NewPCG(seed, 0x9a46))
 	r := newRig(t, spec, pcpus, vms...)
 	exited := map[*VCPU]time.Duration{}
-	pick := func(st Status) *VCPU {
-		var l []*VCPU
-		for _, v := range r.st.VCPUs {
-			if v.Status == st {
-				l = append(l, v)
-			}
-		}
-		if len(l) == 0 {
-			return nil
-		}
-		return l[rng.IntN(len(l))]
-	}
+	pick := func(st Status) *VCPU { return r.pickStatus(rng, st) }
 	q, _ := r.s.pol.(Queuer)
 	require.NotNil(t, q, spec)
 	for step := 0; step < 3000; step++ {
@@ -241,15 +230,9 @@ func policyWalk(t *testing.T, spec string, seed uint64, pcpus int, extra func(*t
 			}
 			r.advance(d)
 		case n < 45: // WAIT
-			if v := pick(Running); v != nil {
-				r.s.Block(v, func() bool { return rng.IntN(5) > 0 })
-			}
+			r.randomWait(rng)
 		case n < 65: // KICK, mostly of a blocked vCPU
-			v := pick(Blocked)
-			if v == nil || rng.IntN(5) == 0 {
-				v = r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
-			}
-			r.s.Wake(v)
+			r.randomKick(rng)
 		case n < 80: // YIELD
 			if v := pick(Running); v != nil {
 				r.s.Yield(v, rng.IntN(len(r.st.VCPUs)+1)-1)

@@ -437,18 +437,7 @@ func monRandom(t *testing.T, spec string, seed uint64) {
 	}
 	seen := 0
 	asked := map[*VCPU]bool{}
-	pick := func(st Status) *VCPU {
-		var l []*VCPU
-		for _, v := range r.st.VCPUs {
-			if v.Status == st {
-				l = append(l, v)
-			}
-		}
-		if len(l) == 0 {
-			return nil
-		}
-		return l[rng.IntN(len(l))]
-	}
+	pick := func(st Status) *VCPU { return r.pickStatus(rng, st) }
 	answer := func() {
 		r.advance(time.Duration(rng.IntN(60)+1) * us)
 		for _, v := range r.st.VCPUs {
@@ -493,15 +482,9 @@ func monRandom(t *testing.T, spec string, seed uint64) {
 		case n < 62: // a vCPU starts doing something else
 			mode[rng.IntN(len(mode))] = rips[rng.IntN(3)]
 		case n < 72: // WAIT
-			if v := pick(Running); v != nil {
-				r.s.Block(v, func() bool { return rng.IntN(5) > 0 })
-			}
+			r.randomWait(rng)
 		case n < 87: // KICK, mostly of a blocked vCPU
-			v := pick(Blocked)
-			if v == nil || rng.IntN(5) == 0 {
-				v = r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
-			}
-			r.s.Wake(v)
+			r.randomKick(rng)
 		case n < 99: // YIELD
 			if v := pick(Running); v != nil {
 				r.s.Yield(v, rng.IntN(len(r.st.VCPUs)+1)-1)
