@@ -48,12 +48,22 @@ func newRig(t *testing.T, policy string, pcpus int, vms ...int) *rig {
 
 func newRigOpts(t *testing.T, policy string, o Options, pcpus int, vms ...int) *rig {
 	t.Helper()
+	return newRigCode(t, policy, o, CodeMap{}, pcpus, vms...)
+}
+
+// newRigCode is newRigOpts with every VM's code map set before the
+// scheduler starts (as vmm does).
+func newRigCode(t *testing.T, policy string, o Options, code CodeMap, pcpus int, vms ...int) *rig {
+	t.Helper()
 	cpus := make([]int, pcpus)
 	for i := range cpus {
 		cpus[i] = i
 	}
 	st, err := NewState(cpus, vms, o.Slice)
 	require.NoError(t, err)
+	for i := range st.Code {
+		st.Code[i] = code
+	}
 	pol, err := New(policy, o)
 	require.NoError(t, err)
 	r := &rig{t: t, clock: &fakeClock{}, tgt: newFakeTarget(), st: st}

@@ -31,24 +31,7 @@ func monRig(t *testing.T, spec string, code CodeMap, pcpus int, vms ...int) *rig
 
 func monRigSlice(t *testing.T, spec string, code CodeMap, slice time.Duration, pcpus int, vms ...int) *rig {
 	t.Helper()
-	o := Options{Slice: slice, Skew: 3 * time.Millisecond, DelayMax: 50 * us}
-	cpus := make([]int, pcpus)
-	for i := range cpus {
-		cpus[i] = i
-	}
-	st, err := NewState(cpus, vms, o.Slice)
-	require.NoError(t, err)
-	for i := range st.Code {
-		st.Code[i] = code
-	}
-	pol, err := New(spec, o)
-	require.NoError(t, err)
-	r := &rig{t: t, clock: &fakeClock{}, tgt: newFakeTarget(), st: st}
-	r.s, err = NewScheduler(st, pol, r.tgt, r.clock)
-	require.NoError(t, err)
-	r.s.Start(true)
-	r.check()
-	return r
+	return newRigCode(t, spec, Options{Slice: slice, Skew: 3 * time.Millisecond, DelayMax: 50 * us}, code, pcpus, vms...)
 }
 
 // monAt moves the clock to t, running a deadline that passed.
