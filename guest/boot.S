@@ -137,6 +137,23 @@ user_entry:
 	.size user_entry, . - user_entry
 
 /* ------------------------------------------------------------------------- */
+/*
+ * Boot protocol v2: the ring-3 entry note. A backend without ring 0 (ptrace)
+ * starts every vCPU at user_entry directly, with the registers the iretq
+ * above leaves: RDI/RSI/RDX as at _start, RSP = page + U_STACK_TOP, RFLAGS
+ * 0x202. KVM ignores the note and starts at _start.
+ */
+	.section .note.lhpvm, "a", @note
+	.balign	4
+	.long	2f - 1f				/* namesz, with the NUL: 6 */
+	.long	4f - 3f				/* descsz: 8 */
+	.long	LHPVM_NOTE_USER_ENTRY		/* type */
+1:	.asciz	LHPVM_NOTE_OWNER
+2:	.balign	4
+3:	.quad	user_entry
+4:	.balign	4
+
+/* ------------------------------------------------------------------------- */
 	.section .rodata, "a", @progbits
 	.balign	16
 	.globl lhpvm_idtr

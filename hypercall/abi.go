@@ -9,6 +9,19 @@ const Version = 1
 // BootMagic is BootInfo.Magic ("LHPV" little-endian).
 const BootMagic = 0x5650484c
 
+// Boot protocol v2: an image that can run on a backend without ring 0
+// (ptrace) declares its ring-3 entry in a PT_NOTE segment: a note with owner
+// NoteOwner (namesz 6, the NUL included), type NoteUserEntry, and an 8-byte
+// descriptor holding the entry address (u64, little-endian), as Xen's PVH
+// boot declares its alternative entry. KVM starts every image at its ELF
+// entry in ring 0, so one image runs on both.
+const (
+	BootProtocol      = 2
+	NoteOwner         = "LHPVM"
+	NoteUserEntry     = 1
+	NoteUserEntrySize = 8
+)
+
 // Guest physical memory map. Everything is identity mapped (virtual ==
 // physical) with 2 MiB pages that carry the U bit, so ring 3 reaches all of it.
 const (
@@ -24,6 +37,9 @@ const (
 	// DoorbellGPA is the hypercall doorbell: an 8-byte write of a call number
 	// here leaves the guest with one KVM_EXIT_MMIO. No memslot covers it.
 	DoorbellGPA = 0xD0000000
+	// DoorbellSize is the doorbell page: any access inside it that is not
+	// an 8-byte write at DoorbellGPA is a bad doorbell access.
+	DoorbellSize = 2 << 20
 	// MaxMemBytes bounds guest RAM so that it stays below the doorbell.
 	MaxMemBytes = 2 << 30
 	// PageSize is the guest page size used for the ABI structures.

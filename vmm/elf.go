@@ -3,11 +3,13 @@ package vmm
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 
+	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/sched"
 )
 
@@ -17,11 +19,14 @@ var ErrBadImage = errors.New("bad guest image")
 // maxImageBytes bounds what LoadELF will read.
 const maxImageBytes = 256 << 20
 
-// Image is a parsed guest ELF: its entry point and loadable segments.
+// Image is a parsed guest ELF: its entry points and loadable segments.
 type Image struct {
-	Entry    uint64
-	Segments []Segment
-	Symbols  []elf.Symbol // may be empty (stripped image)
+	Entry uint64 // the ELF entry: where a ring-0 start begins (KVM)
+	// UserEntry is the ring-3 entry the image declares in its LHPVM note
+	// (boot protocol v2), where a backend without ring 0 starts it; 0: none.
+	UserEntry uint64
+	Segments  []Segment
+	Symbols   []elf.Symbol // may be empty (stripped image)
 }
 
 // Segment is one PT_LOAD segment.
@@ -65,6 +70,23 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 	}
 	img := &Image{Entry: f.Entry}
 	for i, p := range f.Progs {
+		if p.Type == elf.PT_NOTE {
+			if p.Off > uint64(len(b)) || p.Filesz > uint64(len(b))-p.Off {
+				return nil, badImage("note segment %d: file range [%#x, +%#x) is beyond the end of the file (%d bytes)",
+					i, p.Off, p.Filesz, len(b))
+			}
+			entry, err := userEntryNote(b[p.Off : p.Off+p.Filesz])
+			if err != nil {
+				return nil, badImage("note segment %d: %v", i, err)
+			}
+			if entry != 0 {
+				if img.UserEntry != 0 {
+					return nil, badImage("note segment %d: a second ring-3 entry note", i)
+				}
+				img.UserEntry = entry
+			}
+			continue
+		}
 		if p.Type != elf.PT_LOAD || p.Memsz == 0 {
 			continue
 		}
@@ -91,7 +113,7 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 		return nil, badImage("no PT_LOAD segment")
 	}
 	sort.Slice(img.Segments, func(i, j int) bool { return img.Segments[i].Addr < img.Segments[j].Addr })
-	entryOK := false
+	entryOK, userOK := false, img.UserEntry == 0
 	for i, s := range img.Segments {
 		r := Range{s.Addr, s.Addr + s.MemSz}
 		if i > 0 {
@@ -103,9 +125,15 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 		if s.Flags&elf.PF_X != 0 && img.Entry >= r.Start && img.Entry < r.End {
 			entryOK = true
 		}
+		if s.Flags&elf.PF_X != 0 && img.UserEntry >= r.Start && img.UserEntry < r.End {
+			userOK = true
+		}
 	}
 	if !entryOK {
 		return nil, badImage("entry point %#x is not inside an executable segment", img.Entry)
+	}
+	if !userOK {
+		return nil, badImage("ring-3 entry point %#x (LHPVM note) is not inside an executable segment", img.UserEntry)
 	}
 	if syms, err := f.Symbols(); err == nil {
 		img.Symbols = syms
@@ -145,4 +173,42 @@ func (img *Image) codeMap() sched.CodeMap {
 		return sched.AddrRange{Start: a.Value, End: b.Value}
 	}
 	return sched.CodeMap{Spin: rng("__lhpvm_spin_start", "__lhpvm_spin_end"), CS: rng("__lhpvm_cs_start", "__lhpvm_cs_end")}
+}
+
+// userEntryNote reads the notes of one PT_NOTE segment and returns the
+// ring-3 entry of an LHPVM note of type hypercall.NoteUserEntry (0 if there
+// is none). Notes of other owners, and LHPVM notes of other types, are
+// skipped: later protocol versions may add some.
+func userEntryNote(b []byte) (uint64, error) {
+	var entry uint64
+	align4 := func(n uint64) uint64 { return (n + 3) &^ 3 }
+	owner := hypercall.NoteOwner + "\x00"
+	for off := uint64(0); off < uint64(len(b)); {
+		rest := b[off:]
+		if len(rest) < 12 {
+			return 0, fmt.Errorf("truncated note header at byte %d: %d bytes left, a header is 12", off, len(rest))
+		}
+		namesz := uint64(binary.LittleEndian.Uint32(rest[0:]))
+		descsz := uint64(binary.LittleEndian.Uint32(rest[4:]))
+		typ := binary.LittleEndian.Uint32(rest[8:])
+		descOff := 12 + align4(namesz) // both at most 2^32+15: no overflow
+		if descOff+descsz > uint64(len(rest)) {
+			return 0, fmt.Errorf("note at byte %d: name (%d bytes) and descriptor (%d bytes) end at byte %d, the segment has %d",
+				off, namesz, descsz, off+descOff+descsz, len(b))
+		}
+		if string(rest[12:12+namesz]) == owner && typ == hypercall.NoteUserEntry {
+			if descsz != hypercall.NoteUserEntrySize {
+				return 0, fmt.Errorf("ring-3 entry note: descriptor of %d bytes, want %d", descsz, hypercall.NoteUserEntrySize)
+			}
+			if entry != 0 {
+				return 0, errors.New("a second ring-3 entry note")
+			}
+			entry = binary.LittleEndian.Uint64(rest[descOff:])
+			if entry == 0 {
+				return 0, errors.New("ring-3 entry note: entry address 0")
+			}
+		}
+		off += min(descOff+align4(descsz), uint64(len(rest))) // the last note's padding may be missing
+	}
+	return entry, nil
 }

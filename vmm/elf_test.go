@@ -22,7 +22,31 @@ type elfSpec struct {
 	typ     elf.Type
 	entry   uint64
 	segs    []seg
+	notes   []byte // contents of a PT_NOTE segment at noteOff (none if nil)
 }
+
+const noteOff = 0x1800
+
+// note encodes one ELF note (name NUL-terminated, both parts padded to 4).
+func note(name string, typ uint32, desc []byte) []byte {
+	var b bytes.Buffer
+	n := append([]byte(name), 0)
+	binary.Write(&b, binary.LittleEndian, [3]uint32{uint32(len(n)), uint32(len(desc)), typ})
+	b.Write(n)
+	for b.Len()%4 != 0 {
+		b.WriteByte(0)
+	}
+	b.Write(desc)
+	for b.Len()%4 != 0 {
+		b.WriteByte(0)
+	}
+	return b.Bytes()
+}
+
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+// userNote is the ring-3 entry note for entry.
+func userNote(entry uint64) []byte { return note("LHPVM", 1, le64(entry)) }
 
 var window = Range{0x100000, 0x3000000}
 
@@ -38,17 +62,26 @@ func goodSpec() elfSpec {
 func build(s elfSpec) []byte {
 	var b bytes.Buffer
 	ident := [16]byte{0x7f, 'E', 'L', 'F', s.class, byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)}
+	phnum := len(s.segs)
+	if s.notes != nil {
+		phnum++
+	}
 	hdr := elf.Header64{Ident: ident, Type: uint16(s.typ), Machine: uint16(s.machine), Version: 1,
-		Entry: s.entry, Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: uint16(len(s.segs))}
+		Entry: s.entry, Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: uint16(phnum)}
 	binary.Write(&b, binary.LittleEndian, hdr)
 	for _, g := range s.segs {
 		binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_LOAD), Flags: uint32(g.flags),
 			Off: g.off, Vaddr: g.vaddr, Paddr: g.paddr, Filesz: g.filesz, Memsz: g.memsz, Align: 0x1000})
 	}
+	if s.notes != nil {
+		binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_NOTE), Flags: uint32(elf.PF_R),
+			Off: noteOff, Filesz: uint64(len(s.notes)), Align: 4})
+	}
 	data := b.Bytes()
 	for len(data) < 0x2000 {
 		data = append(data, 0xcc)
 	}
+	copy(data[noteOff:], s.notes)
 	return data
 }
 
@@ -62,6 +95,55 @@ func TestParseELFGood(t *testing.T) {
 	img.Load(mem)
 	assert.Equal(t, byte(0xcc), mem[0x100000])
 	assert.Equal(t, byte(0), mem[0x101000+0x10])
+}
+
+func TestParseELFUserEntryNote(t *testing.T) {
+	withNotes := func(notes ...[]byte) []byte {
+		s := goodSpec()
+		s.notes = bytes.Join(notes, nil)
+		return build(s)
+	}
+	img, err := ParseELF(build(goodSpec()), window)
+	require.NoError(t, err)
+	assert.Zero(t, img.UserEntry, "no note: KVM only")
+
+	img, err = ParseELF(withNotes(userNote(0x100080)), window)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x100080), img.UserEntry)
+
+	// Other owners' notes and other LHPVM note types are skipped.
+	img, err = ParseELF(withNotes(note("GNU", 3, []byte{1, 2, 3, 4, 5}), note("LHPVM", 7, le64(5)), userNote(0x100010)), window)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x100010), img.UserEntry)
+	// The last note may lack its padding.
+	unpadded := note("GNU", 3, []byte{1, 2, 3, 4, 5})[:12+4+5]
+	img, err = ParseELF(withNotes(userNote(0x100010), unpadded), window)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x100010), img.UserEntry)
+
+	bad := map[string][]byte{
+		"truncated header":     withNotes(userNote(0x100080)[:10]),
+		"descriptor past end":  withNotes(userNote(0x100080)[:20]),
+		"huge namesz":          withNotes([]byte{0xff, 0xff, 0xff, 0xff, 8, 0, 0, 0, 1, 0, 0, 0}),
+		"short descriptor":     withNotes(note("LHPVM", 1, []byte{0, 0, 0x10, 0})),
+		"entry 0":              withNotes(userNote(0)),
+		"two entries":          withNotes(userNote(0x100080), userNote(0x100090)),
+		"entry not executable": withNotes(userNote(0x101000)),
+		"entry outside":        withNotes(userNote(0x200000)),
+	}
+	for name, b := range bad {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseELF(b, window)
+			assert.ErrorIs(t, err, ErrBadImage)
+		})
+	}
+	t.Run("note segment past EOF", func(t *testing.T) {
+		b := withNotes(userNote(0x100080))
+		binary.LittleEndian.PutUint64(b[64+2*56+32:], 0x10000) // p_filesz of the note
+		_, err := ParseELF(b, window)
+		assert.ErrorIs(t, err, ErrBadImage)
+		assert.ErrorContains(t, err, "beyond the end of the file")
+	})
 }
 
 func TestParseELFBad(t *testing.T) {
@@ -101,10 +183,16 @@ func TestBuiltinImageParses(t *testing.T) {
 	require.NoError(t, err, "the committed guest image must load (run make)")
 	_, ok := img.Symbol("_start")
 	assert.True(t, ok, "the guest keeps its symbols")
+	ue, ok := img.Symbol("user_entry")
+	require.True(t, ok)
+	assert.Equal(t, ue.Value, img.UserEntry, "the built-in guest declares its ring-3 entry (boot protocol v2)")
 }
 
 func FuzzParseELF(f *testing.F) {
 	f.Add(build(goodSpec()))
+	withNote := goodSpec()
+	withNote.notes = append(note("GNU", 3, []byte{1, 2, 3}), userNote(0x100040)...)
+	f.Add(build(withNote))
 	// The real image's headers (the whole 24 KiB image slows the mutator ~100x).
 	f.Add(prebuilt.Image[:1024])
 	f.Add([]byte("\x7fELF"))
@@ -115,11 +203,18 @@ func FuzzParseELF(f *testing.F) {
 			return
 		}
 		end := uint64(0)
+		userOK := img.UserEntry == 0
 		for _, s := range img.Segments {
+			if s.Flags&elf.PF_X != 0 && img.UserEntry >= s.Addr && img.UserEntry < s.Addr+s.MemSz {
+				userOK = true
+			}
 			if s.Addr < window.Start || s.Addr+s.MemSz > window.End || s.Addr < end || uint64(len(s.Data)) > s.MemSz {
 				t.Fatalf("accepted a bad segment %#x+%#x", s.Addr, s.MemSz)
 			}
 			end = s.Addr + s.MemSz
+		}
+		if !userOK {
+			t.Fatalf("accepted a ring-3 entry %#x outside every executable segment", img.UserEntry)
 		}
 		img.Load(mem)
 	})

@@ -58,10 +58,17 @@ func Generate(src []byte, o Options) ([]byte, error) {
 				vs := spec.(*ast.ValueSpec)
 				for _, name := range vs.Names {
 					c, ok := info.Defs[name].(*types.Const)
-					if !ok || c.Val().Kind() != constant.Int {
+					if !ok {
 						continue
 					}
-					fmt.Fprintf(&b, "#define %s%s %s\n", o.Prefix, upperSnake(name.Name), cInt(c.Val()))
+					switch c.Val().Kind() {
+					case constant.Int:
+						fmt.Fprintf(&b, "#define %s%s %s\n", o.Prefix, upperSnake(name.Name), cInt(c.Val()))
+					case constant.String:
+						// ExactString is a Go-quoted literal; for the
+						// printable ASCII the ABI uses it is a C one.
+						fmt.Fprintf(&b, "#define %s%s %s\n", o.Prefix, upperSnake(name.Name), c.Val().ExactString())
+					}
 				}
 			}
 			b.WriteString("\n")
