@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
-	"github.com/lhpvm/lhpvm/internal/kvm"
-	"github.com/lhpvm/lhpvm/internal/kvmtest"
 	"github.com/lhpvm/lhpvm/vcpu"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/require"
@@ -21,12 +20,12 @@ import (
 
 // goHypercallNs runs n NULL hypercalls in the guest and returns the round
 // trip as the guest measured it with rdtsc.
-func goHypercallNs(b *testing.B, sys *kvm.System, n int) float64 {
+func goHypercallNs(b *testing.B, h vmm.Hypervisor, n int) float64 {
 	cfg := config(b, "null", 1)
 	cfg.Iterations = uint64(n)
 	mc := machine(b)
 	mc.PCPUs = mc.PCPUs[:1]
-	r := runM(b, sys, mc, cfg)
+	r := runM(b, h, mc, cfg)
 	require.True(b, r.OK, r.Error)
 	return *r.VMs[0].NsPerHypercall
 }
@@ -60,72 +59,75 @@ func median(xs []float64) float64 {
 // the same machine noise; ratio = Go / C (medians). One b.N = one round of
 // 2000 calls each.
 func BenchmarkHypercall(b *testing.B) {
-	sys := kvmtest.Open(b)
-	bin := refVMM(b)
-	const n = 2000
-	var goNs, cNs []float64
-	for b.Loop() {
-		goNs = append(goNs, goHypercallNs(b, sys, n))
-		cNs = append(cNs, refHypercallNs(b, bin, n))
-	}
-	g, c := median(goNs), median(cNs)
-	b.ReportMetric(g, "ns/hypercall")
-	b.ReportMetric(c, "ref-ns/exit")
-	b.ReportMetric(g/c, "go/ref")
+	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+		bin := refVMM(b)
+		const n = 2000
+		var goNs, cNs []float64
+		for b.Loop() {
+			goNs = append(goNs, goHypercallNs(b, h, n))
+			cNs = append(cNs, refHypercallNs(b, bin, n))
+		}
+		g, c := median(goNs), median(cNs)
+		b.ReportMetric(g, "ns/hypercall")
+		b.ReportMetric(c, "ref-ns/exit")
+		b.ReportMetric(g/c, "go/ref")
+	})
 }
 
 // BenchmarkBootToFirstHypercall: from vmm.New (KVM_CREATE_VM, memory, image,
 // boot state, one vCPU) to the guest's first hypercall reaching the VMM.
 func BenchmarkBootToFirstHypercall(b *testing.B) {
-	sys := kvmtest.Open(b)
-	cfg := config(b, "hello", 1)
-	var total time.Duration
-	for b.Loop() {
-		start := time.Now()
-		vm, err := vmm.New(sys, cfg)
-		require.NoError(b, err)
-		m, err := vmm.NewMachine(machine(b), vm)
-		require.NoError(b, err)
-		r := m.Run()
-		require.True(b, r.OK, r.Error)
-		total += vm.FirstHypercall().Sub(start)
-		require.NoError(b, vm.Close())
-	}
-	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/boot")
+	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+		cfg := config(b, "hello", 1)
+		var total time.Duration
+		for b.Loop() {
+			start := time.Now()
+			vm, err := vmm.New(h, cfg)
+			require.NoError(b, err)
+			m, err := vmm.NewMachine(machine(b), vm)
+			require.NoError(b, err)
+			r := m.Run()
+			require.True(b, r.OK, r.Error)
+			total += vm.FirstHypercall().Sub(start)
+			require.NoError(b, vm.Close())
+		}
+		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/boot")
+	})
 }
 
 // BenchmarkKick: kick a vCPU spinning in ring 3 out of KVM_RUN and park it,
 // then let it run again. kick-ns is from the kick to the vCPU loop seeing
 // the interrupted KVM_RUN; park-ns until the state is Parked.
 func BenchmarkKick(b *testing.B) {
-	sys := kvmtest.Open(b)
-	cfg := config(b, "spin", 1)
-	vm, err := vmm.New(sys, cfg)
-	require.NoError(b, err)
-	defer vm.Close()
-	cpus := pcpus(b)
-	defer pinBenchmark(b, cpus[0])()
-	v := vm.VCPUs()[0]
-	v.Dispatch(cpus[len(cpus)-1]) // the vCPU on the other CPU than this goroutine
-	require.NoError(b, <-v.Start())
-	time.Sleep(10 * time.Millisecond)
-	var kick, park time.Duration
-	for b.Loop() {
-		start := time.Now()
-		v.RequestPark()
-		for v.State() != vcpu.Parked {
+	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+		cfg := config(b, "spin", 1)
+		vm, err := vmm.New(h, cfg)
+		require.NoError(b, err)
+		defer vm.Close()
+		cpus := pcpus(b)
+		defer pinBenchmark(b, cpus[0])()
+		v := vm.VCPUs()[0]
+		v.Dispatch(cpus[len(cpus)-1]) // the vCPU on the other CPU than this goroutine
+		require.NoError(b, <-v.Start())
+		time.Sleep(10 * time.Millisecond)
+		var kick, park time.Duration
+		for b.Loop() {
+			start := time.Now()
+			v.RequestPark()
+			for v.State() != vcpu.Parked {
+			}
+			park += time.Since(start)
+			kick += time.Duration(v.Stats.KickToStop.Load())
+			v.Unpark()
+			for v.State() != vcpu.Running {
+			}
+			time.Sleep(200 * time.Microsecond) // let it re-enter the guest
 		}
-		park += time.Since(start)
-		kick += time.Duration(v.Stats.KickToStop.Load())
-		v.Unpark()
-		for v.State() != vcpu.Running {
-		}
-		time.Sleep(200 * time.Microsecond) // let it re-enter the guest
-	}
-	b.ReportMetric(float64(kick.Nanoseconds())/float64(b.N), "kick-ns")
-	b.ReportMetric(float64(park.Nanoseconds())/float64(b.N), "park-ns")
-	v.Stop()
-	require.NoError(b, v.Wait(5*time.Second))
+		b.ReportMetric(float64(kick.Nanoseconds())/float64(b.N), "kick-ns")
+		b.ReportMetric(float64(park.Nanoseconds())/float64(b.N), "park-ns")
+		v.Stop()
+		require.NoError(b, v.Wait(5*time.Second))
+	})
 }
 
 // BenchmarkSwitch: the cost of one preempt-and-dispatch on a pCPU through
@@ -135,62 +137,63 @@ func BenchmarkKick(b *testing.B) {
 // spinning in ring 3 share one pCPU; one op = one switch, timed until the
 // outgoing vCPU is parked and the incoming one runs.
 func BenchmarkSwitch(b *testing.B) {
-	sys := kvmtest.Open(b)
-	cpus := pcpus(b)
-	if len(cpus) < 2 {
-		b.Skip("needs 2 host CPUs: one for the vCPUs, one for the benchmark")
-	}
-	cpu := cpus[1:2]
-	defer pinBenchmark(b, cpus[0])()
+	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+		cpus := pcpus(b)
+		if len(cpus) < 2 {
+			b.Skip("needs 2 host CPUs: one for the vCPUs, one for the benchmark")
+		}
+		cpu := cpus[1:2]
+		defer pinBenchmark(b, cpus[0])()
 
-	b.Run("raw", func(b *testing.B) {
-		vm, err := vmm.New(sys, config(b, "spin", 2))
-		require.NoError(b, err)
-		defer vm.Close()
-		vs := vm.VCPUs()
-		for _, v := range vs {
-			v.Dispatch(cpu[0])
-			require.NoError(b, <-v.Start())
-		}
-		vs[1].RequestPark()
-		waitState(vs[1], vcpu.Parked)
-		cur := 0
-		for b.Loop() {
-			out, in := vs[cur], vs[1-cur]
-			out.RequestPark()
-			waitState(out, vcpu.Parked)
-			in.Unpark()
-			waitState(in, vcpu.Running)
-			cur = 1 - cur
-		}
-		for _, v := range vs {
-			v.Stop()
-		}
-	})
+		b.Run("raw", func(b *testing.B) {
+			vm, err := vmm.New(h, config(b, "spin", 2))
+			require.NoError(b, err)
+			defer vm.Close()
+			vs := vm.VCPUs()
+			for _, v := range vs {
+				v.Dispatch(cpu[0])
+				require.NoError(b, <-v.Start())
+			}
+			vs[1].RequestPark()
+			waitState(vs[1], vcpu.Parked)
+			cur := 0
+			for b.Loop() {
+				out, in := vs[cur], vs[1-cur]
+				out.RequestPark()
+				waitState(out, vcpu.Parked)
+				in.Unpark()
+				waitState(in, vcpu.Running)
+				cur = 1 - cur
+			}
+			for _, v := range vs {
+				v.Stop()
+			}
+		})
 
-	b.Run("scheduler", func(b *testing.B) {
-		vm, err := vmm.New(sys, config(b, "spin", 2))
-		require.NoError(b, err)
-		defer vm.Close()
-		mc := machine(b)
-		mc.PCPUs, mc.Policy, mc.Options.Slice, mc.Timeout = cpu, "rr", time.Second, time.Hour
-		m, err := vmm.NewMachine(mc, vm)
-		require.NoError(b, err)
-		done := make(chan *vmm.Result)
-		go func() { done <- m.Run() }()
-		vs, svs := vm.VCPUs(), m.SchedVCPUs(0)
-		require.Eventually(b, func() bool { return vs[0].State() == vcpu.Running }, 5*time.Second, time.Millisecond)
-		cur := 0
-		for b.Loop() {
-			out, in := cur, 1-cur
-			m.Scheduler().Yield(svs[out], -1) // rr: the slice ends, the other vCPU is dispatched
-			waitState(vs[out], vcpu.Parked)
-			waitState(vs[in], vcpu.Running)
-			cur = in
-		}
-		b.StopTimer()
-		m.Abort(errors.New("benchmark done"))
-		<-done
+		b.Run("scheduler", func(b *testing.B) {
+			vm, err := vmm.New(h, config(b, "spin", 2))
+			require.NoError(b, err)
+			defer vm.Close()
+			mc := machine(b)
+			mc.PCPUs, mc.Policy, mc.Options.Slice, mc.Timeout = cpu, "rr", time.Second, time.Hour
+			m, err := vmm.NewMachine(mc, vm)
+			require.NoError(b, err)
+			done := make(chan *vmm.Result)
+			go func() { done <- m.Run() }()
+			vs, svs := vm.VCPUs(), m.SchedVCPUs(0)
+			require.Eventually(b, func() bool { return vs[0].State() == vcpu.Running }, 5*time.Second, time.Millisecond)
+			cur := 0
+			for b.Loop() {
+				out, in := cur, 1-cur
+				m.Scheduler().Yield(svs[out], -1) // rr: the slice ends, the other vCPU is dispatched
+				waitState(vs[out], vcpu.Parked)
+				waitState(vs[in], vcpu.Running)
+				cur = in
+			}
+			b.StopTimer()
+			m.Abort(errors.New("benchmark done"))
+			<-done
+		})
 	})
 }
 

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lhpvm/lhpvm/internal/kvmtest"
+	"github.com/lhpvm/lhpvm/internal/backendtest"
+	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -134,75 +135,79 @@ func runJSON(t *testing.T, wantCode int, args ...string) report {
 	return r
 }
 
+// on names backend h for a CLI run.
+func on(h vmm.Hypervisor, args ...string) []string { return append(args, "--backend", h.Name()) }
+
 func TestCLIRun(t *testing.T) {
-	kvmtest.Open(t)
-	t.Run("hello", func(t *testing.T) {
-		r := runJSON(t, 0, "run", "--workload", "hello", "--vcpus", "8", "--pcpus", "0,1")
-		require.True(t, r.OK, r.Error)
-		assert.Equal(t, "host", r.Sched.Policy)
-		assert.Equal(t, []int{0, 1}, r.Sched.PCPUs)
-		require.Len(t, r.VMs, 1)
-		require.Len(t, r.VMs[0].VCPU, 8)
-		for i, v := range r.VMs[0].VCPU {
-			assert.Equal(t, i%2, v.PCPU, "round-robin pinning")
-			assert.EqualValues(t, 1, v.Ops)
-		}
-	})
-	t.Run("counter", func(t *testing.T) {
-		r := runJSON(t, 0, "run", "--workload", "counter", "--vcpus", "4", "--pcpus", "0,1", "--iterations", "1000000")
-		require.True(t, r.OK, r.Error)
-		vm := r.VMs[0]
-		require.NotNil(t, vm.CounterExpected)
-		require.NotNil(t, vm.CounterActual)
-		assert.EqualValues(t, 4000000, *vm.CounterExpected)
-		assert.EqualValues(t, 4000000, *vm.CounterActual)
-		assert.Greater(t, vm.OpsPerS, 0.0)
-	})
-	t.Run("null", func(t *testing.T) {
-		r := runJSON(t, 0, "run", "--workload", "null", "--vcpus", "1", "--iterations", "2000")
-		require.True(t, r.OK, r.Error)
-		require.NotNil(t, r.VMs[0].NsPerHypercall)
-		assert.Greater(t, *r.VMs[0].NsPerHypercall, 0.0)
-	})
-	t.Run("failure", func(t *testing.T) {
-		r := runJSON(t, 1, "run", "--workload", "fault-gp", "--vcpus", "1")
-		assert.False(t, r.OK)
-		assert.Contains(t, r.Error, "#GP")
-	})
-	t.Run("table", func(t *testing.T) {
-		stdout, stderr, code := lhpvm(t, "run", "--workload", "hello", "--vcpus", "2")
-		require.Equal(t, 0, code, stderr)
-		assert.Contains(t, stdout, "hello from vCPU 1 of 2")
-		assert.Contains(t, stdout, ": ok")
-	})
-	t.Run("rr with a corunner", func(t *testing.T) {
-		r := runJSON(t, 0, "run", "--workload", "counter", "--vcpus", "2", "--corunner", "2", "--sched", "rr",
-			"--slice", "1ms", "--iterations", "200000")
-		require.True(t, r.OK, r.Error)
-		assert.Equal(t, "rr", r.Sched.Policy)
-		require.Len(t, r.VMs, 2)
-		assert.Equal(t, "hog", r.VMs[1].Name)
-		assert.Greater(t, r.VMs[1].Ops, uint64(0), "the hog ran while the counter VM did")
-	})
-	t.Run("scenario", func(t *testing.T) {
-		f := filepath.Join(t.TempDir(), "s.yaml")
-		require.NoError(t, os.WriteFile(f, []byte(`
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		t.Run("hello", func(t *testing.T) {
+			r := runJSON(t, 0, on(h, "run", "--workload", "hello", "--vcpus", "8", "--pcpus", "0,1")...)
+			require.True(t, r.OK, r.Error)
+			assert.Equal(t, "host", r.Sched.Policy)
+			assert.Equal(t, []int{0, 1}, r.Sched.PCPUs)
+			require.Len(t, r.VMs, 1)
+			require.Len(t, r.VMs[0].VCPU, 8)
+			for i, v := range r.VMs[0].VCPU {
+				assert.Equal(t, i%2, v.PCPU, "round-robin pinning")
+				assert.EqualValues(t, 1, v.Ops)
+			}
+		})
+		t.Run("counter", func(t *testing.T) {
+			r := runJSON(t, 0, on(h, "run", "--workload", "counter", "--vcpus", "4", "--pcpus", "0,1", "--iterations", "1000000")...)
+			require.True(t, r.OK, r.Error)
+			vm := r.VMs[0]
+			require.NotNil(t, vm.CounterExpected)
+			require.NotNil(t, vm.CounterActual)
+			assert.EqualValues(t, 4000000, *vm.CounterExpected)
+			assert.EqualValues(t, 4000000, *vm.CounterActual)
+			assert.Greater(t, vm.OpsPerS, 0.0)
+		})
+		t.Run("null", func(t *testing.T) {
+			r := runJSON(t, 0, on(h, "run", "--workload", "null", "--vcpus", "1", "--iterations", "2000")...)
+			require.True(t, r.OK, r.Error)
+			require.NotNil(t, r.VMs[0].NsPerHypercall)
+			assert.Greater(t, *r.VMs[0].NsPerHypercall, 0.0)
+		})
+		t.Run("failure", func(t *testing.T) {
+			r := runJSON(t, 1, on(h, "run", "--workload", "fault-gp", "--vcpus", "1")...)
+			assert.False(t, r.OK)
+			assert.Contains(t, r.Error, "#GP")
+		})
+		t.Run("table", func(t *testing.T) {
+			stdout, stderr, code := lhpvm(t, on(h, "run", "--workload", "hello", "--vcpus", "2")...)
+			require.Equal(t, 0, code, stderr)
+			assert.Contains(t, stdout, "hello from vCPU 1 of 2")
+			assert.Contains(t, stdout, ": ok")
+		})
+		t.Run("rr with a corunner", func(t *testing.T) {
+			r := runJSON(t, 0, on(h, "run", "--workload", "counter", "--vcpus", "2", "--corunner", "2", "--sched", "rr",
+				"--slice", "1ms", "--iterations", "2000000")...)
+			require.True(t, r.OK, r.Error)
+			assert.Equal(t, "rr", r.Sched.Policy)
+			require.Len(t, r.VMs, 2)
+			assert.Equal(t, "hog", r.VMs[1].Name)
+			assert.Greater(t, r.VMs[1].Ops, uint64(0), "the hog ran while the counter VM did")
+		})
+		t.Run("scenario", func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "s.yaml")
+			require.NoError(t, os.WriteFile(f, []byte(`
 sched: {policy: rr, slice: 2ms}
 duration: 200ms
 vms:
   - {name: a, vcpus: 2, workload: counter}
   - {name: b, vcpus: 1, workload: hog}
 `), 0o644))
-		r := runJSON(t, 0, "run", "--scenario", f)
-		require.True(t, r.OK, r.Error)
-		require.Len(t, r.VMs, 2)
-		assert.Equal(t, "a", r.VMs[0].Name)
-		assert.Equal(t, *r.VMs[0].CounterExpected, *r.VMs[0].CounterActual)
-	})
-	t.Run("timeout", func(t *testing.T) {
-		_, stderr, code := lhpvm(t, "run", "--workload", "spin", "--vcpus", "2", "--timeout", "300ms")
-		assert.Equal(t, 1, code)
-		assert.Contains(t, stderr, "watchdog timeout")
+			r := runJSON(t, 0, on(h, "run", "--scenario", f)...)
+			require.True(t, r.OK, r.Error)
+			require.Len(t, r.VMs, 2)
+			assert.Equal(t, "a", r.VMs[0].Name)
+			assert.Equal(t, *r.VMs[0].CounterExpected, *r.VMs[0].CounterActual)
+		})
+		t.Run("timeout", func(t *testing.T) {
+			_, stderr, code := lhpvm(t, on(h, "run", "--workload", "spin", "--vcpus", "2", "--timeout", "300ms")...)
+			assert.Equal(t, 1, code)
+			assert.Contains(t, stderr, "watchdog timeout")
+		})
 	})
 }
 

@@ -6,8 +6,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/kvm"
-	"github.com/lhpvm/lhpvm/internal/kvmtest"
+	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,8 +32,8 @@ func lockMachine(t testing.TB, policy string, d time.Duration) vmm.MachineConfig
 	return mc
 }
 
-func runLock(t testing.TB, sys *kvm.System, cfg vmm.Config) *vmm.Result {
-	return runM(t, sys, lockMachine(t, "host", 150*time.Millisecond), cfg)
+func runLock(t testing.TB, h vmm.Hypervisor, cfg vmm.Config) *vmm.Result {
+	return runM(t, h, lockMachine(t, "host", 150*time.Millisecond), cfg)
 }
 
 func requireExact(t *testing.T, res *vmm.Result) {
@@ -52,83 +51,89 @@ func requireExact(t *testing.T, res *vmm.Result) {
 
 // TestLocks: every lock is exact with 1, 2, 4 and 8 vCPUs on (up to) 2 pCPUs.
 func TestLocks(t *testing.T) {
-	sys := kvmtest.Open(t)
-	for _, lock := range vmm.LockNames(false) {
-		for _, n := range []int{1, 2, 4, 8} {
-			t.Run(fmt.Sprintf("%s/%d-vcpus", lock, n), func(t *testing.T) {
-				requireExact(t, runLock(t, sys, lockConfig(t, lock, n)))
-			})
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for _, lock := range vmm.LockNames(false) {
+			for _, n := range []int{1, 2, 4, 8} {
+				t.Run(fmt.Sprintf("%s/%d-vcpus", lock, n), func(t *testing.T) {
+					requireExact(t, runLock(t, h, lockConfig(t, lock, n)))
+				})
+			}
 		}
-	}
+	})
 }
 
 // TestLockOptions: --delay-hint and --preempted-aware combine with every lock.
 func TestLockOptions(t *testing.T) {
-	sys := kvmtest.Open(t)
-	for _, lock := range vmm.LockNames(false) {
-		for name, flags := range map[string]uint32{
-			"delay-hint": hypercall.FlagDelayHint, "preempted-aware": hypercall.FlagPreemptedAware,
-			"both": hypercall.FlagDelayHint | hypercall.FlagPreemptedAware,
-		} {
-			t.Run(lock+"/"+name, func(t *testing.T) {
-				cfg := lockConfig(t, lock, 4)
-				cfg.Flags = flags
-				requireExact(t, runLock(t, sys, cfg))
-			})
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for _, lock := range vmm.LockNames(false) {
+			for name, flags := range map[string]uint32{
+				"delay-hint": hypercall.FlagDelayHint, "preempted-aware": hypercall.FlagPreemptedAware,
+				"both": hypercall.FlagDelayHint | hypercall.FlagPreemptedAware,
+			} {
+				t.Run(lock+"/"+name, func(t *testing.T) {
+					cfg := lockConfig(t, lock, 4)
+					cfg.Flags = flags
+					requireExact(t, runLock(t, h, cfg))
+				})
+			}
 		}
-	}
+	})
 }
 
 func TestManyLocks(t *testing.T) {
-	sys := kvmtest.Open(t)
-	cfg := lockConfig(t, "mcs", 8)
-	cfg.Locks = 3
-	requireExact(t, runLock(t, sys, cfg))
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		cfg := lockConfig(t, "mcs", 8)
+		cfg.Locks = 3
+		requireExact(t, runLock(t, h, cfg))
+	})
 }
 
 // TestBrokenLockIsCaught proves the self-check can fail.
 func TestBrokenLockIsCaught(t *testing.T) {
-	sys := kvmtest.Open(t)
-	cfg := lockConfig(t, "broken", 4)
-	cfg.CSCycles = 5000
-	r := runLock(t, sys, cfg)
-	assert.False(t, r.OK)
-	assert.ErrorIs(t, r.Err, vmm.ErrCheckFailed)
-	assert.Contains(t, r.Error, "lock broken")
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		cfg := lockConfig(t, "broken", 4)
+		cfg.CSCycles = 5000
+		r := runLock(t, h, cfg)
+		assert.False(t, r.OK)
+		assert.ErrorIs(t, r.Err, vmm.ErrCheckFailed)
+		assert.Contains(t, r.Error, "lock broken")
+	})
 }
 
 // TestPVSoak: with a spin threshold of 1 nearly every contended acquisition
 // of a pv lock goes through WAIT and KICK; none may be lost.
 func TestPVSoak(t *testing.T) {
-	sys := kvmtest.Open(t)
-	for _, lock := range []string{"pvticket", "pvqspin"} {
-		t.Run(lock, func(t *testing.T) {
-			cfg := lockConfig(t, lock, 4)
-			cfg.SpinThreshold = 1
-			res := runM(t, sys, lockMachine(t, "host", 400*time.Millisecond), cfg)
-			requireExact(t, res)
-			r := res.VMs[0]
-			assert.Greater(t, r.LockStats.SlowPaths, uint64(0))
-			assert.Greater(t, r.LockStats.Waits, uint64(0))
-			assert.Greater(t, r.LockStats.Kicks, uint64(0))
-		})
-	}
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for _, lock := range []string{"pvticket", "pvqspin"} {
+			t.Run(lock, func(t *testing.T) {
+				cfg := lockConfig(t, lock, 4)
+				cfg.SpinThreshold = 1
+				res := runM(t, h, lockMachine(t, "host", 400*time.Millisecond), cfg)
+				requireExact(t, res)
+				r := res.VMs[0]
+				assert.Greater(t, r.LockStats.SlowPaths, uint64(0))
+				assert.Greater(t, r.LockStats.Waits, uint64(0))
+				assert.Greater(t, r.LockStats.Kicks, uint64(0))
+			})
+		}
+	})
 }
 
 // TestOvercommitSpins: with more vCPUs than pCPUs a ticket lock's waiters
 // spin through preempted holders' time slices, so the spin fraction rises.
 // The gap is an order of magnitude on our hosts; the test only asks for more.
 func TestOvercommitSpins(t *testing.T) {
-	sys := kvmtest.Open(t)
-	if len(pcpus(t)) < 2 {
-		t.Skip("needs 2 host CPUs")
-	}
-	frac := func(sys *kvm.System, n int) float64 {
-		res := runM(t, sys, lockMachine(t, "host", 300*time.Millisecond), lockConfig(t, "ticket", n))
-		requireExact(t, res)
-		return res.VMs[0].LockStats.SpinFraction
-	}
-	two, four := frac(sys, 2), frac(sys, 4)
-	t.Logf("ticket spin fraction: 2 vCPUs %.3f, 4 vCPUs %.3f", two, four)
-	assert.Greater(t, four, two)
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if len(pcpus(t)) < 2 {
+			t.Skip("needs 2 host CPUs")
+		}
+		frac := func(h vmm.Hypervisor, n int) float64 {
+			res := runM(t, h, lockMachine(t, "host", 300*time.Millisecond), lockConfig(t, "ticket", n))
+			requireExact(t, res)
+			return res.VMs[0].LockStats.SpinFraction
+		}
+		two, four := frac(h, 2), frac(h, 4)
+		t.Logf("ticket spin fraction: 2 vCPUs %.3f, 4 vCPUs %.3f", two, four)
+		assert.Greater(t, four, two)
+	})
 }

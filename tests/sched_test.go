@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/kvmtest"
+	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -61,24 +61,25 @@ func overcommitted(t *testing.T, policy, lock string) []vmm.Config {
 // TestEveryPolicyEveryLock: 4 vCPUs on 2 pCPUs, exact counters, no lost
 // wakeup, for every lock under every policy (and combination).
 func TestEveryPolicyEveryLock(t *testing.T) {
-	sys := kvmtest.Open(t)
-	if len(pcpus(t)) < 2 {
-		t.Skip("needs 2 host CPUs")
-	}
-	for _, policy := range policySpecs() {
-		for _, lock := range vmm.LockNames(false) {
-			t.Run(policy+"/"+lock, func(t *testing.T) {
-				mc := lockMachine(t, policy, 150*time.Millisecond)
-				mc.Options.Slice = 5 * time.Millisecond
-				res := runM(t, sys, mc, overcommitted(t, policy, lock)...)
-				require.True(t, res.OK, res.Error)
-				for _, vm := range res.VMs {
-					assert.Equal(t, vm.LockStats.Acquisitions, *vm.CounterActual, vm.Name)
-				}
-				assert.Greater(t, res.Sched.Switches, uint64(0))
-			})
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if len(pcpus(t)) < 2 {
+			t.Skip("needs 2 host CPUs")
 		}
-	}
+		for _, policy := range policySpecs() {
+			for _, lock := range vmm.LockNames(false) {
+				t.Run(policy+"/"+lock, func(t *testing.T) {
+					mc := lockMachine(t, policy, 150*time.Millisecond)
+					mc.Options.Slice = 5 * time.Millisecond
+					res := runM(t, h, mc, overcommitted(t, policy, lock)...)
+					require.True(t, res.OK, res.Error)
+					for _, vm := range res.VMs {
+						assert.Equal(t, vm.LockStats.Acquisitions, *vm.CounterActual, vm.Name)
+					}
+					assert.Greater(t, res.Sched.Switches, uint64(0))
+				})
+			}
+		}
+	})
 }
 
 // TestRRShowsLHP is the scheduler issue's first check: a ticket lock on 4
@@ -86,53 +87,56 @@ func TestEveryPolicyEveryLock(t *testing.T) {
 // waiters, and collapses against 2 vCPUs on the same 2 pCPUs. The collapse
 // is tens of times on our hosts; the test only asks for half.
 func TestRRShowsLHP(t *testing.T) {
-	sys := kvmtest.Open(t)
-	if len(pcpus(t)) < 2 {
-		t.Skip("needs 2 host CPUs")
-	}
-	ref := runM(t, sys, lockMachine(t, "rr", time.Second), lockConfig(t, "ticket", 2))
-	requireExact(t, ref)
-	over := runM(t, sys, lockMachine(t, "rr", time.Second), lockConfig(t, "ticket", 4))
-	requireExact(t, over)
-	t.Logf("ticket: 2 on 2 %.0f acq/s, 4 on 2 %.0f acq/s; LHP %d LWP %d", ref.VMs[0].OpsPerSec,
-		over.VMs[0].OpsPerSec, over.Sched.LHPEvents, over.Sched.LWPEvents)
-	assert.Greater(t, over.Sched.LHPEvents+over.Sched.LWPEvents, uint64(0))
-	assert.Greater(t, over.Sched.WaiterPreemptions, over.Sched.LWPEvents, "the convoy: waiters preempted anywhere in the queue")
-	assert.Less(t, over.VMs[0].OpsPerSec, ref.VMs[0].OpsPerSec/2)
-	assert.Greater(t, over.VMs[0].VCPU[0].Preemptions, uint64(0))
-	assert.Greater(t, over.VMs[0].VCPU[0].StealNs, int64(0))
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if len(pcpus(t)) < 2 {
+			t.Skip("needs 2 host CPUs")
+		}
+		ref := runM(t, h, lockMachine(t, "rr", time.Second), lockConfig(t, "ticket", 2))
+		requireExact(t, ref)
+		over := runM(t, h, lockMachine(t, "rr", time.Second), lockConfig(t, "ticket", 4))
+		requireExact(t, over)
+		t.Logf("ticket: 2 on 2 %.0f acq/s, 4 on 2 %.0f acq/s; LHP %d LWP %d", ref.VMs[0].OpsPerSec,
+			over.VMs[0].OpsPerSec, over.Sched.LHPEvents, over.Sched.LWPEvents)
+		assert.Greater(t, over.Sched.LHPEvents+over.Sched.LWPEvents, uint64(0))
+		assert.Greater(t, over.Sched.WaiterPreemptions, over.Sched.LWPEvents, "the convoy: waiters preempted anywhere in the queue")
+		assert.Less(t, over.VMs[0].OpsPerSec, ref.VMs[0].OpsPerSec/2)
+		assert.Greater(t, over.VMs[0].VCPU[0].Preemptions, uint64(0))
+		assert.Greater(t, over.VMs[0].VCPU[0].StealNs, int64(0))
+	})
 }
 
 // TestScale: 1024 vCPUs in 16 VMs on 2 pCPUs, every counter exact.
 func TestScale(t *testing.T) {
-	sys := kvmtest.Open(t)
-	var cfgs []vmm.Config
-	for i := 0; i < 16; i++ {
-		cfg := config(t, "counter", 64)
-		cfg.Name, cfg.Iterations = fmt.Sprintf("vm%d", i), 500
-		cfgs = append(cfgs, cfg)
-	}
-	mc := machine(t)
-	mc.Policy, mc.Options.Slice = "rr", time.Millisecond
-	res := runM(t, sys, mc, cfgs...)
-	require.True(t, res.OK, res.Error)
-	n := 0
-	for _, vm := range res.VMs {
-		n += vm.VCPUs
-		assert.Equal(t, *vm.CounterExpected, *vm.CounterActual, vm.Name)
-		assert.EqualValues(t, 64*500, *vm.CounterActual, vm.Name)
-	}
-	assert.Equal(t, 1024, n)
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		var cfgs []vmm.Config
+		for i := 0; i < 16; i++ {
+			cfg := config(t, "counter", 64)
+			cfg.Name, cfg.Iterations = fmt.Sprintf("vm%d", i), 500
+			cfgs = append(cfgs, cfg)
+		}
+		mc := machine(t)
+		mc.Policy, mc.Options.Slice = "rr", time.Millisecond
+		res := runM(t, h, mc, cfgs...)
+		require.True(t, res.OK, res.Error)
+		n := 0
+		for _, vm := range res.VMs {
+			n += vm.VCPUs
+			assert.Equal(t, *vm.CounterExpected, *vm.CounterActual, vm.Name)
+			assert.EqualValues(t, 64*500, *vm.CounterActual, vm.Name)
+		}
+		assert.Equal(t, 1024, n)
+	})
 }
 
 // TestBuiltinScenarios: every shipped scenario runs and checks itself.
 func TestBuiltinScenarios(t *testing.T) {
-	kvmtest.Open(t)
-	for _, name := range scenarios.Names() {
-		t.Run(name, func(t *testing.T) {
-			r := runJSON(t, 0, "run", "--scenario", name, "--duration", "300ms", "--quiet")
-			require.True(t, r.OK, r.Error)
-			assert.NotEmpty(t, r.VMs)
-		})
-	}
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for _, name := range scenarios.Names() {
+			t.Run(name, func(t *testing.T) {
+				r := runJSON(t, 0, on(h, "run", "--scenario", name, "--duration", "300ms", "--quiet")...)
+				require.True(t, r.OK, r.Error)
+				assert.NotEmpty(t, r.VMs)
+			})
+		}
+	})
 }

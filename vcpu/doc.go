@@ -9,10 +9,13 @@
 //	                      ▼                             ▼
 //	                   Stopped ◄────────────────────────┘
 //
-// Each KVM exit is decoded by Decode, a pure function, into an Event; the
-// loop handles interruptions itself and gives every other event to a Handler
-// (the VMM), which answers Continue or Finish. A Kick stops a running KVM_RUN
-// within tens of microseconds: it sets immediate_exit, then signals the thread
-// (see internal/host.KickSignal); the interrupted run comes back as
-// EventInterrupted and the loop looks at what was requested.
+// The guest runs through a Backend (internal/kvm or internal/ptrace; this
+// package names neither), whose Run returns each exit already decoded into
+// an hv.Event by a pure, table-tested function of the backend. The loop
+// handles interruptions itself and gives every other event to a Handler (the
+// VMM), which answers Continue or Finish. A Kick stops a running guest within
+// tens of microseconds through Backend.RequestExit (KVM: immediate_exit and a
+// signal to the thread; ptrace: a pending flag and a signal to the stub); the
+// interrupted run comes back as EventInterrupted and the loop looks at what
+// was requested.
 package vcpu

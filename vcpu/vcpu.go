@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/host"
-	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/hv"
 )
 
 // State is where a vCPU is in its life; see the package doc for the drawing.
@@ -48,7 +48,7 @@ var Continue = Action{}
 // Handler serves the events of a vCPU's exits. It runs on the vCPU's thread.
 // It may block (a WAIT hypercall); it must then return when Stopping is closed.
 type Handler interface {
-	HandleExit(v *VCPU, ev Event) Action
+	HandleExit(v *VCPU, ev hv.Event) Action
 }
 
 // ErrStopped is the Err of a vCPU that was stopped from outside.
@@ -59,7 +59,7 @@ var ErrStopTimeout = errors.New("vCPU did not stop in time")
 
 // Stats are a vCPU's counters; safe to read while it runs.
 type Stats struct {
-	Exits      atomic.Uint64 // KVM_RUN returns, interruptions included
+	Exits      atomic.Uint64 // returns from the guest, interruptions included
 	Interrupts atomic.Uint64 // of which interrupted (kicks, runtime signals)
 	Hypercalls atomic.Uint64
 	Parks      atomic.Uint64
@@ -72,11 +72,10 @@ type VCPU struct {
 	ID   int
 	PCPU int // host CPU the thread is pinned to; -1: not pinned
 
-	k *kvm.VCPU
+	b Backend
 	h Handler
 
 	state    atomic.Int32
-	tid      atomic.Int32
 	want     atomic.Int32 // host CPU to run on from the next dispatch; -1: not pinned
 	seatReq  atomic.Pointer[Seat]
 	seat     *Seat // the seat held (vCPU thread only)
@@ -92,21 +91,22 @@ type VCPU struct {
 	stopOnce sync.Once
 	done     chan struct{}
 	err      error
-	regs     *kvm.Regs // registers when the loop ended, for diagnostics
+	regs     *hv.Regs // registers when the loop ended, for diagnostics
 
 	Stats Stats
 }
 
-// New wraps a created KVM vCPU. It does not start it.
-func New(id, pcpu int, k *kvm.VCPU, h Handler) *VCPU {
-	v := &VCPU{ID: id, PCPU: pcpu, k: k, h: h, stopping: make(chan struct{}), done: make(chan struct{})}
+// New wraps a created backend vCPU. It does not start it.
+func New(id, pcpu int, b Backend, h Handler) *VCPU {
+	v := &VCPU{ID: id, PCPU: pcpu, b: b, h: h, stopping: make(chan struct{}), done: make(chan struct{})}
 	v.cond = sync.NewCond(&v.mu)
 	v.want.Store(int32(pcpu))
 	return v
 }
 
-// KVM is the underlying handle (for register access after the loop ended).
-func (v *VCPU) KVM() *kvm.VCPU { return v.k }
+// Backend is the backend vCPU. Its Regs, SpecialRegs and CompleteRead may
+// be called from a Handler (on the vCPU's thread).
+func (v *VCPU) Backend() Backend { return v.b }
 
 // State is the current state.
 func (v *VCPU) State() State { return State(v.state.Load()) }
@@ -122,24 +122,22 @@ func (v *VCPU) Err() error { return v.err }
 
 // FinalRegs are the registers read on the vCPU thread as the loop ended, or
 // nil if they could not be read. Valid after Done.
-func (v *VCPU) FinalRegs() *kvm.Regs { return v.regs }
+func (v *VCPU) FinalRegs() *hv.Regs { return v.regs }
 
 // Start runs the loop on a new goroutine locked to its own OS thread.
-// started is closed once the thread is pinned and about to enter the guest.
+// started receives nil once the thread is pinned, attached to the backend
+// and about to enter the guest, or the error that kept it from getting there.
 func (v *VCPU) Start() <-chan error {
 	started := make(chan error, 1)
 	go v.loop(started)
 	return started
 }
 
-// Kick interrupts KVM_RUN so the loop looks at its requests. Safe from any
-// goroutine; a kick before the first KVM_RUN makes that run return at once.
+// Kick interrupts the guest so the loop looks at its requests. Safe from any
+// goroutine; a kick before the next Run makes that run return at once.
 func (v *VCPU) Kick() {
 	v.Stats.LastKickNs.Store(time.Now().UnixNano())
-	v.k.RequestExit()
-	if tid := v.tid.Load(); tid != 0 {
-		_ = host.Kick(int(tid)) // the thread may just have exited: harmless
-	}
+	v.b.RequestExit()
 }
 
 // RequestProbe asks the vCPU to leave the guest briefly, read its RIP
@@ -161,7 +159,7 @@ func (v *VCPU) RequestPark() {
 
 // ParkSelf asks the vCPU to park at the top of its loop, without a kick: for
 // a handler on the vCPU's own thread (a blocking hypercall), or before Start
-// (the vCPU then parks before its first KVM_RUN).
+// (the vCPU then parks before it first enters the guest).
 func (v *VCPU) ParkSelf() { v.parkReq.Store(true) }
 
 // Dispatch lets the vCPU run on host CPU cpu (-1: anywhere): it re-pins its
@@ -216,20 +214,38 @@ func (v *VCPU) Wait(timeout time.Duration) error {
 
 func (v *VCPU) loop(started chan<- error) {
 	// The thread stays locked until the goroutine exits, so the runtime
-	// destroys it instead of reusing a thread with our affinity.
+	// destroys it instead of reusing a thread with our affinity (or, on
+	// ptrace, one that traces a process).
 	runtime.LockOSThread()
-	v.tid.Store(int32(host.Gettid()))
+	attached := false
 	defer func() {
 		v.leaveSeat()
-		v.tid.Store(0)
-		if r, err := v.k.GetRegs(); err == nil {
-			v.regs = r
+		if attached {
+			if r, err := v.b.Regs(); err == nil {
+				v.regs = &r
+			}
+		}
+		if err := v.b.Close(); err != nil && v.err == nil {
+			v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)
 		}
 		v.state.Store(int32(Stopped))
 		close(v.done)
 	}()
 	if v.PCPU >= 0 {
 		if err := host.PinThread(v.PCPU); err != nil {
+			v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)
+			started <- v.err
+			return
+		}
+	}
+	if err := v.b.Attach(); err != nil {
+		v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)
+		started <- v.err
+		return
+	}
+	attached = true
+	if v.PCPU >= 0 {
+		if err := v.b.Pin(v.PCPU); err != nil {
 			v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)
 			started <- v.err
 			return
@@ -261,26 +277,24 @@ func (v *VCPU) runLoop() error {
 			}
 			v.seat = want
 		}
-		e, err := v.k.Run()
+		ev, err := v.b.Run()
 		if err != nil {
-			return err
+			return err // the backend's errors name the vCPU
 		}
 		v.Stats.Exits.Add(1)
-		ev := Decode(e)
-		if ev.Kind == EventInterrupted {
-			v.k.ClearExitRequest()
+		if ev.Kind == hv.EventInterrupted {
 			v.Stats.Interrupts.Add(1)
 			if t := v.Stats.LastKickNs.Load(); t != 0 {
 				v.Stats.KickToStop.Store(time.Now().UnixNano() - t)
 			}
 			if v.probeReq.Swap(false) && v.OnProbe != nil {
-				if r, err := v.k.GetRegs(); err == nil {
+				if r, err := v.b.Regs(); err == nil {
 					v.OnProbe(r.RIP)
 				}
 			}
 			continue
 		}
-		if ev.Kind == EventHypercall {
+		if ev.Kind == hv.EventHypercall {
 			v.Stats.Hypercalls.Add(1)
 		}
 		if a := v.h.HandleExit(v, ev); a.Finish {
@@ -296,6 +310,9 @@ func (v *VCPU) repin() error {
 		return nil
 	}
 	if err := host.PinThread(want); err != nil {
+		return fmt.Errorf("vCPU %d: %w", v.ID, err)
+	}
+	if err := v.b.Pin(want); err != nil {
 		return fmt.Errorf("vCPU %d: %w", v.ID, err)
 	}
 	v.PCPU = want

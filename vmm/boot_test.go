@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -81,14 +80,19 @@ func TestCPUTables(t *testing.T) {
 	tss := l.Block(2) + hypercall.BlockTSSOff
 	assert.Equal(t, l.Block(2)+hypercall.BlockKStackTop, binary.LittleEndian.Uint64(mem[tss+4:]), "RSP0")
 
-	s := cpuSregs(&kvm.Sregs{}, l, 2, 0x2000)
-	assert.Equal(t, base, s.TR.Base)
-	assert.Equal(t, gdt, s.GDT.Base)
-	assert.Equal(t, uint64(0x500), s.EFER)
-	assert.Equal(t, uint8(1), s.CS.L)
-	r := cpuRegs(l, 2, 0x100000)
-	assert.Equal(t, uint64(2), r.RSI)
-	assert.Equal(t, l.Page(2), r.RDX)
-	assert.Equal(t, uint64(hypercall.BootInfoGPA), r.RDI)
-	assert.Equal(t, l.Block(2)+hypercall.BlockKStackTop, r.RSP)
+	e := entry(l, 2, &Image{Entry: 0x100000, UserEntry: 0x100400}, 0x2000)
+	assert.Equal(t, base, e.Kernel.TSSBase)
+	assert.Equal(t, gdt, e.Kernel.GDTBase)
+	assert.Equal(t, uint16(hypercall.GDTEntries*8-1), e.Kernel.GDTLimit)
+	assert.Equal(t, uint64(0x2000), e.Kernel.CR3)
+	assert.Equal(t, uint64(0x100000), e.Kernel.RIP)
+	assert.Equal(t, uint32(2), e.Kernel.APICID)
+	assert.Equal(t, uint64(2), e.RSI)
+	assert.Equal(t, l.Page(2), e.RDX)
+	assert.Equal(t, uint64(hypercall.BootInfoGPA), e.RDI)
+	assert.Equal(t, l.Block(2)+hypercall.BlockKStackTop, e.Kernel.RSP)
+	// The ring-3 entry: what the ring-0 stub's iretq leaves.
+	assert.Equal(t, uint64(0x100400), e.User.RIP)
+	assert.Equal(t, l.Page(2)+hypercall.BlockUStackTop, e.User.RSP)
+	assert.Equal(t, uint64(0x202), e.User.RFLAGS)
 }

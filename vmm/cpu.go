@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/hv"
 )
 
 // 64-bit GDT descriptors (see DESIGN.md §3).
@@ -15,6 +15,9 @@ const (
 	gdtUserCode   = 0x00affb000000ffff
 	tssLimit      = 103
 	tssTypeBusy   = 0xb // 64-bit TSS, busy: the state after TR is loaded
+	// userRFLAGS is the ring-3 entry's RFLAGS: reserved bit 1 and IF, as the
+	// built-in guest's iretq leaves it.
+	userRFLAGS = 0x202
 )
 
 // buildCPUTables writes vCPU id's GDT and TSS into its block.
@@ -49,36 +52,23 @@ func tssDescriptor(base uint64) (lo, hi uint64) {
 	return lo, hi
 }
 
-// cpuSregs is vCPU id's special-register state: long mode, paging on, its own
-// GDT and TSS, no IDT (the guest installs one).
-func cpuSregs(base *kvm.Sregs, l Layout, id int, cr3 uint64) *kvm.Sregs {
-	s := *base
+// entry is vCPU id's start (the boot protocol in README): in ring 0 at the
+// ELF entry on its ring-0 stack with its own GDT and TSS (KVM), or in ring 3
+// at the image's declared ring-3 entry on its ring-3 stack (ptrace), with
+// the same three arguments either way.
+func entry(l Layout, id int, img *Image, cr3 uint64) hv.Entry {
 	block := l.Block(id)
-	code := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: hypercall.SelKernelCode,
-		Typ: 11, Present: 1, DPL: 0, DB: 0, S: 1, L: 1, G: 1}
-	data := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: hypercall.SelKernelData,
-		Typ: 3, Present: 1, DPL: 0, DB: 1, S: 1, L: 0, G: 1}
-	s.CS = code
-	s.DS, s.ES, s.FS, s.GS, s.SS = data, data, data, data, data
-	s.TR = kvm.Segment{Base: block + hypercall.BlockTSSOff, Limit: tssLimit, Selector: hypercall.SelTSS,
-		Typ: tssTypeBusy, Present: 1}
-	s.GDT = kvm.Descriptor{Base: block + hypercall.BlockGDTOff, Limit: hypercall.GDTEntries*8 - 1}
-	s.IDT = kvm.Descriptor{}
-	s.CR0 = 0x80050033 // PG | AM | WP | NE | ET | MP | PE
-	s.CR3 = cr3
-	s.CR4 = 0x620  // OSXMMEXCPT | OSFXSR | PAE
-	s.EFER = 0x500 // LMA | LME
-	return &s
-}
-
-// cpuRegs is vCPU id's entry register state (the boot protocol in README).
-func cpuRegs(l Layout, id int, entry uint64) *kvm.Regs {
-	return &kvm.Regs{
-		RIP:    entry,
-		RSP:    l.Block(id) + hypercall.BlockKStackTop,
-		RDI:    hypercall.BootInfoGPA,
-		RSI:    uint64(id),
-		RDX:    l.Page(id),
-		RFLAGS: 0x2,
+	return hv.Entry{
+		RDI: hypercall.BootInfoGPA,
+		RSI: uint64(id),
+		RDX: l.Page(id),
+		Kernel: hv.KernelEntry{
+			RIP: img.Entry, RSP: block + hypercall.BlockKStackTop, CR3: cr3,
+			GDTBase: block + hypercall.BlockGDTOff, GDTLimit: hypercall.GDTEntries*8 - 1,
+			TSSBase: block + hypercall.BlockTSSOff, TSSLimit: tssLimit,
+			CodeSel: hypercall.SelKernelCode, DataSel: hypercall.SelKernelData, TSSSel: hypercall.SelTSS,
+			APICID: uint32(id),
+		},
+		User: hv.UserEntry{RIP: img.UserEntry, RSP: block + hypercall.BlockUStackTop, RFLAGS: userRFLAGS},
 	}
 }

@@ -5,28 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
-
-// withAPICID returns a copy of cpuid with vCPU id's APIC id in leaf 1
-// EBX[31:24] and the x2APIC id in leaves 0xB and 0x1F.
-func withAPICID(c *gokvm.CPUID, id int) *gokvm.CPUID {
-	out := &gokvm.CPUID{Nent: c.Nent, Entries: append([]gokvm.CPUIDEntry2(nil), c.Entries...)}
-	for i := range out.Entries {
-		e := &out.Entries[i]
-		switch e.Function {
-		case 1:
-			e.Ebx = e.Ebx&0x00ffffff | uint32(id&0xff)<<24
-		case 0xb, 0x1f:
-			e.Edx = uint32(id)
-		}
-	}
-	return out
-}
 
 func (vm *VM) args(id int) (a [6]uint64) {
 	p := vm.layout.Page(id) + hypercall.OffArgs
@@ -48,34 +32,40 @@ func (vm *VM) inRAM(gpa, n uint64) bool {
 }
 
 // HandleExit serves one exit of vCPU v (it runs on v's thread).
-func (vm *VM) HandleExit(v *vcpu.VCPU, ev vcpu.Event) vcpu.Action {
+func (vm *VM) HandleExit(v *vcpu.VCPU, ev hv.Event) vcpu.Action {
 	id := v.ID
 	if vm.m == nil {
 		return vcpu.Action{Finish: true, Err: fmt.Errorf("vCPU %d: %v exit, but %s is not in a Machine", id, ev.Kind, vm.cfg.Name)}
 	}
 	switch ev.Kind {
-	case vcpu.EventHypercall:
+	case hv.EventHypercall:
 		return vm.hypercall(v, ev.Nr)
-	case vcpu.EventBadDoorbell:
+	case hv.EventBadDoorbell:
 		vm.hs[id].badCalls.Add(1)
 		if ev.Write {
 			vm.setRet(id, hypercall.ErrInval)
 		} else {
-			v.KVM().SetMMIOReadData([8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+			v.Backend().CompleteRead(^uint64(0))
 		}
 		return vcpu.Continue
-	case vcpu.EventShutdown:
+	case hv.EventFault:
+		return vm.fail(vm.faultError(id, ev.Fault))
+	case hv.EventSyscall:
+		f := ev.Fault
+		return vm.fail(fmt.Errorf("%w: vCPU %d attempted %s syscall %d (%s) at RIP %#x%s RSP %#x; blocked",
+			ErrGuestFault, id, ev.Arch, ev.Nr, hv.SyscallName(ev.Arch, ev.Nr), f.RIP, vm.symbolize(f.RIP), f.RSP))
+	case hv.EventShutdown:
 		return vm.fail(fmt.Errorf("%w: vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)%s", ErrGuestFault, id, vm.regsNow(v)))
-	case vcpu.EventHalted:
+	case hv.EventHalted:
 		return vm.fail(fmt.Errorf("%w: vCPU %d halted without EXIT%s", ErrGuestFault, id, vm.regsNow(v)))
-	case vcpu.EventMMIO:
+	case hv.EventMMIO:
 		return vm.fail(fmt.Errorf("%w: vCPU %d: %d-byte MMIO %s at %#x, outside RAM and the doorbell%s",
 			ErrGuestFault, id, ev.Len, rw(ev.Write), ev.Addr, vm.regsNow(v)))
-	case vcpu.EventPortIO:
+	case hv.EventPortIO:
 		return vm.fail(fmt.Errorf("%w: vCPU %d: port I/O %s port %#x is not emulated%s",
 			ErrGuestFault, id, rw(ev.Write), ev.Addr, vm.regsNow(v)))
 	default:
-		return vm.fail(fmt.Errorf("vCPU %d: KVM exit %v (detail %#x)%s", id, ev.Reason, ev.Detail, vm.regsNow(v)))
+		return vm.fail(fmt.Errorf("vCPU %d: %s%s", id, ev.Reason, vm.regsNow(v)))
 	}
 }
 
@@ -88,13 +78,13 @@ func rw(write bool) string {
 
 // regsNow describes where v is, for a diagnostic (on v's own thread).
 func (vm *VM) regsNow(v *vcpu.VCPU) string {
-	r, err := v.KVM().GetRegs()
+	r, err := v.Backend().Regs()
 	if err != nil {
 		return ""
 	}
 	s := fmt.Sprintf(" at RIP %#x%s RSP %#x", r.RIP, vm.symbolize(r.RIP), r.RSP)
-	if sr, err := v.KVM().GetSregs(); err == nil {
-		s += fmt.Sprintf(" CS %#x CR2 %#x", sr.CS.Selector, sr.CR2)
+	if sr, err := v.Backend().SpecialRegs(); err == nil {
+		s += fmt.Sprintf(" CS %#x CR2 %#x", sr.CS, sr.CR2)
 	}
 	return s
 }
@@ -187,20 +177,30 @@ func (vm *VM) wait(id int, gpa uint64, expected uint32) int64 {
 	return hypercall.WaitWoken
 }
 
-var vectorNames = [...]string{"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO",
-	"#TS", "#NP", "#SS", "#GP", "#PF", "", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"}
-
+// faultReport is the FAULT hypercall: the guest's ring-0 handler (KVM) left
+// the exception in the VCPUPage.
 func (vm *VM) faultReport(id int) error {
 	p := vm.readPage(id)
+	return vm.faultError(id, hv.Fault{Vector: p.FaultVector, ErrorCode: p.FaultError, RIP: p.FaultRIP,
+		CS: p.FaultCS, RFLAGS: p.FaultRFLAGS, RSP: p.FaultRSP, CR2: p.FaultCR2})
+}
+
+// faultError describes a guest exception the same way whichever backend
+// caught it: reported by the guest's own handler, or by the backend.
+func (vm *VM) faultError(id int, f hv.Fault) error {
 	name := ""
-	if p.FaultVector < uint64(len(vectorNames)) {
-		name = vectorNames[p.FaultVector] + " "
+	if n := hv.VectorName(f.Vector); n != "" {
+		name = n + " "
 	}
 	cr2 := ""
-	if p.FaultVector == 14 {
-		cr2 = fmt.Sprintf(" CR2 %#x", p.FaultCR2)
+	if f.Vector == hv.VectorPF {
+		cr2 = fmt.Sprintf(" CR2 %#x", f.CR2)
 	}
-	return fmt.Errorf("%w: vCPU %d: exception %s(vector %d) error code %#x at RIP %#x%s CS %#x RSP %#x RFLAGS %#x%s",
-		ErrGuestFault, id, name, p.FaultVector, p.FaultError, p.FaultRIP, vm.symbolize(p.FaultRIP),
-		p.FaultCS, p.FaultRSP, p.FaultRFLAGS, cr2)
+	detail := ""
+	if f.Detail != "" {
+		detail = ": " + f.Detail
+	}
+	return fmt.Errorf("%w: vCPU %d: exception %s(vector %d) error code %#x at RIP %#x%s CS %#x RSP %#x RFLAGS %#x%s%s",
+		ErrGuestFault, id, name, f.Vector, f.ErrorCode, f.RIP, vm.symbolize(f.RIP),
+		f.CS, f.RSP, f.RFLAGS, cr2, detail)
 }

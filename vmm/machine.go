@@ -16,6 +16,7 @@ import (
 // MachineConfig is how a set of VMs is run: on which host CPUs, under which
 // scheduling policy, for how long.
 type MachineConfig struct {
+	Backend  string // the backend asked for (auto, kvm, ptrace): for the caller that opens it
 	PCPUs    []int  // host CPUs the vCPUs run on
 	Policy   string // sched.New spec: "host", "rr", "gang+pv", ...
 	Options  sched.Options
@@ -41,11 +42,15 @@ type Machine struct {
 
 // Result is the outcome of a Machine run; --json prints it.
 type Result struct {
-	OK       bool        `json:"ok"`
-	Error    string      `json:"error"`
-	ElapsedS float64     `json:"elapsed_s"`
-	Sched    SchedResult `json:"sched"`
-	VMs      []*VMResult `json:"vms"`
+	OK       bool    `json:"ok"`
+	Error    string  `json:"error"`
+	ElapsedS float64 `json:"elapsed_s"`
+	// Backend is the execution backend the run used, BackendReason why
+	// (set by whoever opened it).
+	Backend       string      `json:"backend"`
+	BackendReason string      `json:"backend_reason"`
+	Sched         SchedResult `json:"sched"`
+	VMs           []*VMResult `json:"vms"`
 
 	Err error `json:"-"`
 }

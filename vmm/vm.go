@@ -10,7 +10,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/guest/prebuilt"
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
@@ -22,6 +22,9 @@ var (
 	ErrLostWakeup  = errors.New("lost wakeup")
 	ErrCheckFailed = errors.New("self-check failed")
 	ErrGuestExit   = errors.New("guest exited with an error")
+	// ErrNoUserEntry: the backend runs only ring-3 code and the image
+	// declares no ring-3 entry (boot protocol v2).
+	ErrNoUserEntry = errors.New("the image declares no ring-3 entry")
 )
 
 // Config describes one VM.
@@ -60,9 +63,10 @@ type VM struct {
 	img    *Image
 	tscKHz uint64
 
-	kvm   *kvm.VM
-	mem   *kvm.Memory
-	kcpus []*kvm.VCPU
+	hv    Hypervisor
+	bvm   BackendVM
+	mem   *host.Memory
+	bcpus []vcpu.Backend
 	vcpus []*vcpu.VCPU
 	hs    []vcpuHost
 	con   *console
@@ -85,8 +89,9 @@ type vcpuHost struct {
 	waitVal   atomic.Uint32
 }
 
-// New builds a VM: guest memory, the image, boot state and vCPUs. Close it.
-func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
+// New builds a VM on backend h: guest memory, the image, boot state and
+// vCPUs. Close it.
+func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 	if cfg.MemBytes == 0 {
 		cfg.MemBytes = defaultMem
 	}
@@ -106,26 +111,23 @@ func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if max, err := sys.MaxVCPUs(); err == nil && max > 0 && cfg.VCPUs > max {
-		return nil, fmt.Errorf("vCPU count %d: this KVM allows at most %d per VM", cfg.VCPUs, max)
+	if max := h.MaxVCPUs(); max > 0 && cfg.VCPUs > max {
+		return nil, fmt.Errorf("vCPU count %d: the %s backend allows at most %d per VM", cfg.VCPUs, h.Name(), max)
 	}
 	img, err := ParseELF(cfg.Image, layout.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
 	}
-	vm := &VM{cfg: cfg, layout: layout, img: img}
+	if err := CheckImage(h, img); err != nil {
+		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
+	}
+	vm := &VM{cfg: cfg, layout: layout, img: img, hv: h}
 	defer func() {
 		if err != nil {
 			vm.Close()
 		}
 	}()
-	if vm.mem, err = kvm.NewMemory(int(cfg.MemBytes)); err != nil {
-		return nil, err
-	}
-	if vm.kvm, err = sys.CreateVM(); err != nil {
-		return nil, err
-	}
-	if err = vm.kvm.SetMemory(0, 0, vm.mem); err != nil {
+	if vm.mem, err = host.NewMemory(int(cfg.MemBytes)); err != nil {
 		return nil, err
 	}
 	mem := vm.mem.Bytes()
@@ -134,41 +136,37 @@ func New(sys *kvm.System, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cpuid, err := sys.SupportedCPUID()
-	if err != nil {
+	for id := 0; id < cfg.VCPUs; id++ {
+		buildCPUTables(mem, layout, id)
+	}
+	if vm.bvm, err = h.CreateVM(vm.mem); err != nil {
 		return nil, err
 	}
 	vm.con = newConsole(cfg.Console, cfg.Name, cfg.VCPUs)
 	vm.hs = make([]vcpuHost, cfg.VCPUs)
 	for id := 0; id < cfg.VCPUs; id++ {
-		k, err := vm.kvm.CreateVCPU(id)
+		b, err := vm.bvm.CreateVCPU(id, entry(layout, id, img, cr3))
 		if err != nil {
 			return nil, err
 		}
-		vm.kcpus = append(vm.kcpus, k)
-		if err := k.SetCPUID(withAPICID(cpuid, id)); err != nil {
-			return nil, err
-		}
-		base, err := k.GetSregs()
-		if err != nil {
-			return nil, err
-		}
-		buildCPUTables(mem, layout, id)
-		if err := k.SetSregs(cpuSregs(base, layout, id, cr3)); err != nil {
-			return nil, err
-		}
-		if err := k.SetRegs(cpuRegs(layout, id, img.Entry)); err != nil {
-			return nil, err
-		}
-		if id == 0 {
-			if vm.tscKHz, err = k.TSCkHz(); err != nil {
-				return nil, err
-			}
-		}
-		vm.vcpus = append(vm.vcpus, vcpu.New(id, -1, k, vm))
+		vm.bcpus = append(vm.bcpus, b)
+		vm.vcpus = append(vm.vcpus, vcpu.New(id, -1, b, vm))
+	}
+	if vm.tscKHz, err = vm.bvm.TSCkHz(); err != nil {
+		return nil, err
 	}
 	vm.writeBootInfo(mem)
 	return vm, nil
+}
+
+// CheckImage reports whether backend h can start img: a backend that runs
+// only ring-3 code needs the image's ring-3 entry note.
+func CheckImage(h Hypervisor, img *Image) error {
+	if h.UserOnly() && img.UserEntry == 0 {
+		return fmt.Errorf("%w (an LHPVM note of type %d, boot protocol v2): the %s backend runs only ring-3 code",
+			ErrNoUserEntry, hypercall.NoteUserEntry, h.Name())
+	}
+	return nil
 }
 
 func (vm *VM) writeBootInfo(mem []byte) {
@@ -213,7 +211,10 @@ func (vm *VM) Name() string { return vm.cfg.Name }
 func (vm *VM) VCPUs() []*vcpu.VCPU { return vm.vcpus }
 
 // Memory is guest RAM.
-func (vm *VM) Memory() *kvm.Memory { return vm.mem }
+func (vm *VM) Memory() *host.Memory { return vm.mem }
+
+// Backend is the name of the backend the VM runs on.
+func (vm *VM) Backend() string { return vm.hv.Name() }
 
 // Layout is the guest memory layout.
 func (vm *VM) Layout() Layout { return vm.layout }
@@ -232,19 +233,20 @@ func (vm *VM) Close() error {
 		if v.State() != vcpu.Created {
 			v.Stop()
 			if err := v.Wait(stopGrace); err != nil {
-				// The thread may still be in KVM_RUN: leaking the fds is
-				// better than unmapping memory under it.
+				// The thread may still be in the guest: leaking the
+				// vCPU is better than unmapping memory under it.
 				return err
 			}
 		}
 	}
-	for _, k := range vm.kcpus {
-		errs = append(errs, k.Close())
+	// A vCPU that ran was closed by its loop; Close is idempotent.
+	for _, b := range vm.bcpus {
+		errs = append(errs, b.Close())
 	}
-	vm.kcpus, vm.vcpus = nil, nil
-	if vm.kvm != nil {
-		errs = append(errs, vm.kvm.Close())
-		vm.kvm = nil
+	vm.bcpus, vm.vcpus = nil, nil
+	if vm.bvm != nil {
+		errs = append(errs, vm.bvm.Close())
+		vm.bvm = nil
 	}
 	if vm.mem != nil {
 		errs = append(errs, vm.mem.Close())

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/scenario"
 	"github.com/lhpvm/lhpvm/scenarios"
@@ -37,6 +38,11 @@ func buildRun(f runFlags) ([]vmm.Config, vmm.MachineConfig, error) {
 	if f.corunner > 0 {
 		sc.VMs = append(sc.VMs, scenario.VM{Name: "hog", VCPUs: f.corunner, Workload: "hog"})
 	}
+
+	if err := backend.Check(sc.Backend); err != nil {
+		return nil, mc, fmt.Errorf("--backend: %w", err)
+	}
+	mc.Backend = sc.Backend
 
 	// The machine: pCPUs, policy, timing.
 	allowed, err := host.AllowedCPUs()
@@ -127,7 +133,7 @@ func scenarioOf(f runFlags) (*scenario.Scenario, error) {
 			}
 		}
 		return &scenario.Scenario{
-			Name: "flags", PCPUs: f.pcpus,
+			Name: "flags", PCPUs: f.pcpus, Backend: f.backend,
 			Sched: scenario.Sched{Policy: f.policy, Slice: scenario.Duration(f.slice),
 				Skew: scenario.Duration(f.skew), DelayMax: scenario.Duration(f.delayMax)},
 			Duration: scenario.Duration(f.duration), Timeout: scenario.Duration(f.timeout),
@@ -164,6 +170,9 @@ func scenarioOf(f runFlags) (*scenario.Scenario, error) {
 	}
 	if changed("pcpus") {
 		sc.PCPUs = f.pcpus
+	}
+	if changed("backend") || sc.Backend == "" {
+		sc.Backend = f.backend
 	}
 	set("slice", &sc.Sched.Slice, f.slice)
 	set("skew", &sc.Sched.Skew, f.skew)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -26,6 +27,7 @@ type expFlags struct {
 	think    uint64
 	repeat   int
 	json     bool
+	backend  string
 }
 
 // ExpRow is one cell of the experiment.
@@ -72,6 +74,7 @@ itself; a failed or refused cell says why.`,
 	fl.Uint64Var(&f.think, "think-cycles", 2000, "work outside the lock in TSC cycles")
 	fl.IntVar(&f.repeat, "repeat", 3, "runs per cell; the cell shows the run with the median throughput")
 	fl.BoolVar(&f.json, "json", false, "print the rows as JSON")
+	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
 	return cmd
 }
 
@@ -130,6 +133,14 @@ func runExperiment(out io.Writer, f expFlags) error {
 	} else {
 		pcpus = pcpus[:min(2, len(pcpus))]
 	}
+	if err := backend.Check(f.backend); err != nil {
+		return fmt.Errorf("--backend: %w", err)
+	}
+	h, err := openBackend(f.backend, nil)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 
 	once := func(lock, policy string, n int) ExpRow {
 		row := ExpRow{Lock: lock, Policy: policy, VCPUs: n}
@@ -156,7 +167,7 @@ func runExperiment(out io.Writer, f expFlags) error {
 		row.VMs = len(cfgs)
 		mc := vmm.MachineConfig{PCPUs: pcpus, Policy: policy, Duration: f.duration, Timeout: f.duration + time.Minute,
 			Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax}}
-		res := runMachine(mc, cfgs...)
+		res := runMachine(h, mc, cfgs...)
 		row.OK, row.Error = res.OK, res.Error
 		var spin, acq float64
 		for _, vm := range res.VMs {

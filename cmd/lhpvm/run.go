@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lhpvm/lhpvm/internal/kvm"
+	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -35,6 +35,7 @@ type runFlags struct {
 	quiet      bool
 	scenario   string
 	corunner   int
+	backend    string
 
 	lock           string
 	locks          int
@@ -120,6 +121,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
 	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
+	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
 	fl.IntVar(&f.corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
 	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks; vCPU i uses lock i mod N")
@@ -136,6 +138,11 @@ func runRun(out io.Writer, f runFlags) error {
 	if err != nil {
 		return err
 	}
+	h, err := openBackend(mc.Backend, cfgs)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	var console io.Writer
 	if !f.quiet && !f.json {
 		console = out
@@ -145,7 +152,7 @@ func runRun(out io.Writer, f runFlags) error {
 	for i := range cfgs {
 		cfgs[i].Console = console
 	}
-	res := runMachine(mc, cfgs...)
+	res := runMachine(h, mc, cfgs...)
 	if f.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -161,19 +168,50 @@ func runRun(out io.Writer, f runFlags) error {
 	return nil
 }
 
-// runMachine builds the VMs and runs them under one scheduler. Errors before
-// the run (KVM, policy admission) come back as a failed Result too.
-func runMachine(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+// backendHelp lists the backends for --help.
+func backendHelp() string {
+	return backend.Auto + " (kvm where /dev/kvm works, else ptrace), " + strings.Join(backend.Names(), ", ")
+}
+
+// openBackend opens the backend a run asked for (exit 1 with the reason if
+// this host lacks it) and checks that it can start every VM's image (exit 2
+// if not: the image is the user's to fix).
+func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
+	h, err := backend.Open(name)
+	if errors.Is(err, backend.ErrUnknown) {
+		return nil, fmt.Errorf("--backend: %w", err)
+	}
+	if err != nil {
+		return nil, runFailed{err}
+	}
+	for _, cfg := range cfgs {
+		if cfg.Image == nil {
+			continue
+		}
+		layout, err := vmm.NewLayout(cfg.MemBytes, cfg.VCPUs)
+		if err == nil {
+			var img *vmm.Image
+			if img, err = vmm.ParseELF(cfg.Image, layout.Image); err == nil {
+				err = vmm.CheckImage(h, img)
+			}
+		}
+		if err != nil {
+			h.Close()
+			return nil, fmt.Errorf("--image %s: %w", cfg.ImageName, err)
+		}
+	}
+	return h, nil
+}
+
+// runMachine builds the VMs on backend h and runs them under one scheduler.
+// Errors before the run (building a VM, policy admission) come back as a
+// failed Result too.
+func runMachine(h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	start := time.Now()
 	failed := func(err error) *vmm.Result {
 		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(),
-			Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
+			Backend: h.Name(), BackendReason: h.Reason, Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
 	}
-	sys, err := kvm.Open()
-	if err != nil {
-		return failed(err)
-	}
-	defer sys.Close()
 	var vms []*vmm.VM
 	defer func() {
 		for _, vm := range vms {
@@ -181,7 +219,7 @@ func runMachine(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 		}
 	}()
 	for _, cfg := range cfgs {
-		vm, err := vmm.New(sys, cfg)
+		vm, err := vmm.New(h, cfg)
 		if err != nil {
 			return failed(fmt.Errorf("%s: %w", cfg.Name, err))
 		}
@@ -201,7 +239,9 @@ func runMachine(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 			m.Abort(errors.New("interrupted"))
 		}
 	}()
-	return m.Run()
+	res := m.Run()
+	res.Backend, res.BackendReason = h.Name(), h.Reason
+	return res
 }
 
 func printTable(out io.Writer, rep *vmm.Result) {
@@ -265,5 +305,5 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if sc.DirectedYields > 0 {
 		fmt.Fprintf(out, ", %d directed yields", sc.DirectedYields)
 	}
-	fmt.Fprintf(out, "\n%.3f s: %s\n", rep.ElapsedS, status)
+	fmt.Fprintf(out, "\n%.3f s on %s: %s\n", rep.ElapsedS, rep.Backend, status)
 }

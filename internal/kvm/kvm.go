@@ -6,6 +6,8 @@ import (
 	"os"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,19 +112,32 @@ func (s *System) SupportedCPUID() (*gokvm.CPUID, error) {
 	return c, nil
 }
 
-// CreateVM creates a VM (KVM_CREATE_VM).
-func (s *System) CreateVM() (*VM, error) {
+// CreateVM creates a VM (KVM_CREATE_VM) with mem as its RAM at GPA 0
+// (KVM_SET_USER_MEMORY_REGION, slot 0). The VM's vCPUs see the CPUID KVM
+// supports (KVM_GET_SUPPORTED_CPUID), each with its own APIC id.
+func (s *System) CreateVM(mem *host.Memory) (_ *VM, err error) {
+	cpuid, err := s.SupportedCPUID()
+	if err != nil {
+		return nil, err
+	}
 	fd, err := gokvm.CreateVM(uintptr(s.fd))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}
-	return &VM{fd: int(fd), runSize: s.runSize}, nil
+	vm := &VM{fd: int(fd), runSize: s.runSize, cpuid: cpuid}
+	if err := vm.SetMemory(0, 0, mem); err != nil {
+		vm.Close()
+		return nil, err
+	}
+	return vm, nil
 }
 
 // VM is a KVM virtual machine file descriptor.
 type VM struct {
 	fd      int
 	runSize int
+	cpuid   *gokvm.CPUID
+	first   *VCPU // vCPU 0, which answers KVM_GET_TSC_KHZ
 }
 
 // Close closes the VM fd. Close every VCPU first.
@@ -137,12 +152,12 @@ func (vm *VM) Close() error {
 
 // SetMemory maps mem at guest physical address gpa in the given slot
 // (KVM_SET_USER_MEMORY_REGION).
-func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *Memory) error {
+func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *host.Memory) error {
 	r := gokvm.UserspaceMemoryRegion{
 		Slot:          slot,
 		GuestPhysAddr: gpa,
-		MemorySize:    uint64(len(mem.b)),
-		UserspaceAddr: mem.addr(),
+		MemorySize:    mem.Size(),
+		UserspaceAddr: uint64(mem.Addr()),
 	}
 	if err := gokvm.SetUserMemoryRegion(uintptr(vm.fd), &r); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION slot %d: %w", slot, err)
@@ -150,8 +165,11 @@ func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *Memory) error {
 	return nil
 }
 
-// CreateVCPU creates vCPU id (KVM_CREATE_VCPU) and maps its run area.
-func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
+// CreateVCPU creates vCPU id (KVM_CREATE_VCPU), maps its run area, and sets
+// it up to start at e.Kernel in 64-bit ring 0 (KVM_SET_CPUID2,
+// KVM_SET_SREGS, KVM_SET_REGS). KVM always starts lhpvm guests in ring 0:
+// e.User is for backends that cannot.
+func (vm *VM) CreateVCPU(id int, e hv.Entry) (_ *VCPU, err error) {
 	fd, err := gokvm.CreateVCPU(uintptr(vm.fd), id)
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
@@ -161,5 +179,35 @@ func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
 		unix.Close(int(fd))
 		return nil, fmt.Errorf("mmap vCPU %d run area: %w", id, os.NewSyscallError("mmap", err))
 	}
-	return newVCPU(int(fd), id, run), nil
+	v := newVCPU(int(fd), id, run)
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	if err := v.SetCPUID(withAPICID(vm.cpuid, e.Kernel.APICID)); err != nil {
+		return nil, err
+	}
+	base, err := v.GetSregs()
+	if err != nil {
+		return nil, err
+	}
+	if err := v.SetSregs(longModeSregs(base, e.Kernel)); err != nil {
+		return nil, err
+	}
+	if err := v.SetRegs(&Regs{RIP: e.Kernel.RIP, RSP: e.Kernel.RSP, RDI: e.RDI, RSI: e.RSI, RDX: e.RDX, RFLAGS: 0x2}); err != nil {
+		return nil, err
+	}
+	if vm.first == nil {
+		vm.first = v
+	}
+	return v, nil
+}
+
+// TSCkHz is the guest TSC frequency (KVM_GET_TSC_KHZ on the first vCPU).
+func (vm *VM) TSCkHz() (uint64, error) {
+	if vm.first == nil {
+		return 0, errors.New("KVM_GET_TSC_KHZ: the VM has no vCPU yet")
+	}
+	return vm.first.TSCkHz()
 }

@@ -3,10 +3,13 @@ package kvm
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,13 +98,17 @@ type runIO struct {
 
 const runUnionOff = 32
 
-// VCPU is a vCPU file descriptor and its mapped run area. Run must be called
-// from one OS thread at a time; RequestExit may be called from any thread.
+// VCPU is a vCPU file descriptor and its mapped run area. It implements
+// vcpu.Backend: Attach binds it to the calling (locked) OS thread, which then
+// makes every call but RequestExit.
 type VCPU struct {
 	fd  int
 	id  int
 	run []byte
 	hdr *runHeader
+	tid atomic.Int32 // the attached thread, for RequestExit's signal; 0: none
+	// mu keeps Close from unmapping the run area under a RequestExit.
+	mu sync.Mutex
 }
 
 var kvmRun = gokvm.IIO(0x80)
@@ -113,10 +120,32 @@ func newVCPU(fd, id int, run []byte) *VCPU {
 // ID is the vCPU id given to KVM_CREATE_VCPU.
 func (v *VCPU) ID() int { return v.id }
 
-// Run enters the guest (KVM_RUN) until the next exit. An EINTR or EAGAIN is
-// returned as Exit{Reason: ExitInterrupted} with a nil error; any other errno
-// is an error naming KVM_RUN.
-func (v *VCPU) Run() (Exit, error) {
+// Attach binds the vCPU to the calling OS thread (locked by the caller):
+// RequestExit signals that thread to interrupt a KVM_RUN under way.
+func (v *VCPU) Attach() error {
+	v.tid.Store(int32(host.Gettid()))
+	return nil
+}
+
+// Run enters the guest until the next exit and decodes it (Decode). An
+// interrupted KVM_RUN (EINTR or EAGAIN: a RequestExit, or a Go runtime
+// signal) clears immediate_exit and comes back as hv.EventInterrupted; any
+// other errno is an error naming KVM_RUN.
+func (v *VCPU) Run() (hv.Event, error) {
+	e, err := v.RunExit()
+	if err != nil {
+		return hv.Event{}, err
+	}
+	if e.Reason == ExitInterrupted {
+		v.ClearExitRequest()
+	}
+	return Decode(e), nil
+}
+
+// RunExit enters the guest (KVM_RUN) until the next exit and returns it raw.
+// An EINTR or EAGAIN is returned as Exit{Reason: ExitInterrupted} with a nil
+// error; any other errno is an error naming KVM_RUN.
+func (v *VCPU) RunExit() (Exit, error) {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.fd), kvmRun, 0)
 	if errno != 0 {
 		if errno == unix.EINTR || errno == unix.EAGAIN {
@@ -141,17 +170,54 @@ func (v *VCPU) Run() (Exit, error) {
 	return e, nil
 }
 
-// SetMMIOReadData stores the value an MMIO read returns to the guest; it takes
-// effect at the next Run.
-func (v *VCPU) SetMMIOReadData(d [8]byte) {
+// CompleteRead stores the value the MMIO read of the last exit returns to
+// the guest (the low Len bytes count); it takes effect at the next Run.
+func (v *VCPU) CompleteRead(data uint64) {
+	var d [8]byte
+	for i := range d {
+		d[i] = byte(data >> (8 * i))
+	}
 	(*runMMIO)(unsafe.Pointer(&v.run[runUnionOff])).data = d
 }
 
-// RequestExit sets kvm_run.immediate_exit: a KVM_RUN that starts after this
-// returns EINTR at once. Pair it with a signal to the vCPU thread to stop a
-// KVM_RUN already under way. Safe from any thread.
+// RequestExit stops the guest soon, from any goroutine: it sets
+// kvm_run.immediate_exit, so a KVM_RUN that starts after this returns EINTR
+// at once, then signals the attached thread (host.KickSignal) to interrupt
+// a KVM_RUN already under way.
 func (v *VCPU) RequestExit() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.run == nil {
+		return // closed: the guest never runs again
+	}
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&v.run[0])), 1<<8)
+	if tid := v.tid.Load(); tid != 0 {
+		_ = host.Kick(int(tid)) // the thread may just have exited: harmless
+	}
+}
+
+// Pin is a no-op: the guest runs on the attached thread, which the caller
+// has pinned already.
+func (v *VCPU) Pin(cpu int) error { return nil }
+
+// Regs reads the general-purpose registers (KVM_GET_REGS).
+func (v *VCPU) Regs() (hv.Regs, error) {
+	r, err := v.GetRegs()
+	if err != nil {
+		return hv.Regs{}, err
+	}
+	return hv.Regs{RAX: r.RAX, RBX: r.RBX, RCX: r.RCX, RDX: r.RDX, RSI: r.RSI, RDI: r.RDI, RSP: r.RSP, RBP: r.RBP,
+		R8: r.R8, R9: r.R9, R10: r.R10, R11: r.R11, R12: r.R12, R13: r.R13, R14: r.R14, R15: r.R15,
+		RIP: r.RIP, RFLAGS: r.RFLAGS}, nil
+}
+
+// SpecialRegs reads CS, SS and CR2 (KVM_GET_SREGS).
+func (v *VCPU) SpecialRegs() (hv.SpecialRegs, error) {
+	s, err := v.GetSregs()
+	if err != nil {
+		return hv.SpecialRegs{}, err
+	}
+	return hv.SpecialRegs{CS: uint64(s.CS.Selector), SS: uint64(s.SS.Selector), CR2: s.CR2}, nil
 }
 
 // ClearExitRequest clears immediate_exit; call it on the vCPU thread after an
@@ -211,8 +277,12 @@ func (v *VCPU) TSCkHz() (uint64, error) {
 	return f, nil
 }
 
-// Close unmaps the run area and closes the vCPU fd.
+// Close unmaps the run area and closes the vCPU fd. Call it when no thread
+// is in Run any more; it is idempotent.
 func (v *VCPU) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.tid.Store(0)
 	if v.fd < 0 {
 		return nil
 	}

@@ -19,7 +19,8 @@ import (
 type Scenario struct {
 	Name        string   `yaml:"name"`
 	Description string   `yaml:"description"`
-	PCPUs       string   `yaml:"pcpus"` // CPU list; empty: all allowed
+	PCPUs       string   `yaml:"pcpus"`   // CPU list; empty: all allowed
+	Backend     string   `yaml:"backend"` // auto (default), kvm, ptrace
 	Sched       Sched    `yaml:"sched"`
 	Duration    Duration `yaml:"duration"`
 	Timeout     Duration `yaml:"timeout"`

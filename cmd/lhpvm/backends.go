@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/spf13/cobra"
+)
+
+func newBackendsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "backends",
+		Short: "List the execution backends and whether this host can run each",
+		Long: `List lhpvm's execution backends, in the order --backend auto tries them,
+with whether this host can run each and why not. Each is tried for real:
+kvm opens /dev/kvm and creates a VM; ptrace starts a sandboxed stub process.
+Exit status 1 if none is available.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st := backend.Probe()
+			out := cmd.OutOrStdout()
+			if asJSON {
+				type row struct {
+					Name      string `json:"name"`
+					Available bool   `json:"available"`
+					Reason    string `json:"reason"`
+					Doc       string `json:"doc"`
+				}
+				var rows []row
+				for _, s := range st {
+					rows = append(rows, row{s.Name, s.Available, s.Reason, s.Doc})
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rows); err != nil {
+					return err
+				}
+			} else {
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				for _, s := range st {
+					if s.Available {
+						fmt.Fprintf(w, "%s\tavailable\t%s\n", s.Name, s.Doc)
+					} else {
+						fmt.Fprintf(w, "%s\tnot available\t%s\n", s.Name, s.Reason)
+					}
+				}
+				w.Flush()
+			}
+			for _, s := range st {
+				if s.Available {
+					return nil
+				}
+			}
+			return runFailed{errors.New("no backend is available on this host")}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
+}

@@ -1,0 +1,95 @@
+// Package backendtest is the one way tests get an execution backend: Each
+// runs a test once per backend lhpvm has, as subtests named by backend
+// (TestHello/ptrace, TestHello/kvm). A backend this host lacks is skipped
+// with the reason, unless LHPVM_REQUIRE_BACKENDS names it (CI names every
+// backend its host has): then the test fails, so a skip can never hide a
+// regression. LHPVM_REQUIRE_KVM=1 is shorthand for naming kvm.
+package backendtest
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/vmm"
+)
+
+// RequireEnv lists the backends whose absence fails a test (comma-separated).
+const RequireEnv = "LHPVM_REQUIRE_BACKENDS"
+
+// RequireKVMEnv=1 adds kvm to RequireEnv.
+const RequireKVMEnv = "LHPVM_REQUIRE_KVM"
+
+// Required reports whether the environment requires backend name.
+func Required(name string) bool {
+	if name == "kvm" && os.Getenv(RequireKVMEnv) == "1" {
+		return true
+	}
+	for _, n := range strings.Split(os.Getenv(RequireEnv), ",") {
+		if strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
+}
+
+var opened struct {
+	mu sync.Mutex
+	hv map[string]*backend.Choice
+	// err is why a backend could not be opened.
+	err map[string]error
+}
+
+// open opens backend name once per test process; it stays open until exit.
+func open(name string) (*backend.Choice, error) {
+	opened.mu.Lock()
+	defer opened.mu.Unlock()
+	if opened.hv == nil {
+		opened.hv, opened.err = map[string]*backend.Choice{}, map[string]error{}
+	}
+	if h, ok := opened.hv[name]; ok {
+		return h, nil
+	}
+	if err, ok := opened.err[name]; ok {
+		return nil, err
+	}
+	h, err := backend.Open(name)
+	if err != nil {
+		opened.err[name] = err
+		return nil, err
+	}
+	opened.hv[name] = h
+	return h, nil
+}
+
+// Open returns backend name for t, or skips t (fails it, if the backend is
+// required) when this host cannot run it.
+func Open(t testing.TB, name string) vmm.Hypervisor {
+	t.Helper()
+	h, err := open(name)
+	if err != nil {
+		if Required(name) {
+			t.Fatalf("backend %s is required (%s) but not usable here: %v", name, RequireEnv, err)
+		}
+		t.Skipf("skipping on backend %s: %v (name it in %s to fail instead)", name, err, RequireEnv)
+	}
+	return h
+}
+
+// Each runs f once per backend as a subtest named by the backend.
+func Each(t *testing.T, f func(t *testing.T, h vmm.Hypervisor)) {
+	t.Helper()
+	for _, name := range backend.Names() {
+		t.Run(name, func(t *testing.T) { f(t, Open(t, name)) })
+	}
+}
+
+// EachB is Each for benchmarks.
+func EachB(b *testing.B, f func(b *testing.B, h vmm.Hypervisor)) {
+	b.Helper()
+	for _, name := range backend.Names() {
+		b.Run(name, func(b *testing.B) { f(b, Open(b, name)) })
+	}
+}

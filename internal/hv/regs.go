@@ -1,0 +1,17 @@
+package hv
+
+// Regs are the general-purpose registers, RIP and RFLAGS (the kvm_regs set;
+// a subset of what PTRACE_GETREGS returns).
+type Regs struct {
+	RAX, RBX, RCX, RDX uint64
+	RSI, RDI, RSP, RBP uint64
+	R8, R9, R10, R11   uint64
+	R12, R13, R14, R15 uint64
+	RIP, RFLAGS        uint64
+}
+
+// SpecialRegs are the registers a diagnostic names besides Regs.
+type SpecialRegs struct {
+	CS, SS uint64 // selectors
+	CR2    uint64 // the last page-fault address
+}
