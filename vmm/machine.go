@@ -236,14 +236,37 @@ func (m *Machine) run() error {
 			}
 		}
 	}
+	// Start every vCPU at once: each attaches to its backend (a ptrace stub
+	// takes milliseconds to start) and parks until the scheduler
+	// dispatches it.
+	var starts []<-chan error
+	for _, vm := range m.vms {
+		for _, v := range vm.vcpus {
+			v.ParkSelf()
+			starts = append(starts, v.Start())
+		}
+	}
+	var startErr error
+	for _, c := range starts {
+		if err := <-c; err != nil && startErr == nil {
+			startErr = err
+		}
+	}
+	// Whatever ends the run, every vCPU is stopped and every watcher below
+	// has finished before run returns: nothing touches a VM after that.
+	var watchers sync.WaitGroup
+	defer func() {
+		m.stopAll()
+		watchers.Wait()
+	}()
+	if startErr != nil {
+		return startErr
+	}
 	for i, vm := range m.vms {
 		for id, v := range vm.vcpus {
-			v.ParkSelf() // the scheduler dispatches it
-			if err := <-v.Start(); err != nil {
-				m.stopAll()
-				return err
-			}
+			watchers.Add(1)
 			go func(i int, v *vcpu.VCPU, sv *sched.VCPU) {
+				defer watchers.Done()
 				<-v.Done()
 				if err := v.Err(); err != nil && !errors.Is(err, vcpu.ErrStopped) {
 					m.Abort(err)
@@ -259,13 +282,11 @@ func (m *Machine) run() error {
 		}
 	}
 	m.s.Start(false)
+	var durationC <-chan time.Time
 	if m.cfg.Duration > 0 {
-		t := time.AfterFunc(m.cfg.Duration, func() {
-			for _, vm := range m.vms {
-				vm.RequestStop()
-			}
-		})
+		t := time.NewTimer(m.cfg.Duration)
 		defer t.Stop()
+		durationC = t.C
 	}
 	watchdog := time.NewTimer(m.cfg.Timeout)
 	defer watchdog.Stop()
@@ -279,10 +300,14 @@ func (m *Machine) run() error {
 		case <-allDone:
 			return m.firstFailure()
 		case <-m.failed:
-			m.stopAll()
 			return m.firstFailure()
+		case <-durationC:
+			durationC = nil
+			for _, vm := range m.vms {
+				vm.RequestStop()
+			}
 		case <-watchdog.C:
-			m.stopAll()
+			m.stopAll() // where() reads the registers each vCPU left
 			var where strings.Builder
 			for _, vm := range m.vms {
 				if w := vm.where(); w != "" {
@@ -294,7 +319,6 @@ func (m *Machine) run() error {
 		case <-tick.C:
 			wakes := m.wakes.Load()
 			if err := m.checkDeadlock(stuck, wakes != lastWakes); err != nil {
-				m.stopAll()
 				return err
 			}
 			lastWakes = wakes
