@@ -1,33 +1,45 @@
-# lhpvm — build, run, test. Needs Go, gcc and binutils; Linux x86-64 with
-# read/write access to /dev/kvm to run guests.
+# lhpvm — build, run, test. Needs Go, gcc and binutils; Linux x86-64 where
+# /dev/kvm works (the kvm backend) or ptrace is allowed (the ptrace backend).
 
 GO    ?= go
 BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest run test check-fmt bench fuzz soak generate clean
+.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate clean
 
 all: build
 
 guest:
 	$(MAKE) -C guest
 
-build: guest
+# The ptrace backend's stub process (committed like the guest image).
+stub:
+	$(MAKE) -C internal/ptrace/stub
+
+build: guest stub
 	$(GO) build -o $(BIN) ./cmd/lhpvm
 
 run: build
 	./$(BIN) run $(ARGS)
 
 # Everything the project checks: formatting, vet, generated files current,
-# unit tests, end-to-end tests on /dev/kvm (skipped without it unless
-# LHPVM_REQUIRE_KVM=1), the guest's locks on the host with pthreads (plain
-# and under ThreadSanitizer), and a short fuzz of the ELF loader.
-test: guest check-fmt
+# unit tests, end-to-end tests on every backend this host has (one line per
+# backend says which run; a missing one is skipped unless
+# LHPVM_REQUIRE_BACKENDS names it), all of it again under the race detector
+# (the guest runs natively, so that costs ~1 min), the guest's locks on the host with pthreads (plain and under
+# ThreadSanitizer), and a short fuzz of the ELF loader.
+test: build check-fmt backends
 	$(GO) vet ./...
 	$(MAKE) -C guest/hosttest check
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParseELF -fuzztime 10s ./vmm
+
+# Which backends this host has: the end-to-end tests run on those.
+backends: build
+	@echo "end-to-end tests run on every available backend; the others skip unless LHPVM_REQUIRE_BACKENDS=$${LHPVM_REQUIRE_BACKENDS:-} names them:"
+	@./$(BIN) backends
 
 # A longer soak of the pv locks' WAIT/KICK paths on KVM: every contended
 # acquisition through the slow path, several policies, no lost wakeup.
@@ -40,7 +52,7 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: guest
+bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./tests
 
 fuzz:
@@ -51,5 +63,6 @@ generate:
 
 clean:
 	$(MAKE) -C guest clean
+	$(MAKE) -C internal/ptrace/stub clean
 	$(MAKE) -C guest/hosttest clean
 	rm -rf bin
