@@ -195,6 +195,10 @@ workload_fn workload_fault_pf;
 workload_fn workload_fault_triple;
 workload_fn workload_hostile;
 workload_fn workload_wait_forever;
+workload_fn workload_syscall_write;
+workload_fn workload_syscall_open;
+workload_fn workload_syscall_execve;
+workload_fn workload_syscall_int80;
 
 /* The IDT (boot.S); only fault_triple touches it from C. */
 extern uint8_t lhpvm_idt[IDT_BYTES];

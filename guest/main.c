@@ -73,6 +73,14 @@ int guest_main(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *
 		return workload_hostile(bi, id, page);
 	case LHPVM_WORKLOAD_WAIT_FOREVER:
 		return workload_wait_forever(bi, id, page);
+	case LHPVM_WORKLOAD_SYSCALL_WRITE:
+		return workload_syscall_write(bi, id, page);
+	case LHPVM_WORKLOAD_SYSCALL_OPEN:
+		return workload_syscall_open(bi, id, page);
+	case LHPVM_WORKLOAD_SYSCALL_EXECVE:
+		return workload_syscall_execve(bi, id, page);
+	case LHPVM_WORKLOAD_SYSCALL_INT80:
+		return workload_syscall_int80(bi, id, page);
 	default:
 		printf("lhpvm guest: unknown workload %u\n", bi->workload);
 		return 2;

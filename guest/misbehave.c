@@ -185,3 +185,78 @@ int workload_wait_forever(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_
 		*(volatile uint64_t *)&page->waits += 1;
 	}
 }
+
+/* ---- host syscalls ------------------------------------------------------ */
+
+/*
+ * A guest that tries to reach the host kernel directly. On KVM `syscall` is
+ * #UD (EFER.SCE is off) and `int $0x80` is #GP (no gate for vector 0x80);
+ * on ptrace the stub's seccomp filter traps every call before it runs. So
+ * none of these may ever return; if one does, say so and fail.
+ */
+static long raw_syscall3(long nr, long a, long b, long c)
+{
+	long ret;
+
+	__asm__ __volatile__("syscall"
+			     : "=a"(ret)
+			     : "a"(nr), "D"(a), "S"(b), "d"(c)
+			     : "rcx", "r11", "memory");
+	return ret;
+}
+
+static int escaped(const char *what, long ret)
+{
+	printf("%s: the host performed it (returned %ld)\n", what, ret);
+	return 1;
+}
+
+int workload_syscall_write(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page)
+{
+	static const char msg[] = "lhpvm guest: escaped through write(2)\n";
+
+	(void)bi;
+	(void)id;
+	page->start_tsc = rdtsc_ordered();
+	return escaped("write", raw_syscall3(1 /* __NR_write */, 1, (long)msg, sizeof(msg) - 1));
+}
+
+int workload_syscall_open(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page)
+{
+	long r;
+
+	(void)bi;
+	(void)id;
+	page->start_tsc = rdtsc_ordered();
+	/* openat(AT_FDCWD, path, O_WRONLY | O_CREAT, 0644) */
+	r = raw_syscall3(257 /* __NR_openat */, -100, (long)LHPVM_ESCAPE_PATH, 01 | 0100);
+	if (r >= 0)
+		return escaped("openat", r);
+	return escaped("creat", raw_syscall3(85 /* __NR_creat */, (long)LHPVM_ESCAPE_PATH, 0644, 0));
+}
+
+int workload_syscall_execve(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page)
+{
+	const char *argv[] = { "sh", "-c", "touch " LHPVM_ESCAPE_PATH, 0 };
+
+	(void)bi;
+	(void)id;
+	page->start_tsc = rdtsc_ordered();
+	return escaped("execve", raw_syscall3(59 /* __NR_execve */, (long)"/bin/sh", (long)argv, 0));
+}
+
+int workload_syscall_int80(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page)
+{
+	long ret;
+
+	(void)bi;
+	(void)id;
+	page->start_tsc = rdtsc_ordered();
+	/* i386 creat(path, 0644): EBX and ECX carry the arguments, 32 bits
+	 * each; the path lies below 4 GiB like all of guest RAM. */
+	__asm__ __volatile__("int $0x80"
+			     : "=a"(ret)
+			     : "a"(8 /* __NR_creat, i386 */), "b"((uint32_t)(uintptr_t)LHPVM_ESCAPE_PATH), "c"(0644)
+			     : "memory");
+	return escaped("int $0x80 creat", ret);
+}

@@ -121,7 +121,17 @@ const (
 	WorkloadFaultTriple = 19 // wreck the IDT, then fault: triple fault
 	WorkloadHostile     = 20 // bad hypercalls; checks each error code, then exits
 	WorkloadWaitForever = 21 // every vCPU WAITs with nobody to kick it (lost wakeup)
+	// Guests that try to reach the host kernel: each must be stopped before
+	// its call takes effect (ptrace: seccomp traps it; KVM: #UD or #GP).
+	WorkloadSyscallWrite  = 22 // syscall: write(1, ...)
+	WorkloadSyscallOpen   = 23 // syscall: openat(AT_FDCWD, EscapePath, O_CREAT|O_WRONLY), then creat
+	WorkloadSyscallExecve = 24 // syscall: execve("/bin/sh", {"sh", "-c", "touch " EscapePath})
+	WorkloadSyscallInt80  = 25 // int $0x80: the i386 creat(EscapePath)
 )
+
+// EscapePath is the file the syscall workloads try to create on the host;
+// tests check that it never appears.
+const EscapePath = "/tmp/lhpvm-guest-escaped"
 
 // FaultUnmappedGPA is an address the page tables do not map (WorkloadFaultPF
 // writes there).

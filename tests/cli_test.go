@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,10 +100,12 @@ func TestCLIUsageErrors(t *testing.T) {
 }
 
 type report struct {
-	OK       bool    `json:"ok"`
-	Error    string  `json:"error"`
-	ElapsedS float64 `json:"elapsed_s"`
-	Sched    struct {
+	OK            bool    `json:"ok"`
+	Error         string  `json:"error"`
+	ElapsedS      float64 `json:"elapsed_s"`
+	Backend       string  `json:"backend"`
+	BackendReason string  `json:"backend_reason"`
+	Sched         struct {
 		Policy string `json:"policy"`
 		PCPUs  []int  `json:"pcpus"`
 	} `json:"sched"`
@@ -217,4 +220,78 @@ func TestCLIWorkloads(t *testing.T) {
 	for _, w := range []string{"hello", "counter", "null", "hog", "spin", "hostile"} {
 		assert.Contains(t, stdout, w)
 	}
+}
+
+// buildREADMEGuest assembles testdata/readme-guest.S, a guest written from
+// the README's boot protocol and ABI alone, with the given cpp flags.
+func buildREADMEGuest(t *testing.T, flags ...string) string {
+	bin := filepath.Join(t.TempDir(), "readme-guest")
+	args := append([]string{"-nostdlib", "-static", "-no-pie", "-Wl,-Ttext-segment=0x100000",
+		"-Wl,--build-id=none", "-o", bin}, flags...)
+	out, err := exec.Command("gcc", append(args, "testdata/readme-guest.S")...).CombinedOutput()
+	require.NoError(t, err, "gcc: %s", out)
+	return bin
+}
+
+// TestREADMEGuest: a guest written from the README alone (ring-3 entry
+// note, PRINT, EXIT) runs on every backend; without the note it runs on KVM
+// and the ptrace backend refuses it with a usage error.
+func TestREADMEGuest(t *testing.T) {
+	img := buildREADMEGuest(t)
+	noNote := buildREADMEGuest(t, "-DNO_NOTE")
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		stdout, stderr, code := lhpvm(t, on(h, "run", "--image", img, "--vcpus", "3")...)
+		require.Equal(t, 0, code, stderr)
+		for i := 0; i < 3; i++ {
+			assert.Contains(t, stdout, fmt.Sprintf("[vm0/cpu%d] hello from a README guest\n", i))
+		}
+		stdout, stderr, code = lhpvm(t, on(h, "run", "--image", noNote, "--vcpus", "1")...)
+		if h.UserOnly() {
+			assert.Equal(t, 2, code, "an image the backend cannot start is a usage error")
+			assert.Empty(t, stdout)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+			assert.Contains(t, stderr, "declares no ring-3 entry")
+		} else {
+			assert.Equal(t, 0, code, stderr)
+			assert.Contains(t, stdout, "hello from a README guest")
+		}
+	})
+}
+
+// TestBackendChoice: --backend names what runs; a backend this host lacks is
+// one line and exit 1, an unknown one a usage error; 'lhpvm backends' lists
+// both with their state.
+func TestBackendChoice(t *testing.T) {
+	stdout, _, code := lhpvm(t, "backends", "--json")
+	require.Equal(t, 0, code)
+	var list []struct {
+		Name      string `json:"name"`
+		Available bool   `json:"available"`
+		Reason    string `json:"reason"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &list))
+	require.Len(t, list, 2)
+	for _, b := range list {
+		t.Run(b.Name, func(t *testing.T) {
+			if !b.Available {
+				assert.NotEmpty(t, b.Reason, "a missing backend says why")
+				stdout, stderr, code := lhpvm(t, "run", "--backend", b.Name, "--workload", "hello")
+				assert.Equal(t, 1, code)
+				assert.Empty(t, stdout)
+				assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+				assert.Contains(t, stderr, b.Reason)
+				return
+			}
+			r := runJSON(t, 0, "run", "--backend", b.Name, "--workload", "hello", "--vcpus", "8", "--pcpus", "0,1")
+			assert.True(t, r.OK, r.Error)
+			assert.Equal(t, b.Name, r.Backend)
+			assert.Len(t, r.VMs[0].VCPU, 8)
+		})
+	}
+	r := runJSON(t, 0, "run", "--workload", "hello")
+	assert.Equal(t, list[0].Name == "kvm" && list[0].Available, r.Backend == "kvm", "auto prefers kvm")
+	assert.NotEmpty(t, r.BackendReason)
+	_, stderr, code := lhpvm(t, "run", "--backend", "xen")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `unknown backend "xen"`)
 }

@@ -3,9 +3,14 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/vcpu"
@@ -213,9 +218,14 @@ func TestKickParksSpinningVCPU(t *testing.T) {
 	})
 }
 
-// TestNoLeaks: 100 create/run/close cycles leave no fds and no threads.
+// TestNoLeaks: 1000 create/run/close cycles leave no fds, no threads, and
+// no processes or zombies (a ptrace stub is reaped by its vCPU's thread).
 func TestNoLeaks(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		cycles := 1000
+		if testing.Short() {
+			cycles = 100
+		}
 		cycle := func() {
 			r := run(t, h, config(t, "hello", 2))
 			require.True(t, r.OK, r.Error)
@@ -225,11 +235,16 @@ func TestNoLeaks(t *testing.T) {
 		require.NoError(t, err)
 		thr0, err := host.Threads()
 		require.NoError(t, err)
-		for i := 0; i < 100; i++ {
+		kids0, err := host.Children()
+		require.NoError(t, err)
+		for i := 0; i < cycles; i++ {
 			cycle()
 		}
 		fds1, _ := host.OpenFDs()
 		assert.Equal(t, fds0, fds1, "open fds")
+		kids, err := host.Children()
+		require.NoError(t, err)
+		assert.Len(t, kids, len(kids0), "child processes (stubs, zombies): %v", kids)
 		// vCPU threads exit locked, so the runtime destroys them; allow for
 		// the runtime's own idle threads to come and go.
 		assert.Eventually(t, func() bool {
@@ -237,6 +252,88 @@ func TestNoLeaks(t *testing.T) {
 			return n <= thr0+2
 		}, 5*time.Second, 50*time.Millisecond, "threads: %d before", thr0)
 	})
+}
+
+// TestHostSyscallsAreBlocked: a guest that tries to reach the host kernel
+// directly is stopped before its call takes effect, and the run fails
+// naming what it tried.
+func TestHostSyscallsAreBlocked(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for _, tt := range []struct{ workload, ptrace, kvm string }{
+			{"syscall-write", `attempted x86-64 syscall 1 \(write\) at RIP`, "#UD"},
+			{"syscall-open", `attempted x86-64 syscall 257 \(openat\) at RIP`, "#UD"},
+			{"syscall-execve", `attempted x86-64 syscall 59 \(execve\) at RIP`, "#UD"},
+			// int $0x80 from 64-bit code is #GP on hosts whose kernel
+			// has no i386 entry (ours is one), a trapped i386 creat
+			// elsewhere; it is #GP on KVM (no gate for vector 0x80).
+			{"syscall-int80", `attempted i386 syscall 8 \(creat\) at RIP|#GP`, "#GP"},
+		} {
+			t.Run(tt.workload, func(t *testing.T) {
+				require.NoError(t, os.RemoveAll(hypercall.EscapePath))
+				var out bytes.Buffer
+				cfg := config(t, tt.workload, 2)
+				cfg.Console = &out
+				r := run(t, h, cfg)
+				assert.False(t, r.OK)
+				assert.ErrorIs(t, r.Err, vmm.ErrGuestFault)
+				if h.UserOnly() {
+					assert.Regexp(t, tt.ptrace, r.Error)
+					if strings.Contains(r.Error, "attempted") {
+						assert.Contains(t, r.Error, "; blocked")
+					}
+				} else {
+					assert.Contains(t, r.Error, tt.kvm)
+				}
+				assert.Regexp(t, `RIP 0x[0-9a-f]+ \(workload_syscall_`, r.Error, "the RIP is symbolized")
+				assert.NotContains(t, out.String(), "the host performed it")
+				_, err := os.Stat(hypercall.EscapePath)
+				assert.True(t, os.IsNotExist(err), "%s must not exist: the call took effect", hypercall.EscapePath)
+			})
+		}
+	})
+}
+
+// TestKill9LeavesNoStub: a VMM killed with SIGKILL, which runs no cleanup,
+// takes its guests with it: every stub it had dies too (PTRACE_O_EXITKILL,
+// PDEATHSIG). The test becomes a subreaper so the orphaned stubs are its to
+// reap, and it sees how each ended.
+func TestKill9LeavesNoStub(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if !h.UserOnly() {
+			t.Skip("only the ptrace backend has stub processes")
+		}
+		require.NoError(t, host.BecomeSubreaper())
+		cmd := exec.Command(lhpvmBin, "run", "--backend", h.Name(), "--workload", "spin", "--vcpus", "4",
+			"--pcpus", "0", "--timeout", "60s", "--quiet")
+		require.NoError(t, cmd.Start())
+		var stubs []int
+		require.Eventually(t, func() bool {
+			stubs = childrenNamed(cmd.Process.Pid, "lhpvm-stub")
+			return len(stubs) == 4
+		}, 10*time.Second, 10*time.Millisecond, "4 stubs start")
+		require.NoError(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+		for _, pid := range stubs {
+			how, err := host.Reap(pid) // reparented to us
+			require.NoError(t, err, "stub %d", pid)
+			assert.Equal(t, "killed by SIGKILL", how, "stub %d", pid)
+		}
+	})
+}
+
+// childrenNamed lists the child processes of pid called name.
+func childrenNamed(pid int, name string) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil && host.ProcName(c) == name {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // TestProbeReadsRIP: a probe takes a vCPU spinning in ring 3 out of the

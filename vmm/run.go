@@ -24,6 +24,7 @@ type VMResult struct {
 	Ops             uint64       `json:"ops"`
 	OpsPerSec       float64      `json:"ops_per_s"`
 	GuestSeconds    float64      `json:"guest_s"`
+	TSCkHz          uint64       `json:"tsc_khz"` // the guest's TSC: KVM's, or the host's calibrated (ptrace)
 	CounterExpected *uint64      `json:"counter_expected"`
 	CounterActual   *uint64      `json:"counter_actual"`
 	NsPerHypercall  *float64     `json:"ns_per_hypercall"`
@@ -171,7 +172,8 @@ func (vm *VM) result(m *Machine) *VMResult {
 }
 
 func (vm *VM) collect(m *Machine) *VMResult {
-	r := &VMResult{Name: vm.cfg.Name, VCPUs: len(vm.vcpus), Workload: vm.cfg.Workload.Name, Image: vm.cfg.ImageName}
+	r := &VMResult{Name: vm.cfg.Name, VCPUs: len(vm.vcpus), Workload: vm.cfg.Workload.Name, Image: vm.cfg.ImageName,
+		TSCkHz: vm.tscKHz}
 	var minStart, maxEnd, hcCycles uint64
 	var failures []error
 	isLock := vm.cfg.Workload.ID == hypercall.WorkloadLock

@@ -28,6 +28,10 @@ var workloads = []Workload{
 	{Name: "fault-triple", ID: hypercall.WorkloadFaultTriple, Doc: "wrecks its IDT and faults: triple fault", Test: true},
 	{Name: "hostile", ID: hypercall.WorkloadHostile, Doc: "bad hypercalls, each checked for its error code", Test: true},
 	{Name: "wait-forever", ID: hypercall.WorkloadWaitForever, Doc: "WAITs with nobody to kick it (lost wakeup)", Test: true},
+	{Name: "syscall-write", ID: hypercall.WorkloadSyscallWrite, Doc: "tries the host's write(2) with the syscall instruction", Test: true},
+	{Name: "syscall-open", ID: hypercall.WorkloadSyscallOpen, Doc: "tries to create a host file with openat(2), then creat(2)", Test: true},
+	{Name: "syscall-execve", ID: hypercall.WorkloadSyscallExecve, Doc: "tries to execve(2) a host shell", Test: true},
+	{Name: "syscall-int80", ID: hypercall.WorkloadSyscallInt80, Doc: "tries the i386 creat(2) through int $0x80", Test: true},
 }
 
 // LookupWorkload finds a workload by name.

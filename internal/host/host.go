@@ -80,3 +80,81 @@ func Threads() (int, error) {
 	}
 	return 0, fmt.Errorf("no Threads line in /proc/self/status")
 }
+
+// Children lists the live and zombie child processes of this process (of
+// every thread: a ptrace stub is the child of the thread that started it).
+func Children() ([]int, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue // the thread is gone
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// ProcState is the state letter of process pid in /proc (R, S, T, t, Z,
+// ...), or "" when there is no such process.
+func ProcState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// pid (comm) S ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// ProcName is the command name of process pid, or "".
+func ProcName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// BecomeSubreaper makes this process the reaper of its orphaned
+// descendants (PR_SET_CHILD_SUBREAPER), so a test can see how the
+// processes a killed child left behind ended.
+func BecomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	return nil
+}
+
+// Reap waits for child pid to end and says how: "exited N", "killed by
+// SIGKILL".
+func Reap(pid int) (string, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("wait4 %d: %w", pid, err)
+		}
+		switch {
+		case ws.Exited():
+			return fmt.Sprintf("exited %d", ws.ExitStatus()), nil
+		case ws.Signaled():
+			return "killed by " + unix.SignalName(ws.Signal()), nil
+		}
+	}
+}

@@ -21,7 +21,9 @@ func regs() unix.PtraceRegs {
 		Rip: rip, Rsp: 0x3ff7f00, Eflags: 0x202, Cs: 0x33, Ss: 0x2b}
 }
 
-func segv(addr uint64) sigInfo { return sigInfo{Signo: int32(unix.SIGSEGV), Code: segvMapErr, Addr: addr} }
+func segv(addr uint64) sigInfo {
+	return sigInfo{Signo: int32(unix.SIGSEGV), Code: segvMapErr, Addr: addr}
+}
 
 // TestDoorbellStores: every encoding of an 8-byte store at the doorbell is
 // a hypercall with the stored value; narrower stores and stores elsewhere in
@@ -145,7 +147,7 @@ func TestFaults(t *testing.T) {
 	}
 	with := func(f hv.Fault, detail string) hv.Fault { f.Detail = detail; return f }
 	store := []byte{0xc7, 0x00, 0xad, 0xde, 0, 0} // movl $0xdead,(%rax)
-	load := []byte{0x8b, 0x00}                   // mov (%rax),%eax
+	load := []byte{0x8b, 0x00}                    // mov (%rax),%eax
 	for _, tt := range []struct {
 		name string
 		si   sigInfo

@@ -10,7 +10,8 @@
  *      below 4 GiB (it is linked at 1 TiB), and the doorbell page is never
  *      mapped, so every doorbell access faults into the tracer;
  *   2. unblocks every signal (the tracer's kick is a signal), sets
- *      PR_SET_PDEATHSIG (SIGKILL) and PR_SET_NO_NEW_PRIVS;
+ *      PR_SET_PDEATHSIG (SIGKILL) and PR_SET_NO_NEW_PRIVS, and names
+ *      itself lhpvm-stub;
  *   3. closes every file descriptor, the memfd and the error pipe included:
  *      the mapping keeps guest RAM alive;
  *   4. installs a seccomp filter that traps every system call, of every
@@ -147,6 +148,8 @@ __attribute__((noreturn, used)) void stub_main(long *sp)
 	r = sys3(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0);
 	if (r < 0)
 		die("prctl(PR_SET_NO_NEW_PRIVS)", r);
+	/* Exec'd from /proc/self/fd/N, the stub would be called "N" in ps. */
+	sys3(__NR_prctl, PR_SET_NAME, "lhpvm-stub", 0);
 
 	r = sys3(__NR_close_range, 0, ~0U, 0);
 	if (r < 0) {
