@@ -30,12 +30,19 @@ func goHypercallNs(b *testing.B, h vmm.Hypervisor, n int) float64 {
 	return *r.VMs[0].NsPerHypercall
 }
 
-// refVMM builds tests/refvmm, the minimal C VMM doing the same ring-3 MMIO
-// exit, so the Go VMM is compared with it on the same machine in the same run.
-func refVMM(b *testing.B) string {
-	bin := filepath.Join(b.TempDir(), "refvmm")
-	out, err := exec.Command("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "refvmm/refvmm.c").CombinedOutput()
-	require.NoError(b, err, "building refvmm: %s", out)
+// reference builds the minimal C program doing backend h's doorbell round
+// trip with nothing else in the way, so the Go VMM is compared with it on the
+// same machine in the same run: tests/refvmm (one KVM_EXIT_MMIO from ring 3)
+// for kvm, tests/reftracer (one ptrace SIGSEGV stop, served with the same
+// requests the Go tracer makes) for ptrace.
+func reference(b *testing.B, h vmm.Hypervisor) string {
+	name := "refvmm"
+	if h.UserOnly() {
+		name = "reftracer"
+	}
+	bin := filepath.Join(b.TempDir(), name)
+	out, err := exec.Command("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, name+"/"+name+".c").CombinedOutput()
+	require.NoError(b, err, "building %s: %s", name, out)
 	return bin
 }
 
@@ -55,12 +62,13 @@ func median(xs []float64) float64 {
 }
 
 // BenchmarkHypercall: the ring-3 doorbell round trip of the Go VMM, and the
-// same exit in the C reference VMM, interleaved in rounds so that both see
-// the same machine noise; ratio = Go / C (medians). One b.N = one round of
-// 2000 calls each.
+// same exit in the backend's C reference, interleaved in rounds so that both
+// see the same machine noise; ratio = Go / C (medians). Both run on the first
+// pCPU (on ptrace: tracer and stub together). One b.N = one round of 2000
+// calls each.
 func BenchmarkHypercall(b *testing.B) {
 	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
-		bin := refVMM(b)
+		bin := reference(b, h)
 		const n = 2000
 		var goNs, cNs []float64
 		for b.Loop() {

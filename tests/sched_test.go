@@ -118,6 +118,7 @@ func TestScale(t *testing.T) {
 		mc.Policy, mc.Options.Slice = "rr", time.Millisecond
 		res := runM(t, h, mc, cfgs...)
 		require.True(t, res.OK, res.Error)
+		t.Logf("%s: 1024 vCPUs started in %.2f s; the run took %.2f s", h.Name(), res.StartupS, res.ElapsedS)
 		n := 0
 		for _, vm := range res.VMs {
 			n += vm.VCPUs

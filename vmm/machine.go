@@ -35,6 +35,8 @@ type Machine struct {
 
 	seats []*vcpu.Seat // per pCPU, under policies that run one vCPU per pCPU
 
+	startup time.Duration // from Run until every vCPU was attached to its backend
+
 	failMu  sync.Mutex
 	failErr error         // the first fatal error
 	failed  chan struct{} // closed with the first fatal error
@@ -45,6 +47,9 @@ type Result struct {
 	OK       bool    `json:"ok"`
 	Error    string  `json:"error"`
 	ElapsedS float64 `json:"elapsed_s"`
+	// StartupS is how long the vCPUs took to start (attach to the backend:
+	// on ptrace, start their stub processes), within ElapsedS.
+	StartupS float64 `json:"startup_s"`
 	// Backend is the execution backend the run used, BackendReason why
 	// (set by whoever opened it).
 	Backend       string      `json:"backend"`
@@ -195,9 +200,9 @@ const (
 // run, then checks and collects the results. A Machine runs once.
 func (m *Machine) Run() *Result {
 	start := time.Now()
-	err := m.run()
+	err := m.run(start)
 	m.s.Stop()
-	res := &Result{ElapsedS: time.Since(start).Seconds(), Sched: m.schedResult()}
+	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult()}
 	for _, vm := range m.vms {
 		r := vm.result(m)
 		res.VMs = append(res.VMs, r)
@@ -212,7 +217,7 @@ func (m *Machine) Run() *Result {
 	return res
 }
 
-func (m *Machine) run() error {
+func (m *Machine) run(start time.Time) error {
 	var alive atomic.Int32
 	allDone := make(chan struct{})
 	// VMs bounded by neither iterations nor a duration (a co-runner) run as
@@ -252,6 +257,7 @@ func (m *Machine) run() error {
 			startErr = err
 		}
 	}
+	m.startup = time.Since(start)
 	// Whatever ends the run, every vCPU is stopped and every watcher below
 	// has finished before run returns: nothing touches a VM after that.
 	var watchers sync.WaitGroup
