@@ -79,7 +79,11 @@ func (v *VCPU) Attach() (err error) {
 	pid, err := syscall.ForkExec(path, []string{"lhpvm-stub", fmt.Sprintf("%x", v.mem.Size())}, attr)
 	unix.Close(p[1])
 	if err != nil {
-		return fmt.Errorf("vCPU %d: starting the stub process (fork, PTRACE_TRACEME, exec): %w", v.id, err)
+		hint := ""
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			hint = " (is ptrace allowed here? a container needs CAP_SYS_PTRACE or a seccomp profile that allows ptrace)"
+		}
+		return fmt.Errorf("vCPU %d: starting the stub process (fork, PTRACE_TRACEME, exec): %w%s", v.id, err, hint)
 	}
 	v.pid = pid
 	defer func() {
