@@ -131,6 +131,17 @@ func closeHV(h vmm.Hypervisor) error {
 	return nil
 }
 
+// Each backend satisfies its consumers' interfaces; checked here, at build
+// time, because as converts at run time.
+var (
+	_ vmm.Hypervisor = (*kvmHV)(nil)
+	_ vmm.BackendVM  = kvmVM{}
+	_ vcpu.Backend   = (*kvm.VCPU)(nil)
+	_ vmm.Hypervisor = ptraceHV{}
+	_ vmm.BackendVM  = ptraceVM{}
+	_ vcpu.Backend   = (*ptrace.VCPU)(nil)
+)
+
 // kvmHV adapts internal/kvm to vmm.Hypervisor.
 type kvmHV struct {
 	sys *kvm.System
@@ -169,20 +180,24 @@ func (k *kvmHV) UserOnly() bool { return false }
 func (k *kvmHV) Close() error   { return k.sys.Close() }
 func (k *kvmHV) CreateVM(mem *host.Memory) (vmm.BackendVM, error) {
 	vm, err := k.sys.CreateVM(mem)
-	if err != nil {
-		return nil, err
-	}
-	return kvmVM{vm}, nil
+	return as[vmm.BackendVM](kvmVM{vm}, err)
 }
 
 type kvmVM struct{ *kvm.VM }
 
 func (vm kvmVM) CreateVCPU(id int, e hv.Entry) (vcpu.Backend, error) {
-	v, err := vm.VM.CreateVCPU(id, e)
+	return as[vcpu.Backend](vm.VM.CreateVCPU(id, e))
+}
+
+// as returns a backend's concrete result as the interface its consumer
+// declares (Go has no covariant returns), and a nil interface, never a typed
+// nil inside one, with an error.
+func as[I any, T any](v T, err error) (I, error) {
+	var zero I
 	if err != nil {
-		return nil, err // not a typed nil inside the interface
+		return zero, err
 	}
-	return v, nil
+	return any(v).(I), nil
 }
 
 // ptraceHV adapts internal/ptrace to vmm.Hypervisor.
@@ -201,18 +216,11 @@ func (p ptraceHV) MaxVCPUs() int  { return p.sys.MaxVCPUs() }
 func (p ptraceHV) UserOnly() bool { return true }
 func (p ptraceHV) CreateVM(mem *host.Memory) (vmm.BackendVM, error) {
 	vm, err := p.sys.CreateVM(mem)
-	if err != nil {
-		return nil, err
-	}
-	return ptraceVM{vm}, nil
+	return as[vmm.BackendVM](ptraceVM{vm}, err)
 }
 
 type ptraceVM struct{ *ptrace.VM }
 
 func (vm ptraceVM) CreateVCPU(id int, e hv.Entry) (vcpu.Backend, error) {
-	v, err := vm.VM.CreateVCPU(id, e)
-	if err != nil {
-		return nil, err
-	}
-	return v, nil
+	return as[vcpu.Backend](vm.VM.CreateVCPU(id, e))
 }
