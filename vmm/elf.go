@@ -16,8 +16,8 @@ import (
 // ErrBadImage: the guest image is not a loadable x86-64 ELF for this layout.
 var ErrBadImage = errors.New("bad guest image")
 
-// maxImageBytes bounds what LoadELF will read.
-const maxImageBytes = 256 << 20
+// MaxImageBytes bounds a guest image.
+const MaxImageBytes = 256 << 20
 
 // Image is a parsed guest ELF: its entry points and loadable segments.
 type Image struct {
@@ -48,11 +48,14 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 	if len(b) == 0 {
 		return nil, badImage("empty file")
 	}
-	if len(b) > maxImageBytes {
-		return nil, badImage("%d bytes is larger than %d MiB", len(b), maxImageBytes>>20)
+	if len(b) > MaxImageBytes {
+		return nil, badImage("%d bytes is larger than %d MiB", len(b), MaxImageBytes>>20)
 	}
 	if len(b) < 4 || !bytes.Equal(b[:4], []byte(elf.ELFMAG)) {
 		return nil, badImage("not an ELF file")
+	}
+	if err := checkHeaders(b); err != nil {
+		return nil, badImage("%v", err)
 	}
 	f, err := elf.NewFile(bytes.NewReader(b))
 	if err != nil {
@@ -139,6 +142,72 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 		img.Symbols = syms
 	}
 	return img, nil
+}
+
+// ELF64 header and table entry sizes, and how many entries a guest image may
+// have: ours has 4 program headers and about 10 sections.
+const (
+	elfHeaderSize   = 64
+	progHeaderSize  = 56
+	sectHeaderSize  = 64
+	maxProgHeaders  = 64
+	maxSectHeaders  = 4096
+	elfClassOffset  = 4
+	elfDataOffset   = 5
+	elfPhoffOffset  = 32
+	elfShoffOffset  = 40
+	elfPhentOffset  = 54
+	elfPhnumOffset  = 56
+	elfShentOffset  = 58
+	elfShnumOffset  = 60
+	elfShstrndxOffs = 62
+)
+
+// checkHeaders is a cheap look at the ELF header and its tables before
+// debug/elf reads them: debug/elf sizes its allocations by the counts the
+// header claims (10 MiB for a hostile e_phnum and e_phentsize), and reports
+// a truncated table as a bare EOF. Each refusal says what is wrong.
+func checkHeaders(b []byte) error {
+	n := uint64(len(b))
+	if n < elfHeaderSize {
+		return fmt.Errorf("the ELF header is %d bytes, the file has %d", elfHeaderSize, n)
+	}
+	if c := elf.Class(b[elfClassOffset]); c != elf.ELFCLASS64 {
+		return fmt.Errorf("%v, want ELFCLASS64", c)
+	}
+	if d := elf.Data(b[elfDataOffset]); d != elf.ELFDATA2LSB {
+		return fmt.Errorf("%v, want ELFDATA2LSB (little-endian)", d)
+	}
+	le := binary.LittleEndian
+	phoff, phent, phnum := le.Uint64(b[elfPhoffOffset:]), uint64(le.Uint16(b[elfPhentOffset:])), uint64(le.Uint16(b[elfPhnumOffset:]))
+	switch {
+	case phnum == 0:
+		return errors.New("no program headers")
+	case phnum > maxProgHeaders:
+		return fmt.Errorf("%d program headers: a guest image may have at most %d", phnum, maxProgHeaders)
+	case phent != progHeaderSize:
+		return fmt.Errorf("program header entries of %d bytes, want %d", phent, progHeaderSize)
+	case phoff > n || phnum*phent > n-phoff:
+		return fmt.Errorf("program headers end at byte %d, the file has %d", phoff+phnum*phent, n)
+	}
+	shoff, shent, shnum := le.Uint64(b[elfShoffOffset:]), uint64(le.Uint16(b[elfShentOffset:])), uint64(le.Uint16(b[elfShnumOffset:]))
+	if shnum == 0 && shoff != 0 {
+		// The real count is in section header 0 (more than 65279
+		// sections): no guest image needs that.
+		return errors.New("an extended section count (e_shnum 0 with section headers): not a guest image")
+	}
+	switch {
+	case shnum == 0:
+	case shnum > maxSectHeaders:
+		return fmt.Errorf("%d section headers: a guest image may have at most %d", shnum, maxSectHeaders)
+	case shent != sectHeaderSize:
+		return fmt.Errorf("section header entries of %d bytes, want %d", shent, sectHeaderSize)
+	case shoff > n || shnum*shent > n-shoff:
+		return fmt.Errorf("section headers end at byte %d, the file has %d", shoff+shnum*shent, n)
+	case uint64(le.Uint16(b[elfShstrndxOffs:])) >= shnum && le.Uint16(b[elfShstrndxOffs:]) != 0:
+		return fmt.Errorf("section name table index %d, but there are %d sections", le.Uint16(b[elfShstrndxOffs:]), shnum)
+	}
+	return nil
 }
 
 // Load copies the segments into guest memory and zeroes their tails.
