@@ -16,15 +16,19 @@ func ParseCPUList(s string) ([]int, error) {
 	}
 	seen := map[int]bool{}
 	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
+		part = strings.TrimSpace(part)
+		if strings.HasPrefix(part, "-") {
+			return nil, fmt.Errorf("CPU list %q: %q is not a CPU number (CPUs are numbered from 0)", s, part)
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := cpuNumber(lo)
+		if err != nil {
 			return nil, fmt.Errorf("CPU list %q: %q is not a CPU number", s, lo)
 		}
 		b := a
 		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("CPU list %q: bad range %q", s, part)
+			if b, err = cpuNumber(hi); err != nil || b < a {
+				return nil, fmt.Errorf("CPU list %q: bad range %q (want LOW-HIGH)", s, part)
 			}
 		}
 		if b-a > 4096 {
@@ -40,6 +44,21 @@ func ParseCPUList(s string) ([]int, error) {
 	}
 	sort.Ints(cpus)
 	return cpus, nil
+}
+
+// maxCPU bounds a CPU number (Linux's NR_CPUS is at most 8192).
+const maxCPU = 8191
+
+// cpuNumber reads a CPU number: decimal digits only (no sign, no space).
+func cpuNumber(s string) (int, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("not a CPU number")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > maxCPU {
+		return 0, fmt.Errorf("not a CPU number")
+	}
+	return n, nil
 }
 
 // FormatCPUList is the inverse of ParseCPUList, with ranges folded.

@@ -105,11 +105,16 @@ func registerModifier(name, doc string, wrap func(base Policy, o Options) Policy
 func New(spec string, o Options) (Policy, error) {
 	parts := strings.Split(spec, "+")
 	var p Policy
+	seen := map[string]bool{}
 	for i, name := range parts {
 		f, ok := registry[name]
 		if !ok {
 			return nil, fmt.Errorf("unknown scheduling policy %q (have: %s)", name, strings.Join(Names(), ", "))
 		}
+		if seen[name] {
+			return nil, fmt.Errorf("policy %q: %s appears twice", spec, name)
+		}
+		seen[name] = true
 		switch {
 		case f.new != nil && i == 0:
 			p = f.new(o)

@@ -57,8 +57,8 @@ func (p *gangPolicy) Exclusive() bool { return true }
 func (p *gangPolicy) Admit(s *State) error {
 	for vm, vs := range s.VMs {
 		if len(vs) > len(s.PCPUs) {
-			return fmt.Errorf("gang: VM %d has %d vCPUs but there are only %d pCPUs: strict co-scheduling needs one pCPU per vCPU",
-				vm, len(vs), len(s.PCPUs))
+			return fmt.Errorf("gang: %s has %d vCPUs but there are only %d pCPUs: strict co-scheduling needs one pCPU per vCPU",
+				s.VMName(vm), len(vs), len(s.PCPUs))
 		}
 	}
 	p.owner = make([]*VCPU, len(s.PCPUs))

@@ -40,8 +40,11 @@ func TestPVSpecs(t *testing.T) {
 	for _, mod := range []string{"pv", "delay"} {
 		err := registry[mod].wrap(hostPolicy{}, Options{}).Admit(st)
 		assert.ErrorContains(t, err, "Queuer", mod+" over host")
-		p, err := New(mod+"+"+mod, Options{})
-		require.NoError(t, err)
+		_, err = New(mod+"+"+mod, Options{})
+		assert.ErrorContains(t, err, `policy "`+mod+"+"+mod+`": `+mod+` appears twice`, "named as typed")
+		// The modifier's own check, for a chain not built by New.
+		f := registry[mod]
+		p := f.wrap(f.wrap(registry["rr"].new(Options{}), Options{}), Options{})
 		assert.ErrorContains(t, p.Admit(st), "twice", mod+"+"+mod)
 	}
 	_, err = New("host+pv", Options{})

@@ -45,6 +45,14 @@ const (
 	ValueChanged                    // the condition no longer holds: not blocked
 )
 
+// RefusedError is a policy refusing a machine it cannot schedule (Admit):
+// not a failure of a run, a configuration that does not exist (gang and a
+// VM wider than the pCPUs).
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
 // Scheduler is the mechanism: it serialises events and applies the policy's
 // plans. All methods are safe from any goroutine.
 type Scheduler struct {
@@ -65,7 +73,7 @@ type Scheduler struct {
 func NewScheduler(st *State, pol Policy, tgt Target, clock Clock) (*Scheduler, error) {
 	st.Hints = tgt.Hints
 	if err := pol.Admit(st); err != nil {
-		return nil, err
+		return nil, &RefusedError{Err: err}
 	}
 	if clock == nil {
 		clock = realClock{time.Now()}

@@ -105,6 +105,9 @@ type State struct {
 	VCPUs []*VCPU
 	VMs   [][]*VCPU // vCPUs by VM
 	Code  []CodeMap // by VM
+	// VMNames name the VMs in messages (e.g. a policy's refusal); "VM i"
+	// where the caller gives none.
+	VMNames []string
 
 	Acct Acct
 
@@ -199,4 +202,12 @@ func (s *State) Runnable() []*VCPU {
 		}
 	}
 	return out
+}
+
+// VMName is the name of VM i for a message.
+func (s *State) VMName(i int) string {
+	if i < len(s.VMNames) && s.VMNames[i] != "" {
+		return s.VMNames[i]
+	}
+	return fmt.Sprintf("VM %d", i)
 }

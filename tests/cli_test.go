@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -87,6 +90,27 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"unbounded hogs", []string{"run", "--workload", "hog"}, "nothing bounds the run"},
 		{"negative corunner", []string{"run", "--corunner", "-1"}, "--corunner -1"},
 		{"stray argument", []string{"run", "extra"}, "unknown command"},
+		// Messages and defaults that used to mislead: each is a rule now.
+		{"mem too large", []string{"run", "--mem", "1T"}, "--mem 1T: must be a multiple of 2 MiB between 4 MiB and 2048 MiB"},
+		{"mem zero", []string{"run", "--mem", "0"}, "--mem 0: must be a multiple of 2 MiB between 4 MiB and 2048 MiB"},
+		{"negative pcpu", []string{"run", "--pcpus=-1"}, `"-1" is not a CPU number (CPUs are numbered from 0)`},
+		{"signed pcpu", []string{"run", "--pcpus", "+1"}, `"+1" is not a CPU number`},
+		{"modifier twice", []string{"run", "--sched", "pv+pv"}, `--sched: policy "pv+pv": pv appears twice`},
+		{"gang names the VM", []string{"run", "--sched", "gang", "--vcpus", "4", "--pcpus", "0,1", "--workload", "hello"},
+			"gang: vm0 has 4 vCPUs but there are only 2 pCPUs"},
+		{"zero locks", []string{"run", "--workload", "lock", "--locks", "0"}, "--locks 0: must be between 1 and 512"},
+		{"zero spin threshold", []string{"run", "--workload", "lock", "--spin-threshold", "0"}, "--spin-threshold 0: must be at least 1"},
+		{"empty mem", []string{"run", "--mem="}, "--mem is empty"},
+		{"empty image", []string{"run", "--image="}, "--image is empty"},
+		{"empty scenario", []string{"run", "--scenario="}, "--scenario is empty"},
+		{"empty pcpus", []string{"run", "--pcpus="}, "--pcpus is empty"},
+		{"timeout too short", []string{"run", "--timeout", "1ns"}, "--timeout 1ns: must be between 100ms and"},
+		{"skew unbounded", []string{"run", "--sched", "relaxed", "--skew", "100h"}, "--skew 100h0m0s: must be between 1µs and 1s"},
+		{"delay past the slice", []string{"run", "--sched", "delay", "--delay-max", "1s"}, "--delay-max 1s: must be between 1µs and the slice (30ms)"},
+		{"bad backend", []string{"run", "--backend", "xen"}, `--backend: unknown backend "xen"`},
+		{"experiment pcpus", []string{"experiment", "--pcpus", "4000"}, "--pcpus: CPU 4000 is not available"},
+		{"experiment repeat", []string{"experiment", "--repeat", "0"}, "--repeat 0: must be between 1 and 100"},
+		{"experiment empty locks", []string{"experiment", "--locks", ","}, "may not be empty"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, stderr, code := lhpvm(t, tt.args...)
@@ -97,6 +121,124 @@ func TestCLIUsageErrors(t *testing.T) {
 			assert.NotContains(t, stderr, "panic")
 		})
 	}
+}
+
+// usage runs a CLI command expected to be a usage error: exit 2, nothing on
+// stdout, one line on stderr containing want, and quickly with little
+// memory, whatever the input.
+func usage(t *testing.T, want string, args ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, lhpvmBin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.Error(t, err, "must fail: %v", args)
+	require.NoError(t, ctx.Err(), "hung: %v", args)
+	assert.Equal(t, 2, cmd.ProcessState.ExitCode(), "usage errors exit 2; stderr: %s", stderr.String())
+	assert.Empty(t, stdout.String())
+	assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %q", stderr.String())
+	assert.Contains(t, stderr.String(), want)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		assert.Less(t, ru.Maxrss, int64(100<<10), "peak memory (KiB)") // Maxrss is in KiB
+	}
+}
+
+// TestCLIHostileFiles: --image and --scenario on what is not a small regular
+// file are refused before anything is read.
+func TestCLIHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	sparse := filepath.Join(dir, "sparse")
+	f, err := os.Create(sparse)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(10<<30)) // 10 GiB, no blocks
+	f.Close()
+	big := filepath.Join(dir, "big.yaml")
+	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("# padding\n"), 200_000), 0o644))
+	for _, tt := range []struct{ name, path, want string }{
+		{"/dev/zero", "/dev/zero", "not a regular file (a character device)"},
+		{"a FIFO", fifo, "not a regular file (a FIFO)"},
+		{"a directory", dir, "not a regular file (a directory)"},
+		{"a 10 GB sparse file", sparse, "too large: 10737418240 bytes"},
+	} {
+		t.Run("image "+tt.name, func(t *testing.T) { usage(t, tt.want, "run", "--image", tt.path) })
+		t.Run("scenario "+tt.name, func(t *testing.T) { usage(t, tt.want, "run", "--scenario", tt.path) })
+	}
+	t.Run("a 2 MB scenario", func(t *testing.T) { usage(t, "the limit is 1 MiB", "run", "--scenario", big) })
+	trunc := filepath.Join(dir, "truncated.elf")
+	require.NoError(t, os.WriteFile(trunc, readFile(t, "../"+prebuiltImage)[:100], 0o644))
+	t.Run("truncated ELF", func(t *testing.T) {
+		usage(t, "program headers end at byte 288, the file has 100", "run", "--image", trunc)
+	})
+}
+
+// TestCLIScenarioErrors: a scenario's bad values are reported at their
+// file, line and key, by the same rules as the flags, before anything runs.
+func TestCLIScenarioErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, yaml string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(yaml), 0o644))
+		return p
+	}
+	var huge strings.Builder
+	huge.WriteString("vms:\n")
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&huge, "  - {name: v%d, vcpus: 1000, workload: hog, mem: 2G}\n", i)
+	}
+	var ram strings.Builder
+	ram.WriteString("duration: 1s\nvms:\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&ram, "  - {name: v%d, vcpus: 1, workload: hog, mem: 2G}\n", i)
+	}
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"negative duration", "duration: -1s\nvms:\n  - {vcpus: 2, workload: counter}\n", "d.yaml: line 1: duration -1s: must be between 1ms"},
+		{"mem", "vms:\n  - name: a\n    vcpus: 2\n    workload: counter\n    mem: 1T\n", "d.yaml: line 5: vms[0].mem 1T: must be a multiple of 2 MiB"},
+		{"lock key on counter", "vms:\n  - {vcpus: 2, workload: counter, lock: mcs}\n", "d.yaml: line 2: vms[0].lock: applies to workload lock only (this VM runs counter)"},
+		{"zero locks", "vms:\n  - {vcpus: 2, workload: lock, locks: 0}\n", "d.yaml: line 2: vms[0].locks 0: must be between 1 and 512"},
+		{"second document", "vms:\n  - {vcpus: 2, workload: counter}\n---\nvms: []\n", "line 3: a second YAML document"},
+		{"skew", "sched: {policy: relaxed, skew: 5s}\nvms:\n  - {vcpus: 2, workload: counter}\n", "d.yaml: line 1: sched.skew 5s: must be between"},
+		{"npcpus", "npcpus: 64\nvms:\n  - {vcpus: 2, workload: hello}\n", "d.yaml: line 1: npcpus 64: this scenario needs 64 host CPUs"},
+		{"2 million vCPUs", huge.String(), "2000 VMs, a run may have at most 256"},
+		{"more RAM than the host", ram.String(), "MiB this host has available (MemAvailable)"},
+		{"unknown key", "vms:\n  - {workload: hog, vcpu: 2}\n", "field vcpu not found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { usage(t, tt.want, "run", "--scenario", write("d.yaml", tt.yaml)) })
+	}
+}
+
+// TestCLIRunsThatCannotStart: a run that never started prints no table of
+// zeros; --json has the error and no VMs.
+func TestCLIRunsThatCannotStart(t *testing.T) {
+	stdout, stderr, code := lhpvm(t, "run", "--backend", "kvm", "--workload", "hello")
+	if code == 0 {
+		t.Skip("this host has KVM: every backend starts")
+	}
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout, "no table")
+	assert.Equal(t, 1, strings.Count(stderr, "\n"))
+	r := runJSON(t, 1, "run", "--backend", "kvm", "--workload", "hello")
+	assert.False(t, r.OK)
+	assert.NotEmpty(t, r.Error)
+	assert.NotNil(t, r.VMs)
+	assert.Empty(t, r.VMs)
+}
+
+// TestCLIExperimentFails: a failing cell makes the experiment exit 1 and
+// name the cell; a cell the policy refuses is not a failure.
+func TestCLIExperimentFails(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--locks", "ticket,broken", "--policies", "rr,gang",
+			"--sizes", "4", "--duration", "100ms", "--repeat", "1")...)
+		assert.Equal(t, 1, code, stderr)
+		assert.Contains(t, stdout, "refused: gang: vm0 has 4 vCPUs")
+		assert.Contains(t, stdout, "Failed cells (1):\n- 4 vCPUs, broken, rr: self-check failed")
+		assert.Contains(t, stderr, "1 of 4 cells failed: 4 vCPUs, broken, rr")
+		assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	})
 }
 
 type report struct {
@@ -111,6 +253,7 @@ type report struct {
 	} `json:"sched"`
 	VMs []struct {
 		Name            string   `json:"name"`
+		Image           string   `json:"image"`
 		VCPUs           int      `json:"vcpus"`
 		Workload        string   `json:"workload"`
 		ExitCode        uint64   `json:"exit_code"`
@@ -245,6 +388,11 @@ func TestREADMEGuest(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			assert.Contains(t, stdout, fmt.Sprintf("[vm0/cpu%d] hello from a README guest\n", i))
 		}
+		// --image is the flag-built VM's; a --corunner runs the built-in hog.
+		r := runJSON(t, 0, on(h, "run", "--image", img, "--vcpus", "1", "--corunner", "1", "--quiet")...)
+		require.Len(t, r.VMs, 2)
+		assert.Equal(t, img, r.VMs[0].Image)
+		assert.Equal(t, "built-in", r.VMs[1].Image)
 		stdout, stderr, code = lhpvm(t, on(h, "run", "--image", noNote, "--vcpus", "1")...)
 		if h.UserOnly() {
 			assert.Equal(t, 2, code, "an image the backend cannot start is a usage error")
@@ -294,4 +442,13 @@ func TestBackendChoice(t *testing.T) {
 	_, stderr, code := lhpvm(t, "run", "--backend", "xen")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `unknown backend "xen"`)
+}
+
+// prebuiltImage is the built-in guest, relative to the repository root.
+const prebuiltImage = "guest/prebuilt/lhpvm-guest.elf"
+
+func readFile(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
 }

@@ -126,6 +126,7 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 		return nil, err
 	}
 	for i, vm := range vms {
+		st.VMNames = append(st.VMNames, vm.cfg.Name)
 		for _, sv := range st.VMs[i] {
 			sv.Name = fmt.Sprintf("%s/cpu%d", vm.cfg.Name, sv.ID)
 		}

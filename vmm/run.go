@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -175,7 +174,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 	r := &VMResult{Name: vm.cfg.Name, VCPUs: len(vm.vcpus), Workload: vm.cfg.Workload.Name, Image: vm.cfg.ImageName,
 		TSCkHz: vm.tscKHz}
 	var minStart, maxEnd, hcCycles uint64
-	var failures []error
+	var failures []string
 	isLock := vm.cfg.Workload.ID == hypercall.WorkloadLock
 	var runTotal, spinTotal uint64
 	if isLock {
@@ -225,10 +224,13 @@ func (vm *VM) collect(m *Machine) *VMResult {
 		}
 		if p.CheckFailures > 0 {
 			first := ""
-			if p.CheckFailLock > 0 {
-				first = fmt.Sprintf(" (first: lock %d held by vCPU %d when it entered)", p.CheckFailLock-1, int64(p.CheckFailOwner)-1)
+			switch {
+			case p.CheckFailLock > 0 && p.CheckFailOwner == 0:
+				first = fmt.Sprintf(" (first: lock %d had no owner as it left the critical section: another vCPU released it meanwhile)", p.CheckFailLock-1)
+			case p.CheckFailLock > 0:
+				first = fmt.Sprintf(" (first: lock %d had vCPU %d as its owner inside this vCPU's critical section)", p.CheckFailLock-1, p.CheckFailOwner-1)
 			}
-			failures = append(failures, fmt.Errorf("vCPU %d: %d self-check failures%s", id, p.CheckFailures, first))
+			failures = append(failures, fmt.Sprintf("vCPU %d: %d self-check failures%s", id, p.CheckFailures, first))
 		}
 		if h.exitCode != 0 && r.ExitCode == 0 {
 			r.ExitCode = h.exitCode
@@ -250,7 +252,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 		if isLock {
 			what = "lock " + r.LockStats.Lock + ": "
 		}
-		r.Err = fmt.Errorf("%w: %s%w", ErrCheckFailed, what, errors.Join(failures...))
+		r.Err = fmt.Errorf("%w: %s%s", ErrCheckFailed, what, strings.Join(failures, "; ")) // one line
 	}
 	if maxEnd > minStart && vm.tscKHz > 0 {
 		r.GuestSeconds = float64(maxEnd-minStart) / float64(vm.tscKHz) / 1e3

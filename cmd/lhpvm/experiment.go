@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -37,6 +38,7 @@ type ExpRow struct {
 	VCPUs        int     `json:"vcpus"`
 	VMs          int     `json:"vms"`
 	OK           bool    `json:"ok"`
+	Refused      bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
 	Error        string  `json:"error"`
 	OpsPerSec    float64 `json:"ops_per_s"`
 	Relative     float64 `json:"relative"` // to the reference
@@ -119,19 +121,25 @@ func runExperiment(out io.Writer, f expFlags) error {
 			return fmt.Errorf("--policies: %w", err)
 		}
 	}
-	if f.duration <= 0 || f.vmVCPUs < 0 || f.repeat < 1 {
-		return fmt.Errorf("--duration, --vm-vcpus and --repeat must be positive")
+	switch {
+	case len(locks) == 0 || len(policies) == 0 || len(sizes) == 0:
+		return fmt.Errorf("--locks, --policies and --sizes may not be empty")
+	case f.duration < minDuration || f.duration > maxDuration:
+		return fmt.Errorf("--duration %v: must be between %v and %v", f.duration, minDuration, maxDuration)
+	case f.vmVCPUs < 0 || f.vmVCPUs > hypercall.MaxVCPUs:
+		return fmt.Errorf("--vm-vcpus %d: must be between 1 and %d (or 0: one VM)", f.vmVCPUs, hypercall.MaxVCPUs)
+	case f.repeat < 1 || f.repeat > 100:
+		return fmt.Errorf("--repeat %d: must be between 1 and 100", f.repeat)
 	}
-	pcpus, err := host.AllowedCPUs()
+	allowed, err := host.AllowedCPUs()
 	if err != nil {
 		return err
 	}
+	pcpus := allowed[:min(2, len(allowed))]
 	if f.pcpus != "" {
-		if pcpus, err = sched.ParseCPUList(f.pcpus); err != nil {
-			return fmt.Errorf("--pcpus: %w", err)
+		if pcpus, err = checkCPUs("--pcpus", f.pcpus, allowed); err != nil {
+			return err
 		}
-	} else {
-		pcpus = pcpus[:min(2, len(pcpus))]
 	}
 	if err := backend.Check(f.backend); err != nil {
 		return fmt.Errorf("--backend: %w", err)
@@ -169,6 +177,8 @@ func runExperiment(out io.Writer, f expFlags) error {
 			Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax}}
 		res := runMachine(h, mc, cfgs...)
 		row.OK, row.Error = res.OK, res.Error
+		var refused *sched.RefusedError
+		row.Refused = errors.As(res.Err, &refused)
 		var spin, acq float64
 		for _, vm := range res.VMs {
 			row.OpsPerSec += vm.OpsPerSec
@@ -210,6 +220,11 @@ func runExperiment(out io.Writer, f expFlags) error {
 		return rs
 	}
 	before := refRuns()
+	for _, r := range before {
+		if !r.OK {
+			return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed, so no cell can be compared: %s", r.Error)}
+		}
+	}
 	var rows []ExpRow
 	for _, n := range sizes {
 		for _, lock := range locks {
@@ -221,7 +236,7 @@ func runExperiment(out io.Writer, f expFlags) error {
 	all := append(before, refRuns()...)
 	for _, r := range all {
 		if !r.OK {
-			return fmt.Errorf("the reference run failed: %s", r.Error)
+			return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed after the matrix: %s", r.Error)}
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].OpsPerSec < all[j].OpsPerSec })
@@ -232,10 +247,23 @@ func runExperiment(out io.Writer, f expFlags) error {
 	}
 	rows = append([]ExpRow{ref}, rows...)
 	refMin, refMax := all[0].OpsPerSec, all[len(all)-1].OpsPerSec
+	var failed []string
+	for _, r := range rows {
+		if !r.OK && !r.Refused {
+			failed = append(failed, fmt.Sprintf("%d vCPUs, %s, %s: %s", r.VCPUs, r.Lock, r.Policy, r.Error))
+		}
+	}
+	var fail error
+	if len(failed) > 0 {
+		fail = runFailed{fmt.Errorf("%d of %d cells failed: %s", len(failed), len(rows)-1, strings.Join(failed, "; "))}
+	}
 	if f.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		if err := enc.Encode(rows); err != nil {
+			return err
+		}
+		return fail
 	}
 	fmt.Fprintf(out, "Reference: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before and after the matrix, range %.3g-%.3g). Each cell: the median of %d runs of %v; cs %d cycles, think %d cycles.\n\n",
 		len(pcpus), ref.OpsPerSec, len(all), refMin, refMax, f.repeat, f.duration, f.cs, f.think)
@@ -244,13 +272,22 @@ func runExperiment(out io.Writer, f expFlags) error {
 	for _, r := range rows {
 		check := "ok"
 		if !r.OK {
-			check = r.Error
-			if i := strings.Index(check, ":"); i > 0 && len(check) > 80 {
-				check = check[:80] + "…"
+			check = "FAILED: " + r.Error
+			if r.Refused {
+				check = "refused: " + r.Error
+			}
+			if len(check) > 90 {
+				check = check[:90] + "…"
 			}
 		}
 		fmt.Fprintf(out, "| %d | %s | %s | %.3g | %.2f | %.1f | %d | %d | %s |\n", r.VCPUs, r.Lock, r.Policy,
 			r.OpsPerSec, r.Relative, 100*r.SpinFraction, r.LHPEvents, r.LWPEvents, check)
 	}
-	return nil
+	if len(failed) > 0 {
+		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(failed))
+		for _, c := range failed {
+			fmt.Fprintf(out, "- %s\n", c)
+		}
+	}
+	return fail
 }

@@ -107,39 +107,45 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.vcpus, "vcpus", 2, "number of vCPUs (1-1024)")
-	fl.StringVar(&f.pcpus, "pcpus", "", "host CPUs to run vCPUs on, e.g. 0,1 or 0-1 (default: all this process may use)")
+	fl.StringVar(&f.pcpus, "pcpus", "", "host CPUs to run vCPUs on, e.g. 0,1 or 0-1 (default: all this process may use; with --scenario, the scenario's)")
 	fl.StringVar(&f.workload, "workload", "counter", "guest workload (see 'lhpvm workloads')")
 	fl.Uint64Var(&f.iterations, "iterations", 0, "operations per vCPU (default depends on the workload)")
-	fl.DurationVar(&f.duration, "duration", 0, "run for this long instead of a number of iterations, e.g. 1s")
-	fl.StringVar(&f.mem, "mem", "64M", "guest memory, e.g. 64M, 1G (a multiple of 2 MiB)")
-	fl.DurationVar(&f.timeout, "timeout", vmm.DefaultTimeout, "watchdog: fail the run if it has not finished by then")
-	fl.StringVar(&f.image, "image", "", "boot this guest ELF instead of the built-in guest")
+	fl.DurationVar(&f.duration, "duration", 0, "run for this long (1ms to 24h) instead of a number of iterations, e.g. 1s")
+	fl.StringVar(&f.mem, "mem", "64M", "guest memory: a multiple of 2 MiB from 4M to 2G, e.g. 64M, 1G")
+	fl.DurationVar(&f.timeout, "timeout", 0, "watchdog: fail the run if it has not finished by then (100ms to 24h; default 1m, or --duration plus 1m)")
+	fl.StringVar(&f.image, "image", "", "boot this guest ELF (a regular file of at most 256 MiB) instead of the built-in guest")
 	fl.StringVar(&f.policy, "sched", "host", "scheduling policy: "+policyHelp())
 	fl.DurationVar(&f.slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
-	fl.DurationVar(&f.skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this")
-	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section")
+	fl.DurationVar(&f.skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this (1us to 1s)")
+	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section (1us to the slice)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
-	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
+	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
 	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
 	fl.IntVar(&f.corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
-	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks; vCPU i uses lock i mod N")
+	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
 	fl.Uint64Var(&f.csCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
 	fl.Uint64Var(&f.thinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles")
-	fl.Uint64Var(&f.spinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path")
+	fl.Uint64Var(&f.spinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path (at least 1)")
 	fl.BoolVar(&f.delayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
 	fl.BoolVar(&f.preemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	return cmd
 }
 
 func runRun(out io.Writer, f runFlags) error {
-	cfgs, mc, err := buildRun(f)
+	plan, err := buildRun(f)
 	if err != nil {
 		return err
 	}
+	cfgs, mc := plan.cfgs, plan.mc
 	h, err := openBackend(mc.Backend, cfgs)
 	if err != nil {
+		var rf runFailed
+		if f.json && errors.As(err, &rf) { // the run could not start: no VM ran
+			_ = printJSON(out, &vmm.Result{Error: err.Error(), VMs: []*vmm.VMResult{}, Backend: mc.Backend,
+				Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}})
+		}
 		return err
 	}
 	defer h.Close()
@@ -154,18 +160,25 @@ func runRun(out io.Writer, f runFlags) error {
 	}
 	res := runMachine(h, mc, cfgs...)
 	if f.json {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := printJSON(out, res); err != nil {
 			return runFailed{err}
 		}
-	} else {
+	} else if len(res.VMs) > 0 { // a run that never started has no table, only its error
+		if plan.about != "" {
+			fmt.Fprintf(out, "\n%s\n", plan.about)
+		}
 		printTable(out, res)
 	}
 	if res.Err != nil {
 		return runFailed{res.Err}
 	}
 	return nil
+}
+
+func printJSON(out io.Writer, res *vmm.Result) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
 }
 
 // backendHelp lists the backends for --help.
@@ -185,6 +198,10 @@ func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
 		return nil, runFailed{err}
 	}
 	for _, cfg := range cfgs {
+		if max := h.MaxVCPUs(); max > 0 && cfg.VCPUs > max {
+			h.Close()
+			return nil, fmt.Errorf("vm %s: %d vCPUs: the %s backend allows at most %d per VM on this host", cfg.Name, cfg.VCPUs, h.Name(), max)
+		}
 		if cfg.Image == nil {
 			continue
 		}
@@ -209,7 +226,7 @@ func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
 func runMachine(h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	start := time.Now()
 	failed := func(err error) *vmm.Result {
-		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(),
+		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(), VMs: []*vmm.VMResult{},
 			Backend: h.Name(), BackendReason: h.Reason, Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
 	}
 	var vms []*vmm.VM

@@ -158,3 +158,22 @@ func Reap(pid int) (string, error) {
 		}
 	}
 }
+
+// MemAvailable is the host memory available for new work (MemAvailable in
+// /proc/meminfo), in bytes.
+func MemAvailable() (uint64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseUint(f[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no MemAvailable line in /proc/meminfo")
+}
