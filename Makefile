@@ -2,6 +2,9 @@
 # /dev/kvm works (the kvm backend) or ptrace is allowed (the ptrace backend).
 
 GO    ?= go
+# pipefail: a test run piped through its summary still fails the target.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
@@ -28,13 +31,22 @@ run: build
 # backend says which run; a missing one is skipped unless
 # LHPVM_REQUIRE_BACKENDS names it), all of it again under the race detector
 # (the guest runs natively, so that costs ~1 min), the guest's locks on the host with pthreads (plain and under
-# ThreadSanitizer), and a short fuzz of the ELF loader.
+# ThreadSanitizer), and every fuzz target for a few seconds (exec counts
+# printed).
 test: build check-fmt backends
 	$(GO) vet ./...
 	$(MAKE) -C guest/hosttest check
-	$(GO) test -count=1 -timeout 15m ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -run '^$$' -fuzz FuzzParseELF -fuzztime 10s ./vmm
+	@echo "go test ./... (each skipped test and its reason last):"
+	$(GO) test -json -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
+	@echo "go test -race ./...:"
+	$(GO) test -json -race -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
+	@echo "fuzzing each target briefly (make fuzz: $(FUZZTIME) each):"
+	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t 5s; done
+
+# Everything that parses what a user or a guest hands lhpvm.
+FUZZ_TARGETS = ./vmm:FuzzParseELF ./vmm:FuzzHypercalls ./internal/scenario:FuzzParse \
+	./sched:FuzzCPUList ./cmd/lhpvm:FuzzParseSize ./internal/ptrace:FuzzDecodeStop
+FUZZTIME ?= 1m
 
 # Which backends this host has: the end-to-end tests run on those.
 backends: build
@@ -56,7 +68,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./tests
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseELF -fuzztime 2m ./vmm
+	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done
 
 generate:
 	$(GO) generate ./hypercall

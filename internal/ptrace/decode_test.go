@@ -286,3 +286,41 @@ func BenchmarkDecodeDoorbell(b *testing.B) {
 		}
 	})
 }
+
+// FuzzDecodeStop: whatever the guest executes and whatever signal it
+// causes, decoding never panics, never claims more than the instruction,
+// calls only an 8-byte store at the doorbell a hypercall, and the cached
+// decoder agrees with the uncached one.
+func FuzzDecodeStop(f *testing.F) {
+	f.Add([]byte{0x48, 0xc7, 0x00, 0x05, 0, 0, 0}, int32(unix.SIGSEGV), int32(segvMapErr), db, uint64(0))
+	f.Add([]byte{0x8b, 0x02}, int32(unix.SIGSEGV), int32(segvMapErr), db+4, uint64(1))
+	f.Add([]byte{0x48, 0x87, 0x02}, int32(unix.SIGSEGV), int32(segvMapErr), db, uint64(2))
+	f.Add([]byte{0x0f, 0x05}, int32(unix.SIGSYS), int32(sysSeccomp), rip+2, uint64(3))
+	f.Add([]byte{0xf4}, int32(unix.SIGSEGV), int32(siKernel), uint64(0), uint64(4))
+	f.Fuzz(func(t *testing.T, code []byte, signo, sicode int32, addr, data uint64) {
+		if len(code) > maxInsnLen {
+			code = code[:maxInsnLen]
+		}
+		si := sigInfo{Signo: signo, Code: sicode, Addr: addr, Syscall: int32(data), Arch: uint32(data >> 32)}
+		r1, r2 := regs(), regs()
+		ev, a := decodeStop(si, &r1, code)
+		var d decoder
+		d.stop(si, &r2, code) // fills the cache
+		ev2, a2 := d.stop(si, &r2, code)
+		if ev != ev2 || a != a2 {
+			t.Fatalf("cache disagrees: %+v %+v vs %+v %+v", ev, a, ev2, a2)
+		}
+		if a.insnLen > len(code) {
+			t.Fatalf("an access of %d bytes from %d bytes of code", a.insnLen, len(code))
+		}
+		if ev.Kind == hv.EventHypercall && (addr != db || ev.Len != 8 || !ev.Write) {
+			t.Fatalf("a hypercall from %+v", ev)
+		}
+		if (ev.Kind == hv.EventHypercall || ev.Kind == hv.EventBadDoorbell) != (a.insnLen > 0) {
+			t.Fatalf("%v with an access of %d bytes", ev.Kind, a.insnLen)
+		}
+		if a.insnLen > 0 && !a.write {
+			completeLoad(a, &r1, data)
+		}
+	})
+}
