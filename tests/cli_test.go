@@ -349,6 +349,12 @@ vms:
 			assert.Equal(t, "a", r.VMs[0].Name)
 			assert.Equal(t, *r.VMs[0].CounterExpected, *r.VMs[0].CounterActual)
 		})
+		t.Run("the default watchdog follows --duration", func(t *testing.T) {
+			// hello exits at once; a --duration of a minute must not be
+			// refused against a fixed one-minute watchdog.
+			r := runJSON(t, 0, on(h, "run", "--workload", "hello", "--duration", "1m", "--quiet")...)
+			assert.True(t, r.OK, r.Error)
+		})
 		t.Run("timeout", func(t *testing.T) {
 			_, stderr, code := lhpvm(t, on(h, "run", "--workload", "spin", "--vcpus", "2", "--timeout", "300ms")...)
 			assert.Equal(t, 1, code)
