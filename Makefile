@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate clean
+.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate pictures clean
 
 all: build
 
@@ -20,8 +20,11 @@ guest:
 stub:
 	$(MAKE) -C internal/ptrace/stub
 
+# The commit 'lhpvm version' and the experiment metadata report.
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
+
 build: guest stub
-	$(GO) build -o $(BIN) ./cmd/lhpvm
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o $(BIN) ./cmd/lhpvm
 
 run: build
 	./$(BIN) run $(ARGS)
@@ -66,6 +69,13 @@ check-fmt:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./tests
+
+# The slides' timelines, drawn from real runs (README: "See LHP happen").
+pictures: build
+	mkdir -p docs
+	./$(BIN) run --scenario slide8-lhp-two-vms --duration 1s --quiet --timeline docs/slide8.svg
+	./$(BIN) run --scenario slide11-coscheduling --duration 1s --quiet --timeline docs/slide11.svg
+	./$(BIN) run --scenario slide12-fragmentation --duration 1s --quiet --timeline docs/slide12.svg
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done

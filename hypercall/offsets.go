@@ -15,6 +15,8 @@ var (
 	OffLockID         = offsetOf(VCPUPage{}, "LockID")
 	OffTicket         = offsetOf(VCPUPage{}, "Ticket")
 	OffOps            = offsetOf(VCPUPage{}, "Ops")
+	OffAcquisitions   = offsetOf(VCPUPage{}, "Acquisitions")
+	OffSpinCycles     = offsetOf(VCPUPage{}, "SpinCycles")
 	OffStop           = offsetOf(BootInfo{}, "Stop")
 )
 

@@ -153,5 +153,5 @@ func (r *rig) randomKick(rng *rand.Rand) {
 	if v == nil || rng.IntN(5) == 0 {
 		v = r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
 	}
-	r.s.Wake(v)
+	r.s.Wake(v, nil)
 }

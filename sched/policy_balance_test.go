@@ -51,10 +51,10 @@ func TestBalanceWakePlacement(t *testing.T) {
 	r.check()
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu1"}, 1: {"vm2/cpu0"}}, balanceQueues(r))
 	r.clock.now = 3 * time.Millisecond
-	r.s.Wake(r.v(1, 0)) // its last pCPU is 1, but pCPU 0 holds its sibling
+	r.s.Wake(r.v(1, 0), nil) // its last pCPU is 1, but pCPU 0 holds its sibling
 	r.check()
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu1"}, 1: {"vm2/cpu0", "vm1/cpu0"}}, balanceQueues(r))
-	r.s.Wake(r.v(0, 0)) // no siblings anywhere: the least loaded queue
+	r.s.Wake(r.v(0, 0), nil) // no siblings anywhere: the least loaded queue
 	r.check()
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu1", "vm0/cpu0"}, 1: {"vm2/cpu0", "vm1/cpu0"}}, balanceQueues(r))
 }

@@ -112,6 +112,7 @@ func (p *delayPolicy) Decide(s *State) Plan {
 			// The bound: the base proceeds (v.SliceEnd <= Now).
 			g.active = false
 			g.seen = v.SliceEnd
+			s.EndReason(v, EndDelay)
 			if s.HintsOf(v).InCS {
 				s.Acct.DelayOverruns++
 				if g.overruns++; g.overruns >= delayOverrunLimit {
@@ -137,6 +138,7 @@ func (p *delayPolicy) Decide(s *State) Plan {
 		p.q.Extend(s, v, g.end)
 		g.seen = g.end
 		s.Acct.DelayGrants++
+		s.Mark("delay-grant", v)
 	}
 	plan := p.base.Decide(s)
 	for _, v := range s.VCPUs {

@@ -188,7 +188,7 @@ func TestDelayGrantHoldsAgainstKickBoost(t *testing.T) {
 			r.pvdAt(11 * time.Millisecond)
 			assert.EqualValues(t, 1, r.st.Acct.DelayGrants)
 			r.pvdAt(11*time.Millisecond + 100*time.Microsecond)
-			r.s.Wake(v0)
+			r.s.Wake(v0, nil)
 			r.check()
 			assert.Equal(t, 12*time.Millisecond, v1.SliceEnd, "the grant's bound holds")
 			r.pvdAt(11*time.Millisecond + 600*time.Microsecond)

@@ -126,7 +126,7 @@ func TestGangBlockedVCPUKeepsItsPCPU(t *testing.T) {
 	r.advance(10 * time.Millisecond) // 20 ms: vm0 again, pCPU 1 held for its blocked vCPU
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
 	r.clock.now = 25 * time.Millisecond
-	r.s.Wake(v1)
+	r.s.Wake(v1, nil)
 	r.check()
 	gangCheck(t, r)
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running(), "kicked: runs on its reserved pCPU at once")
@@ -148,7 +148,7 @@ func TestGangAllBlockedGivesWayAndWakes(t *testing.T) {
 	}
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu0"}}, r.running(), "a gang with nothing to run gives its pCPUs back")
 	r.clock.now = 2 * time.Millisecond
-	r.s.Wake(r.v(0, 1))
+	r.s.Wake(r.v(0, 1), nil)
 	r.check()
 	gangCheck(t, r)
 	assert.Equal(t, map[int][]string{0: {"vm1/cpu0"}}, r.running(), "vm0 (2 live vCPUs) does not fit in the free pCPU")

@@ -372,7 +372,7 @@ func TestMonitorEmptyCodeMapIsRR(t *testing.T) {
 								r.s.Block(v, func() bool { return k > 1 })
 							}
 						case n < 75:
-							r.s.Wake(v)
+							r.s.Wake(v, nil)
 						case n < 90:
 							if v.Status == Running {
 								r.s.Yield(v, k-1)

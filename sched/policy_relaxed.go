@@ -159,6 +159,8 @@ func (p *relaxedPolicy) updateSkew(s *State) {
 			case !p.costopped[v.Index] && sk >= p.skew:
 				p.costopped[v.Index] = true
 				s.Acct.CoStops++
+				s.Mark("co-stop", v)
+				s.EndReason(v, EndCoStop)
 			}
 		}
 	}

@@ -52,7 +52,7 @@ func TestRelaxedBlockedSiblingMakesProgress(t *testing.T) {
 		r.advance(500 * time.Microsecond)
 		assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running(), "at %v", r.clock.now)
 	}
-	r.s.Wake(v1)
+	r.s.Wake(v1, nil)
 	r.check()
 	assert.Equal(t, 28*time.Millisecond, v1.Progress, "1 ms run, 27 ms blocked")
 	r.advance(500 * time.Microsecond)

@@ -91,6 +91,9 @@ func (s *Scheduler) State() *State { return s.st }
 // deadline loop (unless manual, for tests that call Tick themselves).
 func (s *Scheduler) Start(manual bool) {
 	s.mu.Lock()
+	if _, ok := s.clock.(realClock); ok {
+		s.clock = realClock{time.Now()} // time 0 is the start of scheduling
+	}
 	s.st.Now = s.clock.Now()
 	for _, p := range s.st.PCPUs {
 		p.since = s.st.Now
@@ -119,6 +122,10 @@ func (s *Scheduler) Stop() {
 	s.mu.Lock()
 	s.st.Now = s.clock.Now()
 	for _, v := range s.st.VCPUs {
+		if v.Status == Running {
+			s.st.ran(v, EndRunOver, s.st.HintsOf(v))
+			v.ranSince = s.st.Now
+		}
 		s.st.setStatus(v, v.Status)
 	}
 	for _, p := range s.st.PCPUs {
@@ -171,6 +178,7 @@ func (s *Scheduler) Block(v *VCPU, cond func() bool) BlockResult {
 		return ValueChanged
 	}
 	s.st.Now = s.clock.Now()
+	s.st.ran(v, EndWait, s.st.HintsOf(v))
 	s.takeOff(v, true)
 	v.preemptedWaiting = false // the guest counts blocked time itself (wait cycles)
 	s.st.setStatus(v, Blocked)
@@ -179,9 +187,9 @@ func (s *Scheduler) Block(v *VCPU, cond func() bool) BlockResult {
 	return Blocking
 }
 
-// Wake is KICK: a blocked vCPU becomes runnable; any other keeps the kick
-// pending for its next WAIT.
-func (s *Scheduler) Wake(v *VCPU) {
+// Wake is KICK from vCPU from (nil: not a vCPU): a blocked vCPU becomes
+// runnable; any other keeps the kick pending for its next WAIT.
+func (s *Scheduler) Wake(v, from *VCPU) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v.Status != Blocked {
@@ -190,6 +198,9 @@ func (s *Scheduler) Wake(v *VCPU) {
 	}
 	s.st.Now = s.clock.Now()
 	v.kickedAt = s.st.Now
+	if s.st.Rec != nil && from != nil {
+		s.st.Rec.Record(Record{Kind: RecKick, At: s.st.Now, V: from, Other: v, PCPU: from.PCPU})
+	}
 	s.st.setStatus(v, Runnable)
 	s.pol.Event(s.st, Event{Kind: EvRunnable, V: v})
 	s.reschedule()
@@ -201,6 +212,7 @@ func (s *Scheduler) Yield(v *VCPU, target int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.Now = s.clock.Now()
+	v.endWhy = EndYield
 	s.pol.Event(s.st, Event{Kind: EvYield, V: v, Target: target})
 	s.reschedule()
 }
@@ -225,6 +237,7 @@ func (s *Scheduler) Exit(v *VCPU) {
 		return
 	}
 	s.st.Now = s.clock.Now()
+	s.st.ran(v, EndExit, s.st.HintsOf(v))
 	s.takeOff(v, false)
 	s.st.setStatus(v, Done)
 	s.pol.Event(s.st, Event{Kind: EvExit, V: v})
@@ -261,11 +274,13 @@ func (s *Scheduler) reschedule() {
 	for _, a := range s.plan.Run {
 		s.inPlan[a.V.Index] = a.PCPU
 	}
-	// Preempt what runs but is not planned (or planned elsewhere).
+	// Preempt what runs but is not planned (or planned elsewhere). A
+	// reason given for a vCPU that stays is void.
 	for _, v := range st.VCPUs {
 		if v.Status == Running && s.inPlan[v.Index] != v.PCPU {
 			s.preempt(v)
 		}
+		v.endWhy = ""
 	}
 	// Dispatch what is planned but not running there.
 	for _, a := range s.plan.Run {
@@ -279,6 +294,10 @@ func (s *Scheduler) reschedule() {
 		p.Running = append(p.Running, v)
 		v.PCPU = a.PCPU
 		st.setStatus(v, Running)
+		v.ranSince = st.Now
+		if st.Rec != nil {
+			v.startHints = st.HintsOf(v)
+		}
 		v.preemptedWaiting = false
 		v.Acct.Dispatches++
 		st.Acct.Switches++
@@ -307,6 +326,7 @@ func (s *Scheduler) reschedule() {
 	for _, v := range s.plan.Probe {
 		if v.Status == Running {
 			st.Acct.Probes++
+			st.Mark("probe", v)
 			s.tgt.Probe(v)
 		}
 	}
@@ -322,15 +342,24 @@ func (s *Scheduler) preempt(v *VCPU) {
 	h := s.tgt.Hints(v)
 	if h.Holding {
 		v.Acct.LHP++
+		st.mark("LHP", v, h)
 	}
 	if h.NextInLine {
 		v.Acct.LWP++
+		st.mark("LWP", v, h)
 	}
 	if h.Waiting {
 		v.Acct.WaiterPreempt++
+		st.mark("waiter-preempt", v, h)
 	}
 	v.Acct.Preemptions++
 	v.preemptedWaiting = h.Waiting
+	why := v.endWhy
+	if why == "" {
+		why = EndSlice
+	}
+	v.endWhy = ""
+	st.ran(v, why, h)
 	s.takeOff(v, false)
 	st.setStatus(v, Runnable)
 	s.tgt.Preempt(v, false)

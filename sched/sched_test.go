@@ -63,7 +63,7 @@ func TestBlockWakeFutexRules(t *testing.T) {
 	r := newRig(t, "rr", 1, 2)
 	v0, v1 := r.v(0, 0), r.v(0, 1)
 	// A KICK to a running vCPU stays pending and its next WAIT returns at once.
-	r.s.Wake(v0)
+	r.s.Wake(v0, nil)
 	assert.Equal(t, KickWasThere, r.s.Block(v0, func() bool { return true }))
 	// A changed value: no block.
 	assert.Equal(t, ValueChanged, r.s.Block(v0, func() bool { return false }))
@@ -75,7 +75,7 @@ func TestBlockWakeFutexRules(t *testing.T) {
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running())
 	// Blocked time accrues; KICK makes it runnable and records wake latency.
 	r.clock.now = 3 * time.Millisecond
-	r.s.Wake(v0)
+	r.s.Wake(v0, nil)
 	r.check()
 	assert.Equal(t, Runnable, v0.Status)
 	assert.Equal(t, 2*time.Millisecond, v0.Acct.Blocked)
@@ -95,7 +95,7 @@ func TestHostRunsEverything(t *testing.T) {
 	assert.Len(t, r.running()[1], 2)
 	assert.Equal(t, Blocking, r.s.Block(r.v(0, 0), func() bool { return true }))
 	assert.Len(t, r.running()[0], 2)
-	r.s.Wake(r.v(0, 0))
+	r.s.Wake(r.v(0, 0), nil)
 	assert.Len(t, r.running()[0], 3)
 	r.advance(time.Second)
 	assert.Zero(t, r.v(0, 1).Acct.Preemptions)
@@ -142,7 +142,7 @@ func TestRRQueuer(t *testing.T) {
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running())
 	assert.Equal(t, Blocking, r.s.Block(v0, func() bool { return true }))
 	r.check()
-	r.s.Wake(v1)
+	r.s.Wake(v1, nil)
 	r.s.Snapshot(func(st *State) { q.Boost(st, v1, st.Now+time.Millisecond) })
 	r.s.Tick() // modifiers boost inside Event, before Decide; here we re-plan by hand
 	r.advance(time.Millisecond)

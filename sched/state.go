@@ -27,6 +27,7 @@ type Hints struct {
 	Waiting    bool // waits for a lock
 	NextInLine bool // waits for a ticket lock and is next in line
 	LockID     uint32
+	Ticket     uint32 // its ticket, for the ticket locks
 }
 
 // AddrRange is a half-open range of guest code addresses.
@@ -61,6 +62,11 @@ type VCPU struct {
 	published        Published     // last flags written to the guest
 	preemptedWaiting bool          // preempted while its guest waited for a lock
 	yieldReq         bool          // in the current Plan's YieldRequest (scratch)
+	// For the Recorder: when v got its pCPU and its hints then, and why the
+	// policy is taking it off (EndReason).
+	ranSince   time.Duration
+	startHints Hints
+	endWhy     string
 
 	// Policy-private scratch.
 	Prio     int
@@ -110,6 +116,10 @@ type State struct {
 	VMNames []string
 
 	Acct Acct
+
+	// Rec, if set, is told every dispatch, preemption, status change and
+	// mark (a trace, a timeline).
+	Rec Recorder
 
 	// Hints reads what a vCPU's guest publishes (set by NewScheduler from
 	// the Target). Policies that honour guest hints (pv, delay) read it;
@@ -167,6 +177,9 @@ func NewState(pcpus []int, vmVCPUs []int, slice time.Duration) (*State, error) {
 // setStatus moves v to st at s.Now, charging the time since the last change.
 func (s *State) setStatus(v *VCPU, st Status) {
 	d := s.Now - v.since
+	if s.Rec != nil && d > 0 {
+		s.Rec.Record(Record{Kind: RecStatus, Start: v.since, At: s.Now, V: v, PCPU: v.PCPU, From: v.Status})
+	}
 	switch v.Status {
 	case Running:
 		v.Acct.Run += d

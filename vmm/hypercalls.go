@@ -126,7 +126,7 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 			break
 		}
 		vm.hs[a[0]].kicksRecv.Add(1)
-		vm.m.wake(vm.sv[a[0]])
+		vm.m.wake(vm.sv[a[0]], vm.sv[id])
 	case hypercall.CallWait:
 		if a[0]%4 != 0 || !vm.inRAM(a[0], 4) {
 			ret = hypercall.ErrFault

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
@@ -22,6 +23,10 @@ type MachineConfig struct {
 	Options  sched.Options
 	Duration time.Duration // 0: until every vCPU EXITs (iterations)
 	Timeout  time.Duration // watchdog; 0: DefaultTimeout
+	// Trace, if set, receives the run as a Perfetto trace (the caller
+	// closes it after Run); Timeline, if set, collects its window.
+	Trace    *trace.Writer
+	Timeline *Timeline
 }
 
 // Machine runs VMs under one host scheduler.
@@ -54,10 +59,18 @@ type Result struct {
 	// (set by whoever opened it).
 	Backend       string      `json:"backend"`
 	BackendReason string      `json:"backend_reason"`
+	Trace         *TraceInfo  `json:"trace,omitempty"`
 	Sched         SchedResult `json:"sched"`
 	VMs           []*VMResult `json:"vms"`
 
 	Err error `json:"-"`
+}
+
+// TraceInfo says where a run's trace went and how much of it.
+type TraceInfo struct {
+	Path    string `json:"path"`
+	Events  int    `json:"events"`
+	Dropped int    `json:"dropped"` // cut by the limit
 }
 
 // SchedResult is the scheduler's accounting.
@@ -132,6 +145,9 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 		}
 	}
 	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{})}
+	if cfg.Trace != nil || cfg.Timeline != nil {
+		st.Rec = newRecorder(m, cfg.Trace, cfg.Timeline)
+	}
 	if pol.Exclusive() {
 		for range st.PCPUs {
 			m.seats = append(m.seats, vcpu.NewSeat())
@@ -151,10 +167,10 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 	return m, nil
 }
 
-// wake is KICK: make sv runnable (or leave the kick pending).
-func (m *Machine) wake(sv *sched.VCPU) {
+// wake is KICK from vCPU from: make sv runnable (or leave the kick pending).
+func (m *Machine) wake(sv, from *sched.VCPU) {
 	m.wakes.Add(1)
-	m.s.Wake(sv)
+	m.s.Wake(sv, from)
 }
 
 // Scheduler is the machine's scheduler (for benchmarks and tools).

@@ -131,9 +131,10 @@ func (vm *VM) hints(id int) sched.Hints {
 		Holding: state == hypercall.LockStateHolding,
 		Waiting: state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow,
 		LockID:  lockID,
+		Ticket:  vm.mem.Load32(page + hypercall.OffTicket),
 	}
 	if h.Waiting {
-		if pos, ok := vm.ticketPosition(lockID, vm.mem.Load32(page+hypercall.OffTicket)); ok {
+		if pos, ok := vm.ticketPosition(lockID, h.Ticket); ok {
 			h.Holding = pos == 0
 			h.NextInLine = pos == 1
 		}

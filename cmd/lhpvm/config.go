@@ -81,6 +81,7 @@ type runPlan struct {
 	cfgs  []vmm.Config
 	mc    vmm.MachineConfig
 	about string
+	name  string // the scenario's, "" for a flag-built run
 }
 
 // buildRun turns the flags (and the scenario they name) into VM configs and
@@ -88,7 +89,11 @@ type runPlan struct {
 // anything is created. Every error is a usage error.
 func buildRun(f runFlags) (runPlan, error) {
 	cfgs, mc, about, err := build(f)
-	return runPlan{cfgs, mc, about}, err
+	name := ""
+	if f.scenario != "" {
+		name = "scenario " + f.scenario
+	}
+	return runPlan{cfgs, mc, about, name}, err
 }
 
 func build(f runFlags) ([]vmm.Config, vmm.MachineConfig, string, error) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/figures"
+	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -36,6 +38,11 @@ type runFlags struct {
 	scenario   string
 	corunner   int
 	backend    string
+
+	trace          string
+	traceLimit     int
+	timeline       string
+	timelineWindow string
 
 	lock           string
 	locks          int
@@ -122,6 +129,10 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
 	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
 	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
+	fl.StringVar(&f.trace, "trace", "", "write a Perfetto / Chrome trace of the run to this file (ui.perfetto.dev opens it)")
+	fl.IntVar(&f.traceLimit, "trace-limit", trace.DefaultLimit, "--trace: at most this many events (the file says when it was cut)")
+	fl.StringVar(&f.timeline, "timeline", "", "draw who held each pCPU, LHP and LWP marked, as an SVG (our policies only, not host)")
+	fl.StringVar(&f.timelineWindow, "timeline-window", "", "--timeline: the window, e.g. 0-200ms (default: the first 20 slices)")
 	fl.IntVar(&f.corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
 	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
@@ -139,6 +150,10 @@ func runRun(out io.Writer, f runFlags) error {
 		return err
 	}
 	cfgs, mc := plan.cfgs, plan.mc
+	tl, err := timelineOf(f, mc)
+	if err != nil {
+		return err
+	}
 	h, err := openBackend(mc.Backend, cfgs)
 	if err != nil {
 		var rf runFailed
@@ -158,7 +173,16 @@ func runRun(out io.Writer, f runFlags) error {
 	for i := range cfgs {
 		cfgs[i].Console = console
 	}
+	if f.trace != "" {
+		if mc.Trace, err = trace.Create(f.trace, f.traceLimit); err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+	}
+	mc.Timeline = tl
 	res := runMachine(h, mc, cfgs...)
+	if err := finishPictures(f, mc, plan, res); err != nil {
+		return runFailed{err}
+	}
 	if f.json {
 		if err := printJSON(out, res); err != nil {
 			return runFailed{err}
@@ -218,6 +242,72 @@ func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
 		}
 	}
 	return h, nil
+}
+
+// timelineOf checks --timeline and its window; nil without --timeline.
+func timelineOf(f runFlags, mc vmm.MachineConfig) (*vmm.Timeline, error) {
+	if f.timeline == "" {
+		if f.changed != nil && f.changed("timeline-window") {
+			return nil, fmt.Errorf("--timeline-window needs --timeline")
+		}
+		return nil, nil
+	}
+	if pol, err := sched.New(mc.Policy, mc.Options); err == nil && !pol.Exclusive() {
+		return nil, fmt.Errorf("--timeline: under --sched %s Linux decides who runs where, so there is no timeline to draw; use one of our policies (rr, gang, ...)", mc.Policy)
+	}
+	tl := &vmm.Timeline{From: 0, To: 20 * mc.Options.Slice}
+	if f.timelineWindow != "" {
+		from, to, err := parseWindow(f.timelineWindow)
+		if err != nil {
+			return nil, fmt.Errorf("--timeline-window %q: %w", f.timelineWindow, err)
+		}
+		tl.From, tl.To = from, to
+	}
+	return tl, nil
+}
+
+// parseWindow reads "0-200ms", "50ms-1s" or "100-300ms" (the unit of the
+// end applies to a bare start).
+func parseWindow(s string) (from, to time.Duration, err error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("want START-END, e.g. 0-200ms")
+	}
+	if to, err = time.ParseDuration(hi); err != nil {
+		return 0, 0, fmt.Errorf("%q is not a duration", hi)
+	}
+	if strings.TrimLeft(lo, "0123456789.") == "" && lo != "" {
+		lo += strings.TrimLeft(hi, "0123456789.")
+	}
+	if from, err = time.ParseDuration(lo); err != nil {
+		return 0, 0, fmt.Errorf("%q is not a duration", lo)
+	}
+	if from < 0 || to <= from {
+		return 0, 0, fmt.Errorf("the window must start at 0 or later and end after it starts")
+	}
+	return from, to, nil
+}
+
+// finishPictures closes the trace and draws the timeline of a finished run.
+func finishPictures(f runFlags, mc vmm.MachineConfig, plan runPlan, res *vmm.Result) error {
+	if mc.Trace != nil {
+		mc.Trace.Meta(trace.S("backend", res.Backend), trace.S("lhpvm", version()))
+		if err := mc.Trace.Close(); err != nil {
+			return fmt.Errorf("--trace %s: %w", f.trace, err)
+		}
+		res.Trace = &vmm.TraceInfo{Path: f.trace, Events: mc.Trace.Events(), Dropped: mc.Trace.Dropped()}
+	}
+	if tl := mc.Timeline; tl != nil && len(res.VMs) > 0 {
+		title := plan.name
+		if title == "" {
+			title = "lhpvm run"
+		}
+		title = fmt.Sprintf("%s: %s, %v slices, on %s, %v-%v", title, mc.Policy, mc.Options.Slice, res.Backend, tl.From, tl.To)
+		if err := figures.Timeline(tl, title, f.timeline); err != nil {
+			return fmt.Errorf("--timeline %s: %w", f.timeline, err)
+		}
+	}
+	return nil
 }
 
 // runMachine builds the VMs on backend h and runs them under one scheduler.
@@ -321,6 +411,13 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	}
 	if sc.DirectedYields > 0 {
 		fmt.Fprintf(out, ", %d directed yields", sc.DirectedYields)
+	}
+	if t := rep.Trace; t != nil {
+		cut := ""
+		if t.Dropped > 0 {
+			cut = fmt.Sprintf(", %d more cut by --trace-limit", t.Dropped)
+		}
+		fmt.Fprintf(out, "\ntrace %s: %d events%s (open it in ui.perfetto.dev)", t.Path, t.Events, cut)
 	}
 	fmt.Fprintf(out, "\n%.3f s on %s: %s\n", rep.ElapsedS, rep.Backend, status)
 }

@@ -1,0 +1,255 @@
+// Package trace writes Chrome Trace Event Format JSON, the format
+// ui.perfetto.dev and chrome://tracing open directly, streamed to a file and
+// bounded in events. It knows nothing of lhpvm: vmm turns scheduler records
+// into its events.
+//
+// The file is one object: {"traceEvents": [...], "displayTimeUnit": "ns",
+// "otherData": {...}}. Timestamps are microseconds with nanosecond
+// fractions. When the limit is reached further events are counted, not
+// written, and otherData says how many were cut.
+package trace
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultLimit is the default bound on the events of one trace.
+const DefaultLimit = 1_000_000
+
+// Arg is one key of an event's args: a string or a number.
+type Arg struct {
+	Key string
+	Str string
+	Num float64
+	num bool
+}
+
+// S is a string arg, N a numeric one.
+func S(k, v string) Arg         { return Arg{Key: k, Str: v} }
+func N(k string, v float64) Arg { return Arg{Key: k, Num: v, num: true} }
+
+// Writer streams one trace. It is not safe for concurrent use.
+type Writer struct {
+	f       io.WriteCloser
+	w       *bufio.Writer
+	buf     []byte
+	limit   int
+	n       int // events written
+	dropped int
+	meta    []Arg // otherData
+	err     error
+}
+
+// Create starts a trace in path with at most limit events (0: DefaultLimit).
+func Create(path string, limit int) (*Writer, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(f, limit), nil
+}
+
+// New starts a trace on w, which Close closes.
+func New(w io.WriteCloser, limit int) *Writer {
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	t := &Writer{f: w, w: bufio.NewWriterSize(w, 64<<10), limit: limit}
+	t.write([]byte(`{"displayTimeUnit":"ns","traceEvents":[` + "\n"))
+	return t
+}
+
+// Meta adds a key to the trace's otherData (written at Close).
+func (t *Writer) Meta(a ...Arg) { t.meta = append(t.meta, a...) }
+
+// Events is how many events were written, Dropped how many the limit cut.
+func (t *Writer) Events() int  { return t.n }
+func (t *Writer) Dropped() int { return t.dropped }
+
+// ProcessName and ThreadName name a track group and a track.
+func (t *Writer) ProcessName(pid int, name string) {
+	t.event("process_name", "", 'M', pid, 0, 0, 0, nil, S("name", name))
+}
+
+func (t *Writer) ThreadName(pid, tid int, name string) {
+	t.event("thread_name", "", 'M', pid, tid, 0, 0, nil, S("name", name))
+}
+
+// SortIndex orders a track among its siblings.
+func (t *Writer) SortIndex(pid, tid, i int) {
+	if tid == 0 {
+		t.event("process_sort_index", "", 'M', pid, 0, 0, 0, nil, N("sort_index", float64(i)))
+		return
+	}
+	t.event("thread_sort_index", "", 'M', pid, tid, 0, 0, nil, N("sort_index", float64(i)))
+}
+
+// Complete is a slice on track (pid, tid) from ts for dur.
+func (t *Writer) Complete(name, cat string, pid, tid int, ts, dur time.Duration, args ...Arg) {
+	t.event(name, cat, 'X', pid, tid, ts, dur, nil, args...)
+}
+
+// Instant is a point on track (pid, tid).
+func (t *Writer) Instant(name, cat string, pid, tid int, ts time.Duration, args ...Arg) {
+	t.event(name, cat, 'i', pid, tid, ts, 0, []byte(`"s":"t",`), args...)
+}
+
+// Counter sets the series of counter track name in process pid at ts.
+func (t *Writer) Counter(name string, pid int, ts time.Duration, series ...Arg) {
+	t.event(name, "", 'C', pid, 0, ts, 0, nil, series...)
+}
+
+// FlowStart and FlowEnd draw an arrow from the slice enclosing the start
+// to the slice that starts at the end (binding point "enclosing").
+func (t *Writer) FlowStart(name string, id uint64, pid, tid int, ts time.Duration) {
+	t.event(name, "flow", 's', pid, tid, ts, 0, flowID(id, false))
+}
+
+func (t *Writer) FlowEnd(name string, id uint64, pid, tid int, ts time.Duration) {
+	t.event(name, "flow", 'f', pid, tid, ts, 0, flowID(id, true))
+}
+
+func flowID(id uint64, end bool) []byte {
+	b := append([]byte(`"id":`), strconv.FormatUint(id, 10)...)
+	if end {
+		b = append(b, `,"bp":"e"`...)
+	}
+	return append(b, ',')
+}
+
+func (t *Writer) event(name, cat string, ph byte, pid, tid int, ts, dur time.Duration, extra []byte, args ...Arg) {
+	if t.err != nil {
+		return
+	}
+	if t.n >= t.limit {
+		t.dropped++
+		return
+	}
+	b := t.buf[:0]
+	if t.n > 0 {
+		b = append(b, ",\n"...)
+	}
+	b = append(b, `{"name":`...)
+	b = appendString(b, name)
+	if cat != "" {
+		b = append(b, `,"cat":`...)
+		b = appendString(b, cat)
+	}
+	b = append(b, `,"ph":"`...)
+	b = append(b, ph, '"', ',')
+	b = append(b, extra...)
+	b = append(b, `"pid":`...)
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, `,"tid":`...)
+	b = strconv.AppendInt(b, int64(tid), 10)
+	if ph != 'M' {
+		b = append(b, `,"ts":`...)
+		b = appendMicros(b, ts)
+	}
+	if ph == 'X' {
+		b = append(b, `,"dur":`...)
+		b = appendMicros(b, dur)
+	}
+	if len(args) > 0 {
+		b = append(b, `,"args":{`...)
+		for i, a := range args {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, a.Key)
+			b = append(b, ':')
+			if a.num {
+				b = strconv.AppendFloat(b, a.Num, 'g', -1, 64)
+			} else {
+				b = appendString(b, a.Str)
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	t.buf = b
+	t.write(b)
+	t.n++
+}
+
+func (t *Writer) write(b []byte) {
+	if t.err == nil {
+		_, t.err = t.w.Write(b)
+	}
+}
+
+// appendMicros writes d in microseconds with its nanoseconds.
+func appendMicros(b []byte, d time.Duration) []byte {
+	if d < 0 {
+		b, d = append(b, '-'), -d
+	}
+	b = strconv.AppendInt(b, int64(d/time.Microsecond), 10)
+	if ns := int64(d % time.Microsecond); ns != 0 {
+		b = append(b, '.')
+		b = append(b, byte('0'+ns/100), byte('0'+ns/10%10), byte('0'+ns%10))
+	}
+	return b
+}
+
+// appendString writes s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+			i++
+		case c < 0x20:
+			b = append(b, fmt.Sprintf(`\u%04x`, c)...)
+			i++
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+		}
+	}
+	return append(b, '"')
+}
+
+// Close ends the trace: the events array, then otherData with the meta
+// keys and whether the limit cut it.
+func (t *Writer) Close() error {
+	b := []byte("\n],\"otherData\":{")
+	meta := append(t.meta, N("events", float64(t.n)), N("dropped_events", float64(t.dropped)),
+		S("truncated", strconv.FormatBool(t.dropped > 0)))
+	for i, a := range meta {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, a.Key)
+		b = append(b, ':')
+		if a.num {
+			b = strconv.AppendFloat(b, a.Num, 'g', -1, 64)
+		} else {
+			b = appendString(b, a.Str)
+		}
+	}
+	b = append(b, "}}\n"...)
+	t.write(b)
+	if err := t.w.Flush(); t.err == nil {
+		t.err = err
+	}
+	if err := t.f.Close(); t.err == nil {
+		t.err = err
+	}
+	return t.err
+}

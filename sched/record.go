@@ -1,0 +1,86 @@
+package sched
+
+import "time"
+
+// Recorder is told what the scheduler does, as it does it, for a trace or
+// a timeline. Record is called with the scheduler's lock held and at the
+// scheduler's clock: it must be quick, must not block and must not call
+// back into the scheduler. A nil Recorder costs one branch per event.
+type Recorder interface {
+	Record(r Record)
+}
+
+// RecordKind is what a Record describes.
+type RecordKind uint8
+
+const (
+	// RecRan: V held pCPU PCPU from Start to At and left it for Why; Hints
+	// are its guest's hints at At, StartHints at Start.
+	RecRan RecordKind = iota
+	// RecStatus: V was From (running, runnable, blocked) from Start to At.
+	RecStatus
+	// RecMark: an instant on V's pCPU (PCPU, -1 if it has none) named Why:
+	// "LHP", "LWP", "waiter-preempt" (Hints say which lock), "delay-grant",
+	// "co-stop", "probe", "spin-preempt".
+	RecMark
+	// RecKick: V kicked Other (a KICK that woke it from WAIT).
+	RecKick
+)
+
+// Record is one scheduler event.
+type Record struct {
+	Kind       RecordKind
+	Start, At  time.Duration
+	V          *VCPU
+	Other      *VCPU
+	PCPU       int // index into State.PCPUs
+	Why        string
+	From       Status
+	Hints      Hints
+	StartHints Hints
+}
+
+// Why a vCPU left its pCPU (RecRan.Why).
+const (
+	EndSlice   = "slice end"
+	EndWait    = "WAIT"
+	EndYield   = "YIELD"
+	EndCoStop  = "co-stop"
+	EndDelay   = "delay grant ended"
+	EndSpin    = "spin-preempt"
+	EndExit    = "finished"
+	EndRunOver = "end of run"
+)
+
+// Tracing reports whether a Recorder listens: a policy builds a record's
+// details only then.
+func (s *State) Tracing() bool { return s.Rec != nil }
+
+// Mark records an instant named what on v's pCPU.
+func (s *State) Mark(what string, v *VCPU) {
+	if s.Rec == nil {
+		return
+	}
+	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Why: what, Hints: s.HintsOf(v)})
+}
+
+// mark is Mark with hints already read.
+func (s *State) mark(what string, v *VCPU, h Hints) {
+	if s.Rec == nil {
+		return
+	}
+	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Why: what, Hints: h})
+}
+
+// EndReason tells the mechanism why the policy is about to take running v
+// off its pCPU (the trace says so); without it a preemption is a slice end.
+func (s *State) EndReason(v *VCPU, why string) { v.endWhy = why }
+
+// ran records the end of v's stay on its pCPU.
+func (s *State) ran(v *VCPU, why string, h Hints) {
+	if s.Rec == nil || v.PCPU < 0 {
+		return
+	}
+	s.Rec.Record(Record{Kind: RecRan, Start: v.ranSince, At: s.Now, V: v, PCPU: v.PCPU, Why: why,
+		Hints: h, StartHints: v.startHints})
+}

@@ -1,0 +1,146 @@
+package vmm
+
+import (
+	"fmt"
+
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/trace"
+	"github.com/lhpvm/lhpvm/sched"
+)
+
+// Trace tracks: process 1 holds one track per pCPU (thread i+1 for pCPU
+// index i); process 2+i is VM i, one track per vCPU (thread id+1) with its
+// state, and the VM's counter tracks.
+const (
+	pidPCPUs = 1
+	pidVM0   = 2
+)
+
+// recorder turns the scheduler's records into trace events and timeline
+// slices. It runs under the scheduler's lock, so its state needs no lock
+// of its own.
+type recorder struct {
+	m     *Machine
+	w     *trace.Writer // nil: no trace
+	tl    *Timeline     // nil: no timeline
+	flows uint64
+	// flowTo holds, per vCPU index, the kick arrow waiting for that
+	// vCPU's next dispatch.
+	flowTo []uint64
+	// acq is each vCPU's acquisitions when it last left its pCPU: a vCPU
+	// acquires nothing while it does not run, so the count at the end of a
+	// slice minus this is what the slice acquired.
+	acq []uint64
+}
+
+func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
+	n := len(m.st.VCPUs)
+	r := &recorder{m: m, w: w, tl: tl, flowTo: make([]uint64, n), acq: make([]uint64, n)}
+	if tl != nil {
+		tl.init(m)
+	}
+	if w == nil {
+		return r
+	}
+	w.ProcessName(pidPCPUs, "pCPUs")
+	w.SortIndex(pidPCPUs, 0, 0)
+	for _, p := range m.st.PCPUs {
+		w.ThreadName(pidPCPUs, p.Index+1, fmt.Sprintf("pCPU %d (host CPU %d)", p.Index, p.CPU))
+		w.SortIndex(pidPCPUs, p.Index+1, p.Index)
+	}
+	for i, vm := range m.vms {
+		w.ProcessName(pidVM0+i, vm.cfg.Name)
+		w.SortIndex(pidVM0+i, 0, i+1)
+		for id := range vm.vcpus {
+			w.ThreadName(pidVM0+i, id+1, fmt.Sprintf("%s/cpu%d", vm.cfg.Name, id))
+		}
+	}
+	w.Meta(trace.S("policy", m.cfg.Policy), trace.N("slice_us", float64(m.cfg.Options.Slice.Microseconds())))
+	return r
+}
+
+var statusNames = map[sched.Status]string{
+	sched.Running: "running", sched.Runnable: "runnable (steal)", sched.Blocked: "blocked in WAIT",
+}
+
+// lockState describes what a vCPU's guest says about its locks.
+func lockState(h sched.Hints) string {
+	switch {
+	case h.Holding:
+		return fmt.Sprintf("holding lock %d", h.LockID)
+	case h.NextInLine:
+		return fmt.Sprintf("next for lock %d (ticket %d)", h.LockID, h.Ticket)
+	case h.Waiting:
+		return fmt.Sprintf("waiting for lock %d", h.LockID)
+	case h.InCS:
+		return "in a critical section"
+	}
+	return "none"
+}
+
+// Record implements sched.Recorder.
+func (r *recorder) Record(rec sched.Record) {
+	v := rec.V
+	var acquired uint64
+	if rec.Kind == sched.RecRan {
+		vm := r.m.vms[v.VM]
+		now := vm.mem.Load64(vm.layout.Page(v.ID) + hypercall.OffAcquisitions)
+		acquired, r.acq[v.Index] = now-r.acq[v.Index], now
+	}
+	if r.tl != nil {
+		r.tl.record(rec, acquired)
+	}
+	if r.w == nil {
+		return
+	}
+	switch rec.Kind {
+	case sched.RecRan:
+		vm := r.m.vms[v.VM]
+		pid, tid := pidPCPUs, rec.PCPU+1
+		if !r.m.pol.Exclusive() { // Linux time-slices them: a pCPU track would overlap
+			pid, tid = pidVM0+v.VM, v.ID+1
+		}
+		r.w.Complete(v.Name, "run", pid, tid, rec.Start, rec.At-rec.Start,
+			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", rec.Why),
+			trace.S("lock_state_start", lockState(rec.StartHints)), trace.S("lock_state_end", lockState(rec.Hints)),
+			trace.N("acquisitions", float64(acquired)))
+		if id := r.flowTo[v.Index]; id != 0 {
+			r.w.FlowEnd("kick", id, pid, tid, rec.Start)
+			r.flowTo[v.Index] = 0
+		}
+		acq, spin := vm.counters()
+		r.w.Counter("acquisitions", pidVM0+v.VM, rec.At, trace.N(vm.cfg.Name, float64(acq)))
+		r.w.Counter("spin cycles", pidVM0+v.VM, rec.At, trace.N(vm.cfg.Name, float64(spin)))
+	case sched.RecStatus:
+		if name, ok := statusNames[rec.From]; ok {
+			r.w.Complete(name, "state", pidVM0+v.VM, v.ID+1, rec.Start, rec.At-rec.Start)
+		}
+	case sched.RecMark:
+		pid, tid := pidPCPUs, rec.PCPU+1
+		if rec.PCPU < 0 || !r.m.pol.Exclusive() {
+			pid, tid = pidVM0+v.VM, v.ID+1
+		}
+		r.w.Instant(rec.Why, "sched", pid, tid, rec.At, trace.S("vcpu", v.Name),
+			trace.N("lock", float64(rec.Hints.LockID)), trace.N("ticket", float64(rec.Hints.Ticket)))
+	case sched.RecKick:
+		pid, tid := pidPCPUs, rec.PCPU+1
+		if rec.PCPU < 0 || !r.m.pol.Exclusive() {
+			pid, tid = pidVM0+v.VM, v.ID+1
+		}
+		r.flows++
+		r.w.Instant("kick", "sched", pid, tid, rec.At, trace.S("from", v.Name), trace.S("to", rec.Other.Name))
+		r.w.FlowStart("kick", r.flows, pid, tid, rec.At)
+		r.flowTo[rec.Other.Index] = r.flows
+	}
+}
+
+// counters sums the VM's lock counters from the guest's pages (plain
+// shared-memory loads: no exit).
+func (vm *VM) counters() (acq, spin uint64) {
+	for id := range vm.vcpus {
+		page := vm.layout.Page(id)
+		acq += vm.mem.Load64(page + hypercall.OffAcquisitions)
+		spin += vm.mem.Load64(page + hypercall.OffSpinCycles)
+	}
+	return acq, spin
+}
