@@ -232,7 +232,7 @@ func TestCLIRunsThatCannotStart(t *testing.T) {
 func TestCLIExperimentFails(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
 		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--locks", "ticket,broken", "--policies", "rr,gang",
-			"--sizes", "4", "--duration", "100ms", "--repeat", "1")...)
+			"--sizes", "4", "--duration", "100ms", "--repeat", "1", "--quiet")...)
 		assert.Equal(t, 1, code, stderr)
 		assert.Contains(t, stdout, "refused: gang: vm0 has 4 vCPUs")
 		assert.Contains(t, stdout, "Failed cells (1):\n- 4 vCPUs, broken, rr: self-check failed")

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/spf13/cobra"
@@ -29,22 +32,11 @@ type expFlags struct {
 	repeat   int
 	json     bool
 	backend  string
-}
-
-// ExpRow is one cell of the experiment.
-type ExpRow struct {
-	Lock         string  `json:"lock"`
-	Policy       string  `json:"policy"`
-	VCPUs        int     `json:"vcpus"`
-	VMs          int     `json:"vms"`
-	OK           bool    `json:"ok"`
-	Refused      bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
-	Error        string  `json:"error"`
-	OpsPerSec    float64 `json:"ops_per_s"`
-	Relative     float64 `json:"relative"` // to the reference
-	SpinFraction float64 `json:"spin_fraction"`
-	LHPEvents    uint64  `json:"lhp_events"`
-	LWPEvents    uint64  `json:"lwp_events"`
+	out      string
+	shard    string
+	trace    string
+	quiet    bool
+	args     []string
 }
 
 func newExperimentCmd() *cobra.Command {
@@ -61,9 +53,14 @@ Guest options follow the policy: a policy with delay runs the guest with
 itself; a failed or refused cell says why.`,
 		Example: `  lhpvm experiment --duration 1s
   lhpvm experiment --locks ticket,pvticket --policies rr,rr+pv --sizes 4,8
-  lhpvm experiment --vm-vcpus 2 --policies rr,gang   # VMs of 2 vCPUs, so gang can run`,
+  lhpvm experiment --vm-vcpus 2 --policies rr,gang   # VMs of 2 vCPUs, so gang can run
+  lhpvm experiment --out results --sizes 2,4 --policies rr,pv --locks ticket,tas
+  lhpvm experiment --out shard1 --shard 1/4 ... ; lhpvm merge --out all shard1 shard2 shard3 shard4`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runExperiment(cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.args = os.Args
+			return runExperiment(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.locks, "locks", strings.Join(vmm.LockNames(false), ","), "locks to run")
@@ -77,6 +74,10 @@ itself; a failed or refused cell says why.`,
 	fl.IntVar(&f.repeat, "repeat", 3, "runs per cell; the cell shows the run with the median throughput")
 	fl.BoolVar(&f.json, "json", false, "print the rows as JSON")
 	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
+	fl.StringVar(&f.out, "out", "", "write results.csv, results.json and SVG plots into this directory")
+	fl.StringVar(&f.shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge)")
+	fl.StringVar(&f.trace, "trace", "", "write a Perfetto trace of every run into this directory")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
 	return cmd
 }
 
@@ -101,193 +102,243 @@ func splitList(s string) []string {
 	return out
 }
 
-func runExperiment(out io.Writer, f expFlags) error {
+// expPlan is a checked experiment.
+type expPlan struct {
+	m     Matrix
+	shard Shard
+	pcpus []int
+}
+
+func checkExperiment(f expFlags) (expPlan, error) {
+	var p expPlan
 	locks, policies := splitList(f.locks), splitList(f.policies)
 	var sizes []int
 	for _, s := range splitList(f.sizes) {
-		var n int
-		if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 1 || n > hypercall.MaxVCPUs {
-			return fmt.Errorf("--sizes: %q is not a vCPU count", s)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > hypercall.MaxVCPUs {
+			return p, fmt.Errorf("--sizes: %q is not a vCPU count", s)
 		}
 		sizes = append(sizes, n)
 	}
 	for _, l := range locks {
 		if _, err := vmm.LookupLock(l); err != nil {
-			return fmt.Errorf("--locks: %w", err)
+			return p, fmt.Errorf("--locks: %w", err)
 		}
 	}
-	for _, p := range policies {
-		if _, err := sched.New(p, sched.Options{}); err != nil {
-			return fmt.Errorf("--policies: %w", err)
+	for _, pol := range policies {
+		if _, err := sched.New(pol, sched.Options{}); err != nil {
+			return p, fmt.Errorf("--policies: %w", err)
 		}
 	}
 	switch {
 	case len(locks) == 0 || len(policies) == 0 || len(sizes) == 0:
-		return fmt.Errorf("--locks, --policies and --sizes may not be empty")
+		return p, fmt.Errorf("--locks, --policies and --sizes may not be empty")
 	case f.duration < minDuration || f.duration > maxDuration:
-		return fmt.Errorf("--duration %v: must be between %v and %v", f.duration, minDuration, maxDuration)
+		return p, fmt.Errorf("--duration %v: must be between %v and %v", f.duration, minDuration, maxDuration)
 	case f.vmVCPUs < 0 || f.vmVCPUs > hypercall.MaxVCPUs:
-		return fmt.Errorf("--vm-vcpus %d: must be between 1 and %d (or 0: one VM)", f.vmVCPUs, hypercall.MaxVCPUs)
+		return p, fmt.Errorf("--vm-vcpus %d: must be between 1 and %d (or 0: one VM)", f.vmVCPUs, hypercall.MaxVCPUs)
 	case f.repeat < 1 || f.repeat > 100:
-		return fmt.Errorf("--repeat %d: must be between 1 and 100", f.repeat)
+		return p, fmt.Errorf("--repeat %d: must be between 1 and 100", f.repeat)
 	}
 	allowed, err := host.AllowedCPUs()
 	if err != nil {
-		return err
+		return p, err
 	}
-	pcpus := allowed[:min(2, len(allowed))]
+	p.pcpus = allowed[:min(2, len(allowed))]
 	if f.pcpus != "" {
-		if pcpus, err = checkCPUs("--pcpus", f.pcpus, allowed); err != nil {
-			return err
+		if p.pcpus, err = checkCPUs("--pcpus", f.pcpus, allowed); err != nil {
+			return p, err
 		}
 	}
 	if err := backend.Check(f.backend); err != nil {
-		return fmt.Errorf("--backend: %w", err)
+		return p, fmt.Errorf("--backend: %w", err)
+	}
+	p.shard = Shard{I: 1, N: 1}
+	if f.shard != "" {
+		if p.shard, err = parseShard(f.shard); err != nil {
+			return p, fmt.Errorf("--shard %w", err)
+		}
+		if f.out == "" {
+			return p, fmt.Errorf("--shard needs --out: a shard's results are for lhpvm merge")
+		}
+	}
+	be := f.backend
+	if be == "" {
+		be = backend.Auto
+	}
+	p.m = Matrix{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: f.vmVCPUs, Duration: f.duration.String(),
+		Repeat: f.repeat, CSCycles: f.cs, Think: f.think, Backend: be}
+	return p, nil
+}
+
+func runExperiment(out, errOut io.Writer, f expFlags) error {
+	p, err := checkExperiment(f)
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{f.out, f.trace} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("creating %s: %w", dir, err)
+			}
+		}
 	}
 	h, err := openBackend(f.backend, nil)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-
-	once := func(lock, policy string, n int) ExpRow {
-		row := ExpRow{Lock: lock, Policy: policy, VCPUs: n}
-		lk, _ := vmm.LookupLock(lock)
-		wl, _ := vmm.LookupWorkload("lock")
-		per := n
-		if f.vmVCPUs > 0 {
-			per = f.vmVCPUs
-		}
-		var cfgs []vmm.Config
-		for left, i := n, 0; left > 0; i++ {
-			k := min(per, left)
-			cfg := vmm.Config{Name: fmt.Sprintf("vm%d", i), VCPUs: k, Workload: wl, LockKind: lk.ID, Locks: 1,
-				CSCycles: f.cs, ThinkCycles: f.think, SpinThreshold: vmm.DefaultSpinThreshold}
-			if strings.Contains(policy, "delay") {
-				cfg.Flags |= hypercall.FlagDelayHint
-			}
-			if strings.Contains(policy, "pv") {
-				cfg.Flags |= hypercall.FlagPreemptedAware
-			}
-			cfgs = append(cfgs, cfg)
-			left -= k
-		}
-		row.VMs = len(cfgs)
-		mc := vmm.MachineConfig{PCPUs: pcpus, Policy: policy, Duration: f.duration, Timeout: f.duration + time.Minute,
-			Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax}}
-		res := runMachine(h, mc, cfgs...)
-		row.OK, row.Error = res.OK, res.Error
-		var refused *sched.RefusedError
-		row.Refused = errors.As(res.Err, &refused)
-		var spin, acq float64
-		for _, vm := range res.VMs {
-			row.OpsPerSec += vm.OpsPerSec
-			if vm.LockStats != nil {
-				spin += vm.LockStats.SpinFraction * float64(vm.VCPUs)
-				acq += float64(vm.VCPUs)
-			}
-		}
-		if acq > 0 {
-			row.SpinFraction = spin / acq
-		}
-		row.LHPEvents, row.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
-		return row
+	kernel, cpu := hostFacts()
+	res := &Results{Matrix: p.m, Shards: []Shard{p.shard},
+		Meta: Meta{Version: version(), Commit: commit, Backend: h.Name(), Kernel: kernel, CPUModel: cpu,
+			PCPUs: p.pcpus, Args: f.args, Start: time.Now()}}
+	if res.Meta.Commit == "" {
+		res.Meta.Commit, _ = buildInfo()
 	}
 
-	// cell runs a configuration --repeat times and keeps the median run (by
-	// throughput); a failed run makes the cell fail.
-	cell := func(lock, policy string, n int) ExpRow {
-		var runs []ExpRow
+	var mine []CellKey
+	for i, k := range p.m.cells() {
+		if p.shard.owns(i) {
+			mine = append(mine, k)
+		}
+	}
+	total := 2*f.repeat + len(mine)*f.repeat // runs: the reference twice, then the cells
+	prog := newProgress(errOut, total, f.quiet)
+
+	runs := 0
+	once := func(k CellKey) (RunResult, int) {
+		runs++
+		tracePath := ""
+		if f.trace != "" {
+			tracePath = filepath.Join(f.trace, fmt.Sprintf("%dvcpus-%s-%s-%d.json", k.VCPUs, k.Lock, k.Policy, runs))
+		}
+		return runCell(h, k, p, f, tracePath)
+	}
+	ref := &Reference{Shard: p.shard.I}
+	refKey := CellKey{VCPUs: 2, Lock: "ticket", Policy: "rr"}
+	reference := func(into *[]RunResult, when string) error {
 		for i := 0; i < f.repeat; i++ {
-			r := once(lock, policy, n)
+			prog.start(fmt.Sprintf("reference (%s)", when))
+			r, _ := once(refKey)
+			*into = append(*into, r)
+			prog.done(fmt.Sprintf("reference (%s), run %d: %.3g acq/s", when, i+1, r.OpsPerSec), r.OK)
 			if !r.OK {
-				return r
+				prog.finish()
+				return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed %s the matrix, so no cell can be compared: %s", when, r.Error)}
 			}
-			runs = append(runs, r)
 		}
-		sort.Slice(runs, func(i, j int) bool { return runs[i].OpsPerSec < runs[j].OpsPerSec })
-		return runs[len(runs)/2]
+		return nil
 	}
-
-	// The reference is measured before and after the matrix and the median
-	// of all those runs is used: our CPUs are themselves vCPUs of an outer
-	// host, and one noisy window must not skew every ratio of the table.
-	refRuns := func() []ExpRow {
-		var rs []ExpRow
+	if err := reference(&ref.Before, "before"); err != nil {
+		return err
+	}
+	for _, k := range mine {
+		c := Cell{CellKey: k, Shard: p.shard.I}
 		for i := 0; i < f.repeat; i++ {
-			rs = append(rs, once("ticket", "rr", 2))
-		}
-		return rs
-	}
-	before := refRuns()
-	for _, r := range before {
-		if !r.OK {
-			return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed, so no cell can be compared: %s", r.Error)}
-		}
-	}
-	var rows []ExpRow
-	for _, n := range sizes {
-		for _, lock := range locks {
-			for _, pol := range policies {
-				rows = append(rows, cell(lock, pol, n))
+			prog.start(k.String())
+			r, vms := once(k)
+			c.VMs = vms
+			c.Runs = append(c.Runs, r)
+			state := fmt.Sprintf("%.3g acq/s", r.OpsPerSec)
+			switch {
+			case r.Refused:
+				state = "refused"
+			case !r.OK:
+				state = "FAILED: " + r.Error
+			}
+			prog.done(fmt.Sprintf("%v, run %d: %s", k, i+1, state), r.OK || r.Refused)
+			if !r.OK {
+				break // the cell has failed (or cannot run): no more runs of it
 			}
 		}
+		res.Cells = append(res.Cells, c)
 	}
-	all := append(before, refRuns()...)
-	for _, r := range all {
-		if !r.OK {
-			return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed after the matrix: %s", r.Error)}
+	if err := reference(&ref.After, "after"); err != nil {
+		return err
+	}
+	prog.finish()
+	ref.summarize()
+	res.References = []Reference{*ref}
+	for i := range res.Cells {
+		res.Cells[i].summarize(ref)
+	}
+	res.Meta.End = time.Now()
+	return report(out, res, f.out, f.json)
+}
+
+// report writes the results (--out), prints them, and fails the command
+// when a cell failed.
+func report(out io.Writer, res *Results, dir string, asJSON bool) error {
+	if dir != "" {
+		if err := res.write(dir); err != nil {
+			return runFailed{fmt.Errorf("--out %s: %w", dir, err)}
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].OpsPerSec < all[j].OpsPerSec })
-	ref := all[len(all)/2]
-	ref.Relative = 1
-	for i := range rows {
-		rows[i].Relative = rows[i].OpsPerSec / ref.OpsPerSec
-	}
-	rows = append([]ExpRow{ref}, rows...)
-	refMin, refMax := all[0].OpsPerSec, all[len(all)-1].OpsPerSec
-	var failed []string
-	for _, r := range rows {
-		if !r.OK && !r.Refused {
-			failed = append(failed, fmt.Sprintf("%d vCPUs, %s, %s: %s", r.VCPUs, r.Lock, r.Policy, r.Error))
-		}
-	}
-	var fail error
-	if len(failed) > 0 {
-		fail = runFailed{fmt.Errorf("%d of %d cells failed: %s", len(failed), len(rows)-1, strings.Join(failed, "; "))}
-	}
-	if f.json {
+	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
+		if err := enc.Encode(res); err != nil {
 			return err
 		}
-		return fail
+	} else {
+		res.printTable(out)
 	}
-	fmt.Fprintf(out, "Reference: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before and after the matrix, range %.3g-%.3g). Each cell: the median of %d runs of %v; cs %d cycles, think %d cycles.\n\n",
-		len(pcpus), ref.OpsPerSec, len(all), refMin, refMax, f.repeat, f.duration, f.cs, f.think)
-	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | check |")
-	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---|")
-	for _, r := range rows {
-		check := "ok"
-		if !r.OK {
-			check = "FAILED: " + r.Error
-			if r.Refused {
-				check = "refused: " + r.Error
-			}
-			if len(check) > 90 {
-				check = check[:90] + "…"
-			}
+	if f := res.failed(); len(f) > 0 {
+		return runFailed{fmt.Errorf("%d of %d cells failed: %s", len(f), len(res.Cells), strings.Join(f, "; "))}
+	}
+	return nil
+}
+
+// runCell runs cell k once: its VMs (one, or VMs of --vm-vcpus), the
+// guest options its policy reads, under the policy on the pCPUs.
+func runCell(h *backend.Choice, k CellKey, p expPlan, f expFlags, tracePath string) (RunResult, int) {
+	lk, _ := vmm.LookupLock(k.Lock)
+	wl, _ := vmm.LookupWorkload("lock")
+	per := k.VCPUs
+	if f.vmVCPUs > 0 {
+		per = f.vmVCPUs
+	}
+	var cfgs []vmm.Config
+	for left, i := k.VCPUs, 0; left > 0; i++ {
+		n := min(per, left)
+		cfg := vmm.Config{Name: fmt.Sprintf("vm%d", i), VCPUs: n, Workload: wl, LockKind: lk.ID, Locks: 1,
+			CSCycles: f.cs, ThinkCycles: f.think, SpinThreshold: vmm.DefaultSpinThreshold}
+		if strings.Contains(k.Policy, "delay") {
+			cfg.Flags |= hypercall.FlagDelayHint
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %.3g | %.2f | %.1f | %d | %d | %s |\n", r.VCPUs, r.Lock, r.Policy,
-			r.OpsPerSec, r.Relative, 100*r.SpinFraction, r.LHPEvents, r.LWPEvents, check)
+		if strings.Contains(k.Policy, "pv") {
+			cfg.Flags |= hypercall.FlagPreemptedAware
+		}
+		cfgs = append(cfgs, cfg)
+		left -= n
 	}
-	if len(failed) > 0 {
-		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(failed))
-		for _, c := range failed {
-			fmt.Fprintf(out, "- %s\n", c)
+	mc := vmm.MachineConfig{PCPUs: p.pcpus, Policy: k.Policy, Duration: f.duration, Timeout: f.duration + time.Minute,
+		Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax}}
+	var r RunResult
+	if tracePath != "" {
+		w, err := trace.Create(tracePath, trace.DefaultLimit)
+		if err != nil {
+			r.Error = fmt.Sprintf("--trace: %v", err)
+			return r, len(cfgs)
+		}
+		mc.Trace = w
+		defer w.Close()
+	}
+	res := runMachine(h, mc, cfgs...)
+	r.OK, r.Error, r.ElapsedS = res.OK, res.Error, res.ElapsedS
+	var refused *sched.RefusedError
+	r.Refused = errors.As(res.Err, &refused)
+	var spin, n float64
+	for _, vm := range res.VMs {
+		r.OpsPerSec += vm.OpsPerSec
+		if vm.LockStats != nil {
+			spin += vm.LockStats.SpinFraction * float64(vm.VCPUs)
+			n += float64(vm.VCPUs)
 		}
 	}
-	return fail
+	if n > 0 {
+		r.SpinFraction = spin / n
+	}
+	r.LHPEvents, r.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
+	return r, len(cfgs)
 }

@@ -36,7 +36,7 @@ clean exit. 'lhpvm backends' says what this host has.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd(), newBackendsCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd(), newBackendsCmd(), newVersionCmd(), newMergeCmd())
 	err := root.Execute()
 	if err == nil {
 		return

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+func newMergeCmd() *cobra.Command {
+	var out string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "merge --out DIR SHARD_DIR...",
+		Short: "Merge the --out directories of an experiment's shards into one",
+		Long: `Merge the results of 'lhpvm experiment --shard I/N --out SHARD_DIR' runs into the
+files one unsharded run writes (results.csv, results.json, the plots), and
+print the table. The shards must be all of 1..N, each once, of the same
+matrix; each cell keeps the reference of the shard that measured it (ratios
+only hold within one machine).`,
+		Example: `  lhpvm merge --out all shard1 shard2 shard3 shard4`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, dirs []string) error {
+			if out == "" {
+				return errors.New("--out is required: where the merged results go")
+			}
+			res, err := merge(dirs)
+			if err != nil {
+				return err
+			}
+			return report(cmd.OutOrStdout(), res, out, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "write the merged results.csv, results.json and plots into this directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the merged results as JSON")
+	return cmd
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+
+	"github.com/lhpvm/lhpvm/internal/figures"
+)
+
+// plotResults draws an experiment's SVG plots into dir: per size the
+// throughput against the reference and the spin fraction by lock and
+// policy, and a heatmap of the whole matrix.
+func plotResults(res *Results, dir string) error {
+	m := res.Matrix
+	cell := map[CellKey]Cell{}
+	for _, c := range res.Cells {
+		cell[c.CellKey] = c
+	}
+	value := func(k CellKey, f func(Cell) float64) float64 {
+		c, ok := cell[k]
+		if !ok || !c.OK {
+			return math.NaN()
+		}
+		return f(c)
+	}
+	for _, n := range m.Sizes {
+		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+			YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: m.Locks, Series: m.Policies, RefLine: 1}
+		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+			YLabel: "fraction of run time spent spinning", Groups: m.Locks, Series: m.Policies}
+		for _, pol := range m.Policies {
+			var r, s []float64
+			for _, lock := range m.Locks {
+				k := CellKey{VCPUs: n, Lock: lock, Policy: pol}
+				r = append(r, value(k, func(c Cell) float64 { return c.Relative }))
+				s = append(s, value(k, func(c Cell) float64 { return c.SpinFraction }))
+			}
+			rel.Values, spin.Values = append(rel.Values, r), append(spin.Values, s)
+		}
+		if err := figures.BarChart(rel, filepath.Join(dir, fmt.Sprintf("throughput-%dvcpus.svg", n))); err != nil {
+			return err
+		}
+		if err := figures.BarChart(spin, filepath.Join(dir, fmt.Sprintf("spin-%dvcpus.svg", n))); err != nil {
+			return err
+		}
+	}
+	h := figures.Heat{Title: fmt.Sprintf("throughput against the reference, every cell (%s)", res.Meta.Backend),
+		Rows: m.Locks, Min: 0, Max: 2}
+	for _, n := range m.Sizes {
+		for _, pol := range m.Policies {
+			h.Cols = append(h.Cols, fmt.Sprintf("%s, %d", pol, n))
+		}
+	}
+	for _, lock := range m.Locks {
+		var row []float64
+		for _, n := range m.Sizes {
+			for _, pol := range m.Policies {
+				row = append(row, value(CellKey{VCPUs: n, Lock: lock, Policy: pol}, func(c Cell) float64 { return c.Relative }))
+			}
+		}
+		h.Values = append(h.Values, row)
+	}
+	return figures.Heatmap(h, filepath.Join(dir, "heatmap.svg"))
+}

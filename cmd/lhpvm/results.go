@@ -1,0 +1,450 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+	"gonum.org/v1/gonum/stat"
+)
+
+// An experiment's results: what `experiment --out` writes and `merge` reads
+// back and writes again, so a merged sweep has the same files as one run.
+
+// Matrix is what an experiment measures: every (size, lock, policy) cell,
+// with the run parameters. Shards of one sweep have equal matrices.
+type Matrix struct {
+	Locks    []string `json:"locks"`
+	Policies []string `json:"policies"`
+	Sizes    []int    `json:"sizes"`
+	VMVCPUs  int      `json:"vm_vcpus"`
+	Duration string   `json:"duration"`
+	Repeat   int      `json:"repeat"`
+	CSCycles uint64   `json:"cs_cycles"`
+	Think    uint64   `json:"think_cycles"`
+	Backend  string   `json:"backend"` // as asked for (auto, kvm, ptrace)
+}
+
+// cells lists the matrix's cells in their canonical order: by size, then
+// lock, then policy. Shards partition this list.
+func (m Matrix) cells() []CellKey {
+	var ks []CellKey
+	for _, n := range m.Sizes {
+		for _, l := range m.Locks {
+			for _, p := range m.Policies {
+				ks = append(ks, CellKey{VCPUs: n, Lock: l, Policy: p})
+			}
+		}
+	}
+	return ks
+}
+
+func (m Matrix) equal(o Matrix) bool {
+	a, _ := json.Marshal(m)
+	b, _ := json.Marshal(o)
+	return string(a) == string(b)
+}
+
+// CellKey names a cell.
+type CellKey struct {
+	VCPUs  int    `json:"vcpus"`
+	Lock   string `json:"lock"`
+	Policy string `json:"policy"`
+}
+
+func (k CellKey) String() string { return fmt.Sprintf("%d vCPUs, %s, %s", k.VCPUs, k.Lock, k.Policy) }
+
+// Shard is which part of the matrix a results file holds.
+type Shard struct {
+	I int `json:"i"` // 1-based
+	N int `json:"n"`
+}
+
+func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.I, s.N) }
+
+// parseShard reads "i/n".
+func parseShard(s string) (Shard, error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || n > 10000 || i < 1 || i > n {
+		return Shard{}, fmt.Errorf("%q: want I/N with 1 <= I <= N, e.g. 1/4", s)
+	}
+	return Shard{I: i, N: n}, nil
+}
+
+// owns reports whether cell number idx (in canonical order) is the shard's.
+func (s Shard) owns(idx int) bool { return idx%s.N == s.I-1 }
+
+// RunResult is one run of a cell or of the reference.
+type RunResult struct {
+	OK           bool    `json:"ok"`
+	Refused      bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
+	Error        string  `json:"error"`
+	OpsPerSec    float64 `json:"ops_per_s"`
+	SpinFraction float64 `json:"spin_fraction"`
+	LHPEvents    uint64  `json:"lhp_events"`
+	LWPEvents    uint64  `json:"lwp_events"`
+	ElapsedS     float64 `json:"elapsed_s"`
+}
+
+// Cell is a cell with all its runs and their summary: the median run's
+// numbers, the throughput range, and against the reference of its shard.
+type Cell struct {
+	CellKey
+	VMs          int         `json:"vms"`
+	Shard        int         `json:"shard"` // which shard measured it (1 unsharded)
+	Runs         []RunResult `json:"runs"`
+	OK           bool        `json:"ok"`
+	Refused      bool        `json:"refused"`
+	Error        string      `json:"error"`
+	OpsPerSec    float64     `json:"ops_per_s"` // the median run's
+	MinOpsPerSec float64     `json:"min_ops_per_s"`
+	MaxOpsPerSec float64     `json:"max_ops_per_s"`
+	Relative     float64     `json:"relative"` // to its shard's reference
+	SpinFraction float64     `json:"spin_fraction"`
+	LHPEvents    uint64      `json:"lhp_events"`
+	LWPEvents    uint64      `json:"lwp_events"`
+	// Noisy: the reference of its shard drifted more than noisyDrift
+	// between before and after the matrix.
+	Noisy bool `json:"noisy"`
+}
+
+// Reference is one shard's reference: ticket lock, 2 vCPUs on the pCPUs
+// under rr, measured before and after its cells.
+type Reference struct {
+	Shard     int         `json:"shard"`
+	Before    []RunResult `json:"before"`
+	After     []RunResult `json:"after"`
+	OpsPerSec float64     `json:"ops_per_s"` // the median of all of them
+	Min       float64     `json:"min_ops_per_s"`
+	Max       float64     `json:"max_ops_per_s"`
+	Drift     float64     `json:"drift"` // |median after - median before| / median before
+}
+
+// noisyDrift is how far the reference may drift across the matrix before
+// the cells it normalises are flagged noisy.
+const noisyDrift = 0.10
+
+// Meta says what measured the results, where and when.
+type Meta struct {
+	Version  string    `json:"lhpvm"`
+	Commit   string    `json:"commit"`
+	Backend  string    `json:"backend"` // the one that ran
+	Kernel   string    `json:"kernel"`
+	CPUModel string    `json:"cpu_model"`
+	PCPUs    []int     `json:"pcpus"`
+	Args     []string  `json:"args"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+}
+
+// Results is results.json.
+type Results struct {
+	Meta       Meta        `json:"meta"`
+	Matrix     Matrix      `json:"matrix"`
+	Shards     []Shard     `json:"shards"` // what these results hold: one shard, or all of a merge
+	References []Reference `json:"references"`
+	Cells      []Cell      `json:"cells"`
+}
+
+// summarize fills a cell's summary from its runs: the median run by
+// throughput; a failed run fails the cell.
+func (c *Cell) summarize(ref *Reference) {
+	c.OK, c.Refused, c.Error = true, false, ""
+	var ok []RunResult
+	for _, r := range c.Runs {
+		if !r.OK {
+			c.OK, c.Refused, c.Error = false, r.Refused, r.Error
+			return
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		c.OK, c.Error = false, "no runs"
+		return
+	}
+	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
+	m := ok[len(ok)/2]
+	c.OpsPerSec, c.SpinFraction, c.LHPEvents, c.LWPEvents = m.OpsPerSec, m.SpinFraction, m.LHPEvents, m.LWPEvents
+	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
+	if ref != nil && ref.OpsPerSec > 0 {
+		c.Relative = c.OpsPerSec / ref.OpsPerSec
+		c.Noisy = ref.Drift > noisyDrift
+	}
+}
+
+// summarize computes the reference's median, range and drift (gonum/stat).
+func (r *Reference) summarize() {
+	med := func(rs []RunResult) float64 {
+		xs := make([]float64, 0, len(rs))
+		for _, x := range rs {
+			xs = append(xs, x.OpsPerSec)
+		}
+		if len(xs) == 0 {
+			return 0
+		}
+		sort.Float64s(xs)
+		return stat.Quantile(0.5, stat.Empirical, xs, nil)
+	}
+	all := append(append([]RunResult(nil), r.Before...), r.After...)
+	r.OpsPerSec = med(all)
+	r.Min, r.Max = 0, 0
+	for i, x := range all {
+		if i == 0 || x.OpsPerSec < r.Min {
+			r.Min = x.OpsPerSec
+		}
+		r.Max = max(r.Max, x.OpsPerSec)
+	}
+	if b, a := med(r.Before), med(r.After); b > 0 && len(r.After) > 0 {
+		r.Drift = abs(a-b) / b
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// failed lists the cells that failed (refused ones are not failures).
+func (res *Results) failed() []string {
+	var f []string
+	for _, c := range res.Cells {
+		if !c.OK && !c.Refused {
+			f = append(f, fmt.Sprintf("%v: %s", c.CellKey, c.Error))
+		}
+	}
+	return f
+}
+
+// reference returns the reference of shard i.
+func (res *Results) reference(i int) *Reference {
+	for k := range res.References {
+		if res.References[k].Shard == i {
+			return &res.References[k]
+		}
+	}
+	return nil
+}
+
+// write puts results.json, results.csv and the plots into dir.
+func (res *Results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		return err
+	}
+	if err := res.writeCSV(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return plotResults(res, dir)
+}
+
+// writeCSV is one row per cell and run, then one per cell with "median"
+// in the run column.
+func (res *Results) writeCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"vcpus", "vms", "lock", "policy", "shard", "run", "ok", "refused", "acq_per_s",
+		"min_acq_per_s", "max_acq_per_s", "vs_ref", "spin_fraction", "lhp", "lwp", "noisy", "error"})
+	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+	for _, c := range res.Cells {
+		ref := res.reference(c.Shard)
+		for i, r := range c.Runs {
+			rel := ""
+			if ref != nil && ref.OpsPerSec > 0 {
+				rel = g(r.OpsPerSec / ref.OpsPerSec)
+			}
+			_ = cw.Write([]string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Policy, strconv.Itoa(c.Shard),
+				strconv.Itoa(i + 1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel,
+				g(r.SpinFraction), strconv.FormatUint(r.LHPEvents, 10), strconv.FormatUint(r.LWPEvents, 10),
+				strconv.FormatBool(c.Noisy), r.Error})
+		}
+	}
+	for _, c := range res.Cells {
+		_ = cw.Write([]string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Policy, strconv.Itoa(c.Shard),
+			"median", strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused), g(c.OpsPerSec), g(c.MinOpsPerSec),
+			g(c.MaxOpsPerSec), g(c.Relative), g(c.SpinFraction), strconv.FormatUint(c.LHPEvents, 10),
+			strconv.FormatUint(c.LWPEvents, 10), strconv.FormatBool(c.Noisy), c.Error})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// printTable prints the cells as the markdown table the README quotes.
+func (res *Results) printTable(out io.Writer) {
+	for _, ref := range res.References {
+		drift := ""
+		if ref.Drift > noisyDrift {
+			drift = fmt.Sprintf(" It drifted %.0f %% across the matrix: its cells are flagged noisy.", 100*ref.Drift)
+		}
+		shard := ""
+		if len(res.References) > 1 {
+			shard = fmt.Sprintf(" (shard %d)", ref.Shard)
+		}
+		fmt.Fprintf(out, "Reference%s: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before and after the matrix, range %.3g-%.3g).%s\n",
+			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.After), ref.Min, ref.Max, drift)
+	}
+	m := res.Matrix
+	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s.\n\n",
+		m.Repeat, m.Duration, m.CSCycles, m.Think, res.Meta.Backend)
+	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---|")
+	for _, c := range res.Cells {
+		check := "ok"
+		if c.Noisy {
+			check = "ok, noisy"
+		}
+		if !c.OK {
+			check = "FAILED: " + c.Error
+			if c.Refused {
+				check = "refused: " + c.Error
+			}
+			if len(check) > 90 {
+				check = check[:90] + "…"
+			}
+		}
+		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
+		if len(c.Runs) > 1 && c.OK {
+			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
+		}
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %s |\n", c.VCPUs, c.Lock, c.Policy,
+			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, check)
+	}
+	if f := res.failed(); len(f) > 0 {
+		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
+		for _, c := range f {
+			fmt.Fprintf(out, "- %s\n", c)
+		}
+	}
+}
+
+// readResults reads the results.json of an --out directory.
+func readResults(dir string) (*Results, error) {
+	b, err := host.ReadFileLimited(filepath.Join(dir, "results.json"), 64<<20)
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: not lhpvm results: %w", filepath.Join(dir, "results.json"), err)
+	}
+	if len(res.Shards) == 0 {
+		return nil, fmt.Errorf("%s: no shards recorded: not lhpvm experiment results", dir)
+	}
+	return &res, nil
+}
+
+// merge joins the results of the shards of one sweep: all of 1..N, each
+// once, over the same matrix. The cells keep their own shard's reference
+// (ratios only hold within one machine).
+func merge(dirs []string) (*Results, error) {
+	var parts []*Results
+	for _, d := range dirs {
+		r, err := readResults(d)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, r)
+	}
+	if len(parts) == 0 {
+		return nil, errors.New("no shard directories given")
+	}
+	first := parts[0]
+	n := first.Shards[0].N
+	seen := map[int]string{}
+	out := &Results{Meta: first.Meta, Matrix: first.Matrix}
+	for k, p := range parts {
+		if !p.Matrix.equal(first.Matrix) {
+			return nil, fmt.Errorf("%s measured another matrix than %s (locks, policies, sizes or run parameters differ): not shards of one sweep", dirs[k], dirs[0])
+		}
+		for _, s := range p.Shards {
+			if s.N != n {
+				return nil, fmt.Errorf("%s is shard %v, %s one of %d: not shards of one sweep", dirs[k], s, dirs[0], n)
+			}
+			if d, dup := seen[s.I]; dup {
+				return nil, fmt.Errorf("shard %d/%d is in both %s and %s", s.I, n, d, dirs[k])
+			}
+			seen[s.I] = dirs[k]
+			out.Shards = append(out.Shards, s)
+		}
+		out.References = append(out.References, p.References...)
+		out.Cells = append(out.Cells, p.Cells...)
+		if p.Meta.Start.Before(out.Meta.Start) {
+			out.Meta.Start = p.Meta.Start
+		}
+		if p.Meta.End.After(out.Meta.End) {
+			out.Meta.End = p.Meta.End
+		}
+	}
+	var missing []string
+	for i := 1; i <= n; i++ {
+		if _, ok := seen[i]; !ok {
+			missing = append(missing, fmt.Sprintf("%d/%d", i, n))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing shards %s", strings.Join(missing, ", "))
+	}
+	// Cells back in the canonical order, and exactly the matrix's.
+	order := map[CellKey]int{}
+	for i, k := range first.Matrix.cells() {
+		order[k] = i
+	}
+	if len(out.Cells) != len(order) {
+		return nil, fmt.Errorf("the shards hold %d cells, the matrix has %d", len(out.Cells), len(order))
+	}
+	for _, c := range out.Cells {
+		if _, ok := order[c.CellKey]; !ok {
+			return nil, fmt.Errorf("cell %v is not in the matrix", c.CellKey)
+		}
+	}
+	sort.Slice(out.Cells, func(i, j int) bool { return order[out.Cells[i].CellKey] < order[out.Cells[j].CellKey] })
+	for i := 1; i < len(out.Cells); i++ {
+		if out.Cells[i].CellKey == out.Cells[i-1].CellKey {
+			return nil, fmt.Errorf("cell %v is in two shards", out.Cells[i].CellKey)
+		}
+	}
+	sort.Slice(out.Shards, func(i, j int) bool { return out.Shards[i].I < out.Shards[j].I })
+	sort.Slice(out.References, func(i, j int) bool { return out.References[i].Shard < out.References[j].Shard })
+	return out, nil
+}
+
+// hostFacts are the kernel and CPU model, for the metadata.
+func hostFacts() (kernel, cpu string) {
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return kernel, cpu
+}

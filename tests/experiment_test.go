@@ -1,0 +1,151 @@
+package tests
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lhpvm/lhpvm/internal/backendtest"
+	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type expResults struct {
+	Meta struct {
+		Commit   string   `json:"commit"`
+		Backend  string   `json:"backend"`
+		Kernel   string   `json:"kernel"`
+		CPUModel string   `json:"cpu_model"`
+		PCPUs    []int    `json:"pcpus"`
+		Args     []string `json:"args"`
+		Start    string   `json:"start"`
+		End      string   `json:"end"`
+	} `json:"meta"`
+	Shards     []struct{ I, N int } `json:"shards"`
+	References []struct {
+		Shard     int     `json:"shard"`
+		OpsPerSec float64 `json:"ops_per_s"`
+	} `json:"references"`
+	Cells []struct {
+		VCPUs    int     `json:"vcpus"`
+		Lock     string  `json:"lock"`
+		Policy   string  `json:"policy"`
+		Shard    int     `json:"shard"`
+		OK       bool    `json:"ok"`
+		Relative float64 `json:"relative"`
+		Runs     []struct {
+			OK bool `json:"ok"`
+		} `json:"runs"`
+	} `json:"cells"`
+}
+
+func readExp(t *testing.T, dir string) expResults {
+	t.Helper()
+	var r expResults
+	require.NoError(t, json.Unmarshal(readFile(t, filepath.Join(dir, "results.json")), &r))
+	return r
+}
+
+func cellKeys(r expResults) []string {
+	var ks []string
+	for _, c := range r.Cells {
+		ks = append(ks, strings.Join([]string{c.Lock, c.Policy, string(rune('0' + c.VCPUs))}, "/"))
+	}
+	return ks
+}
+
+// TestExperimentOut: --out writes results.json with every cell, its runs
+// and the metadata, results.csv with a row per run and per median, and SVG
+// plots; two shards merged hold exactly the unsharded run's cells; merge
+// refuses what is not all the shards of one sweep.
+func TestExperimentOut(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		dir := t.TempDir()
+		matrix := []string{"--sizes", "2,4", "--policies", "rr,pv", "--locks", "ticket,tas", "--duration", "300ms", "--repeat", "2", "--quiet"}
+		exp := func(out string, extra ...string) {
+			t.Helper()
+			args := append(append([]string{"experiment", "--out", filepath.Join(dir, out)}, matrix...), extra...)
+			_, stderr, code := lhpvm(t, on(h, args...)...)
+			require.Equal(t, 0, code, stderr)
+		}
+		exp("all")
+		all := readExp(t, filepath.Join(dir, "all"))
+		assert.Len(t, all.Cells, 8)
+		assert.Equal(t, h.Name(), all.Meta.Backend)
+		assert.NotEmpty(t, all.Meta.Kernel)
+		assert.NotEmpty(t, all.Meta.CPUModel)
+		assert.NotEmpty(t, all.Meta.Commit)
+		assert.NotEmpty(t, all.Meta.Start)
+		assert.NotEmpty(t, all.Meta.End)
+		assert.Contains(t, all.Meta.Args, "--out")
+		for _, c := range all.Cells {
+			assert.True(t, c.OK, "%+v", c)
+			assert.Len(t, c.Runs, 2, "every run is kept")
+			assert.Greater(t, c.Relative, 0.0)
+		}
+		f, err := os.Open(filepath.Join(dir, "all", "results.csv"))
+		require.NoError(t, err)
+		rows, err := csv.NewReader(f).ReadAll()
+		f.Close()
+		require.NoError(t, err)
+		assert.Len(t, rows, 1+8*2+8, "a header, a row per run, a row per cell's median")
+		for _, plot := range []string{"throughput-2vcpus.svg", "throughput-4vcpus.svg", "spin-4vcpus.svg", "heatmap.svg"} {
+			var doc struct{ XMLName xml.Name }
+			require.NoError(t, xml.Unmarshal(readFile(t, filepath.Join(dir, "all", plot)), &doc), plot)
+			assert.Equal(t, "svg", doc.XMLName.Local, plot)
+		}
+
+		exp("s1", "--shard", "1/2")
+		exp("s2", "--shard", "2/2")
+		s1, s2 := readExp(t, filepath.Join(dir, "s1")), readExp(t, filepath.Join(dir, "s2"))
+		assert.Len(t, s1.Cells, 4)
+		assert.Len(t, s2.Cells, 4)
+		_, stderr, code := lhpvm(t, "merge", "--out", filepath.Join(dir, "merged"), filepath.Join(dir, "s2"), filepath.Join(dir, "s1"))
+		require.Equal(t, 0, code, stderr)
+		merged := readExp(t, filepath.Join(dir, "merged"))
+		assert.Equal(t, cellKeys(all), cellKeys(merged), "the merged shards hold the unsharded run's cells, in its order")
+		assert.Len(t, merged.References, 2, "each shard's own reference")
+		assert.FileExists(t, filepath.Join(dir, "merged", "heatmap.svg"))
+		assert.FileExists(t, filepath.Join(dir, "merged", "results.csv"))
+
+		for name, args := range map[string][]string{
+			"missing":     {filepath.Join(dir, "s1")},
+			"overlap":     {filepath.Join(dir, "s1"), filepath.Join(dir, "s1")},
+			"mismatched":  {filepath.Join(dir, "s1"), filepath.Join(dir, "all")},
+			"not results": {t.TempDir()},
+		} {
+			t.Run("merge "+name, func(t *testing.T) {
+				usage(t, "", append([]string{"merge", "--out", filepath.Join(dir, "x")}, args...)...)
+			})
+		}
+	})
+}
+
+// TestExperimentProgress: a progress bar on a terminal, and in a pipe one
+// line per run and no carriage return.
+func TestExperimentProgress(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		args := on(h, "experiment", "--sizes", "4", "--policies", "rr", "--locks", "tas", "--duration", "200ms", "--repeat", "1")
+		_, stderr, code := lhpvm(t, args...)
+		require.Equal(t, 0, code, stderr)
+		assert.NotContains(t, stderr, "\r", "no carriage returns in a pipe")
+		assert.Contains(t, stderr, "[1/3] reference (before), run 1:")
+		assert.Contains(t, stderr, "[2/3] 4 vCPUs, tas, rr, run 1:")
+
+		if _, err := exec.LookPath("script"); err != nil {
+			t.Skip("no script(1) to give the command a terminal")
+		}
+		cmd := exec.Command("script", "-qec", lhpvmBin+" "+strings.Join(args, " "), "/dev/null")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "\r", "the bar redraws in place on a terminal")
+		assert.Contains(t, string(out), "(1/3)", "runs done / all")
+		assert.NotContains(t, string(out), "[1/3]", "no line per run on a terminal")
+	})
+}
