@@ -60,6 +60,15 @@ func BarChart(b Bars, path string) error {
 		line.Color = color.Gray{0x60}
 		p.Add(line)
 	}
+	top := b.RefLine
+	for _, vs := range b.Values {
+		for _, v := range vs {
+			if !math.IsNaN(v) {
+				top = math.Max(top, v)
+			}
+		}
+	}
+	p.Y.Max = top * 1.15 // room for the reference line and the legend
 	p.Legend.Top = true
 	p.NominalX(b.Groups...)
 	return p.Save(vg.Points(max(480, 40+float64(len(b.Groups))*float64(w)*(n+1.5)/1)), vg.Points(300), path)
