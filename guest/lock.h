@@ -25,8 +25,9 @@
  *   for the few instructions between the winning atomic and the return.
  * [__lhpvm_cs_start, __lhpvm_cs_end) = lockbench_op() (acquire call, owner
  *   check, counter increment, cs_cycles burn, owner check, release call),
- *   every lock's release function, and pvqspin's queue hand-over (which runs
- *   right after its acquire, holding the lock). RIP here means "this vCPU
+ *   every lock's release function, and qspin_pass_head (the queued
+ *   spinlocks' hand-over to the next queue head: it runs right after the
+ *   acquire, holding the lock). RIP here means "this vCPU
  *   holds a lock", except lockbench_op's prologue before the acquire call and
  *   its tail after the release returns. MCS's release waits there (holding
  *   the lock) for a successor that has swung the tail but not yet linked in.
@@ -47,15 +48,22 @@
  *                      low 32 bits of word2 = request (next ticket),
  *                      spare[0] low 32 bits = 0 free / holder vCPU id + 1.
  *   mcs:               word = tail: address of the last queue node, 0 = free.
- *   pvqspin:           low 32 bits of word = 0 free / 1 locked / 3 locked
- *                      with a halted queue head ("slow", Linux _Q_SLOW_VAL);
- *                      word2 = queue tail (node address, 0 = no queue);
- *                      spare[0] low 32 bits = vCPU id + 1 of the halted head
- *                      the unlocker must KICK (Linux hashes lock -> node).
+ *   qspin, pvqspin:    low 32 bits of word = Linux's qspinlock word: bits
+ *                      0-7 locked byte (1 locked, 3 = _Q_SLOW_VAL: locked
+ *                      and a halted waiter is hashed for the unlock's KICK),
+ *                      bits 8-15 pending, bits 16-31 tail (vCPU id + 1 of
+ *                      the last queued node, 0 = no queue). The lock -> node
+ *                      hash is a table of the guest's own (lock_qspinlock.c).
+ *   virt:              the qspinlock word, used as a test-and-set lock.
  *   The host reads "ticket now served" of ticket/pvticket/pticket as the low
  *   32 bits of word (vmm/run.go nextInLine).
  * counter and owner belong to lockbench.c; owner is also the holder hint
  * (owner - 1) the tas/ttas/ticket/mcs/pv locks use to find the holder's vCPU.
+ * granted (vCPU id + 1, 0 none) is who the lock is granted to: lockbench.c
+ * sets it to the acquirer after the acquire and clears it before the
+ * release; a FIFO lock's release (ticket, pvticket, pticket, mcs) sets it to
+ * the waiter it hands the lock to, with LHPVM_GRANT_HANDED. The host reads
+ * it for the time a lock spends with a vCPU that does not run.
  */
 #ifndef LHPVM_LOCK_H
 #define LHPVM_LOCK_H
@@ -102,8 +110,8 @@ LOCK_INLINE uint32_t *lk_lo32(uint64_t *w)
 	return (uint32_t *)w;
 }
 
-/* The 12 spare u64 of a slot (named _pad0 by the ABI generator). */
-_Static_assert(sizeof(((struct lhpvm_lock_slot *)0)->_pad0) == 12 * sizeof(uint64_t),
+/* The 11 spare u64 of a slot (named _pad0 by the ABI generator). */
+_Static_assert(sizeof(((struct lhpvm_lock_slot *)0)->_pad0) == 11 * sizeof(uint64_t),
 	       "lock slot spare words");
 LOCK_INLINE uint64_t *lock_spare(struct lhpvm_lock_slot *s, unsigned i)
 {
@@ -121,6 +129,9 @@ struct lock_ctx {
 	uint32_t lock_index;          /* slot index, also published as page->lock_id */
 	uint32_t flags;               /* bi->flags (LHPVM_FLAG_*) */
 	uint64_t spin_threshold;      /* spins before a slow path, > 0 */
+	uint64_t spin_threshold_head; /* pvqspin's queue head: spins before WAIT, > 0 */
+	/* pvqspin's mechanisms (LHPVM_PV_*), from the boot info. */
+	uint32_t pv_steal, pv_pending, pv_prev_check, pv_kick;
 };
 
 struct lock_impl {
@@ -131,7 +142,8 @@ struct lock_impl {
 };
 
 extern const struct lock_impl lock_tas, lock_ttas, lock_ticket, lock_mcs,
-	lock_pvticket, lock_pvqspin, lock_spinyield, lock_pticket, lock_broken;
+	lock_pvticket, lock_pvqspin, lock_spinyield, lock_pticket, lock_broken,
+	lock_qspin, lock_virt;
 
 /* lockbench.c: the lock of an LHPVM_LOCK_* kind, NULL if unknown. */
 const struct lock_impl *lock_impl_by_kind(uint32_t kind);
@@ -190,24 +202,53 @@ LOCK_INLINE void lock_publish_ticket(struct lock_ctx *c, uint32_t ticket)
 }
 
 /* Counted hypercalls. The counters live in this vCPU's page; only this vCPU
- * writes them. */
+ * writes them, but for kick_tsc, which a kicker writes into the kicked
+ * vCPU's page (Linux's pv_kick_time, for pv_latency_wake). */
 LOCK_INLINE int64_t lock_wait(struct lock_ctx *c, uint32_t *word, uint32_t expected)
 {
-	uint64_t t0 = rdtsc_ordered();
+	uint64_t t0 = rdtsc_ordered(), t1, kicked;
 	int64_t r = hc_wait(word, expected);
 
-	c->page->wait_cycles += rdtsc_ordered() - t0;
+	t1 = rdtsc_ordered();
+	c->page->wait_cycles += t1 - t0;
 	c->page->waits++;
 	GUEST_ASSERT(r >= 0);
+	kicked = __atomic_exchange_n(&c->page->kick_tsc, 0, __ATOMIC_RELAXED);
+	if (r == LHPVM_WAIT_WOKEN && kicked && kicked <= t1) {
+		c->page->pv_kick_wake++;
+		c->page->pv_latency_wake += t1 - kicked;
+	}
 	return r;
 }
 
 LOCK_INLINE void lock_kick(struct lock_ctx *c, uint32_t v)
 {
-	int64_t r = hc_kick(v);
+	uint64_t t0 = rdtsc_ordered();
+	int64_t r;
 
+	lk_store(&lock_vcpu_page(c, v)->kick_tsc, t0);
+	r = hc_kick(v);
+	c->page->pv_latency_kick += rdtsc_ordered() - t0;
 	c->page->kicks++;
 	GUEST_ASSERT(r == 0);
+}
+
+/* ---- who the lock is granted to (slot->granted, read by the host) ---------- */
+
+/* lockbench.c: the lock is vCPU v's, however it came to it (after every
+ * acquire), or nobody's (LOCK_NO_VCPU, before every release). */
+LOCK_INLINE void lock_grant(struct lhpvm_lock_slot *s, uint32_t v)
+{
+	lk_store(&s->granted, v == LOCK_NO_VCPU ? 0 : (uint64_t)v + 1);
+}
+
+/* A FIFO release hands the lock to waiter v (LOCK_NO_VCPU: nobody it
+ * knows of). Called before the hand-over store, while the releaser still
+ * holds the lock, so a stale hand-over never overwrites the new holder's
+ * own grant. */
+LOCK_INLINE void lock_hand_to(struct lhpvm_lock_slot *s, uint32_t v)
+{
+	lk_store(&s->granted, v == LOCK_NO_VCPU ? 0 : ((uint64_t)v + 1) | LHPVM_GRANT_HANDED);
 }
 
 LOCK_INLINE void lock_yield(struct lock_ctx *c, uint64_t v)

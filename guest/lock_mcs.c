@@ -51,6 +51,7 @@ static GUEST_CS_TEXT void mcs_release(struct lock_ctx *c, struct lhpvm_lock_slot
 		while (!(next = lk_load_acq(&me->next)))
 			cpu_relax();
 	}
+	lock_hand_to(s, lk_load(&((struct lock_qnode *)(uintptr_t)next)->cpu));
 	lk_store_rel(&((struct lock_qnode *)(uintptr_t)next)->locked, 1);
 }
 

@@ -80,9 +80,13 @@ static GUEST_CS_TEXT void pticket_release(struct lock_ctx *c, struct lhpvm_lock_
 {
 	uint32_t *grant = lk_lo32(&s->word);
 
-	(void)c;
+	uint32_t next = lk_load(grant) + 1;
+
+	/* Granted to the next ticket's vCPU, though a timed-out waiter may
+	 * still take it first (then lockbench.c re-grants it to that one). */
+	lock_hand_to(s, lock_ticket_vcpu(c, next));
 	/* Only the holder writes grant. */
-	lk_store(grant, lk_load(grant) + 1);
+	lk_store(grant, next);
 	lk_store_rel(pt_lock(s), 0);
 }
 

@@ -90,6 +90,7 @@ static GUEST_CS_TEXT void pvticket_release(struct lock_ctx *c, struct lhpvm_lock
 	uint32_t *head = lk_lo32(&s->word);
 	uint32_t next = lk_load(head) + 1;
 
+	lock_hand_to(s, lock_ticket_vcpu(c, next));
 	/* XCHG: release the lock and fence before reading the slow count. */
 	__atomic_exchange_n(head, next, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(pvt_slow(s), __ATOMIC_SEQ_CST) != 0)

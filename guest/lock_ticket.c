@@ -35,9 +35,12 @@ static GUEST_CS_TEXT void ticket_release(struct lock_ctx *c, struct lhpvm_lock_s
 {
 	uint32_t *head = lk_lo32(&s->word);
 
-	(void)c;
+	uint32_t next = lk_load(head) + 1;
+
+	/* Granted to whoever holds the next ticket (if it has published it). */
+	lock_hand_to(s, lock_ticket_vcpu(c, next));
 	/* Only the holder writes the head: no atomic add needed. */
-	lk_store_rel(head, lk_load(head) + 1);
+	lk_store_rel(head, next);
 }
 
 const struct lock_impl lock_ticket = {

@@ -32,6 +32,7 @@ const struct lock_impl *lock_impl_by_kind(uint32_t kind)
 	static const struct lock_impl *const all[] = {
 		&lock_tas, &lock_ttas, &lock_ticket, &lock_mcs, &lock_pvticket,
 		&lock_pvqspin, &lock_spinyield, &lock_pticket, &lock_broken,
+		&lock_qspin, &lock_virt,
 	};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -77,6 +78,7 @@ static GUEST_CS_TEXT uint64_t lockbench_op(struct lock_ctx *c, const struct lock
 	t0 = rdtsc_ordered();
 	l->acquire(c, s);
 	t1 = rdtsc_ordered();
+	lock_grant(s, c->id); /* ours now, however it came to us */
 	lk_store(&p->lock_state, LHPVM_LOCK_STATE_HOLDING);
 	if (hint)
 		lk_store(&p->in_cs, 1);
@@ -97,6 +99,7 @@ static GUEST_CS_TEXT uint64_t lockbench_op(struct lock_ctx *c, const struct lock
 	if (o != me)
 		lockbench_check_failed(c, l, o, 1);
 	lk_store(&s->owner, 0);
+	lock_grant(s, LOCK_NO_VCPU); /* a FIFO release hands it to the next waiter */
 
 	l->release(c, s);
 	if (hint)
@@ -150,6 +153,11 @@ int workload_lock(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_pag
 	c.lock_index = id % nr_locks;
 	c.flags = bi->flags;
 	c.spin_threshold = bi->spin_threshold ? bi->spin_threshold : LOCK_DEFAULT_SPIN_THRESHOLD;
+	c.spin_threshold_head = bi->spin_threshold_head ? bi->spin_threshold_head : c.spin_threshold;
+	c.pv_steal = bi->pv_steal;
+	c.pv_pending = bi->pv_pending;
+	c.pv_prev_check = bi->pv_prev_check;
+	c.pv_kick = bi->pv_kick;
 	slot = lock_slots(bi) + c.lock_index;
 
 	page->start_tsc = rdtsc_ordered();

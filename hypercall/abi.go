@@ -147,6 +147,8 @@ const (
 	LockPVQSpin   = 6
 	LockSpinYield = 7
 	LockPTicket   = 8
+	LockQSpin     = 9  // Linux's native queued spinlock: locked byte, pending bit, MCS tail
+	LockVirt      = 10 // Linux's virt_spin_lock: test-and-set, what a KVM guest without PV_UNHALT uses
 	LockBroken    = 99 // test only: no mutual exclusion; the self-check must catch it
 )
 
@@ -155,6 +157,27 @@ const (
 	FlagDelayHint      = 1 << 0 // set VCPUPage.InCS around critical sections; YIELD after release if asked
 	FlagPreemptedAware = 1 << 1 // waiters read the holder's VCPUPage.Preempted
 )
+
+// pvqspin knobs (BootInfo.PV*): zero is Linux's current behaviour.
+const (
+	PVStealHybrid = 0 // pv_hybrid_queued_unfair_trylock: steal while the lock is free and pending clear
+	PVStealOff    = 1 // no stealing: strict FIFO hand-over through the queue
+	PVStealOnce   = 2 // v4.5-4.14: one attempt before queueing
+
+	PVPendingOn  = 0 // the queue head sets the pending bit while it spins (blocks stealers)
+	PVPendingOff = 1
+
+	PVPrevCheckNode      = 0 // every 256 spins: is the predecessor's node running?
+	PVPrevCheckOff       = 1 // no early wait
+	PVPrevCheckPreempted = 2 // read the host's preempted flag of the predecessor's vCPU instead
+
+	PVKickDeferred  = 0 // pv_kick_node: the new holder marks a halted successor's lock slow; unlock kicks
+	PVKickImmediate = 1 // kick the halted successor at once
+)
+
+// GrantHanded is set in LockSlot.Granted while a FIFO release has handed the
+// lock to a waiter that has not taken it yet (the low 32 bits name it).
+const GrantHanded = 1 << 32
 
 // Lock states published in VCPUPage.LockState.
 const (
@@ -184,8 +207,15 @@ type BootInfo struct {
 	ThinkCycles   uint64
 	SpinThreshold uint64
 	Flags         uint32
+	PVSteal       uint32 // PVSteal*
+	PVPending     uint32 // PVPending*
+	PVPrevCheck   uint32 // PVPrevCheck*
+	PVKick        uint32 // PVKick*
 	_             uint32
-	_             [50]uint64
+	// SpinThresholdHead: spins of pvqspin's queue head before it WAITs
+	// (0: SpinThreshold).
+	SpinThresholdHead uint64
+	_                 [47]uint64
 	// Written by the VMM while the guest runs (own cache line).
 	Stop uint32 // non-zero: finish the current operation and EXIT
 	_    [15]uint32
@@ -242,8 +272,26 @@ type VCPUPage struct {
 	WaitCycles       uint64                  // cycles spent blocked in WAIT (subset of SpinCycles)
 	AcquireHist      [HistogramBucket]uint64 // log2(cycles) buckets
 
+	// Lock events, named as in Linux's kernel/locking/lock_events_list.h.
+	LockSlowpath     uint64 // locking ops through the MCS queue
+	LockPending      uint64 // locking ops through the pending bit
+	PVLockStealing   uint64 // locks stolen out of queue order
+	PVWaitNode       uint64 // WAITs of a queued (non-head) waiter
+	PVWaitHead       uint64 // WAITs of the queue head
+	PVWaitEarly      uint64 // WAITs before the spin threshold: the predecessor was not running
+	PVWaitAgain      uint64 // WAITs of a head that had already been kicked
+	PVSpuriousWakeup uint64 // a queued waiter woken without having become the head
+	PVKickUnlock     uint64 // KICKs at unlock time
+	PVKickWake       uint64 // wake-ups timed for PVLatencyWake
+	PVHashHops       uint64 // probes of the lock -> node hash (sum)
+	PVHashOps        uint64 // hash insertions (PVHashHops / PVHashOps: the average)
+	PVLatencyKick    uint64 // cycles spent in KICK hypercalls (sum over Kicks)
+	PVLatencyWake    uint64 // cycles from a KICK to the woken vCPU running (sum over PVKickWake)
+	KickTSC          uint64 // written by a kicker: when it kicked this vCPU (0: none pending)
+	_                uint64
+
 	// Guest-private scratch (e.g. the MCS queue node) up to the page end.
-	Scratch [3328]byte
+	Scratch [3200]byte
 }
 
 // LockSlot is one lock of the lock area: the lock word(s) and the data it
@@ -253,5 +301,12 @@ type LockSlot struct {
 	Word2   uint64 // second word (ticket: head/tail split, MCS: tail, ...)
 	Counter uint64 // protected counter, incremented non-atomically in the CS
 	Owner   uint64 // vCPU id + 1 of the holder, checked on the way out
-	_       [12]uint64
+	// Granted: the low 32 bits are vCPU id + 1 of the vCPU the lock is
+	// granted to, 0 none: the holder (set by the acquirer), or the waiter a
+	// FIFO release handed it to (then with GrantHanded, until that waiter
+	// takes it). Every lock kind publishes it, so the host can measure the
+	// time a lock spends with a vCPU that does not run, whatever the lock's
+	// own layout.
+	Granted uint64
+	_       [11]uint64
 }

@@ -51,7 +51,8 @@ struct cfg {
 	uint32_t kind;
 	uint32_t threads;
 	uint64_t iters;
-	uint64_t spin_threshold;
+	uint64_t spin_threshold, spin_threshold_head;
+	uint32_t pv_steal, pv_pending, pv_prev_check, pv_kick; /* LHPVM_PV_*: pvqspin's knobs */
 	uint64_t cs_cycles, think_cycles;
 	uint32_t locks;
 	uint32_t flags;
@@ -69,6 +70,7 @@ static const struct cfg defaults = {
 
 static const char *const good_locks[] = {
 	"tas", "ttas", "ticket", "mcs", "pvticket", "pvqspin", "spinyield", "pticket",
+	"qspinlock", "virt",
 };
 #define NGOOD (sizeof(good_locks) / sizeof(good_locks[0]))
 
@@ -85,7 +87,7 @@ static const struct lock_impl *lock_by_name(const char *name)
 	static const uint32_t kinds[] = {
 		LHPVM_LOCK_TAS, LHPVM_LOCK_TTAS, LHPVM_LOCK_TICKET, LHPVM_LOCK_MCS,
 		LHPVM_LOCK_PV_TICKET, LHPVM_LOCK_PVQ_SPIN, LHPVM_LOCK_SPIN_YIELD,
-		LHPVM_LOCK_P_TICKET, LHPVM_LOCK_BROKEN,
+		LHPVM_LOCK_P_TICKET, LHPVM_LOCK_BROKEN, LHPVM_LOCK_Q_SPIN, LHPVM_LOCK_VIRT,
 	};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -191,6 +193,19 @@ static void *chaos_thread(void *arg)
 
 		seed = seed * 1103515245u + 12345u;
 		v = (seed >> 16) % n;
+		/* Three times in four, stop a thread inside lock/unlock: one
+		 * that waits for a lock or holds it (the states lockbench.c and
+		 * the locks publish), if there is one. */
+		if ((seed & 3) != 0)
+			for (uint32_t k = 0; k < n; k++) {
+				uint32_t w = (v + k) % n;
+
+				if (__atomic_load_n(&page_of(w)->lock_state, __ATOMIC_RELAXED) !=
+				    LHPVM_LOCK_STATE_NONE) {
+					v = w;
+					break;
+				}
+			}
 		us = 50 + (seed >> 8) % 450;
 		if (((seed >> 4) & 7) == 0)
 			__atomic_store_n(&page_of(v)->yield_requested, 1, __ATOMIC_RELAXED);
@@ -212,12 +227,24 @@ static void *chaos_vcpu_thread(void *arg)
 	return vcpu_thread(arg);
 }
 
+static const char *const steal_names[] = { "hybrid", "off", "once" };
+static const char *const pending_names[] = { "on", "off" };
+static const char *const prev_check_names[] = { "node", "off", "preempted" };
+static const char *const kick_names[] = { "deferred", "immediate" };
+
 /* "pvqspin   threads=4 iters=... aware hint chaos": what a result line names. */
 static void cfg_str(const struct cfg *c, char *buf, size_t n)
 {
-	snprintf(buf, n, "%-9s threads=%u iters=%lu spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s",
+	char pv[96] = "";
+
+	if (c->kind == LHPVM_LOCK_PVQ_SPIN)
+		snprintf(pv, sizeof(pv), " steal=%s pending=%s prev=%s kick=%s head=%lu",
+			 steal_names[c->pv_steal], pending_names[c->pv_pending],
+			 prev_check_names[c->pv_prev_check], kick_names[c->pv_kick],
+			 c->spin_threshold_head);
+	snprintf(buf, n, "%-9s threads=%u iters=%lu spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s%s",
 		 c->lock, c->threads, c->iters, c->spin_threshold, c->cs_cycles, c->think_cycles,
-		 c->locks ? c->locks : 1,
+		 c->locks ? c->locks : 1, pv,
 		 c->flags & LHPVM_FLAG_PREEMPTED_AWARE ? " aware" : "",
 		 c->flags & LHPVM_FLAG_DELAY_HINT ? " hint" : "",
 		 c->chaos ? " chaos" : "",
@@ -259,6 +286,8 @@ static const char *lock_left_free(uint32_t kind, struct lhpvm_lock_slot *s)
 
 	if (s->owner != 0)
 		return "owner not cleared";
+	if (s->granted != 0)
+		return "still granted to a vCPU";
 	switch (kind) {
 	case LHPVM_LOCK_TICKET:
 		return w == w2 ? NULL : "head != tail";
@@ -267,7 +296,8 @@ static const char *lock_left_free(uint32_t kind, struct lhpvm_lock_slot *s)
 	case LHPVM_LOCK_P_TICKET:
 		return w != w2 ? "grant != request" : sp != 0 ? "lock word held" : NULL;
 	case LHPVM_LOCK_PVQ_SPIN:
-		return s->word != 0 ? "lock word not free" : s->word2 != 0 ? "queue not empty" : NULL;
+	case LHPVM_LOCK_Q_SPIN:
+		return w & 0xffffu ? "locked or pending byte set" : w ? "queue not empty" : NULL;
 	default:
 		return s->word != 0 ? "lock word not free" : NULL;
 	}
@@ -278,6 +308,7 @@ static int run_child(const struct cfg *c)
 	uint32_t n = c->threads, nlocks = c->locks ? c->locks : 1;
 	uint64_t acq = 0, counters = 0, fails = 0, slow = 0, waits = 0, kicks = 0, yields = 0;
 	uint64_t kicks_recv = 0, wait_calls = 0, wait_cycles = 0, spin_cycles = 0;
+	uint64_t steals = 0, pendings = 0, hashed = 0;
 	uint64_t last_wakes;
 	const char *why = NULL;
 	char whybuf[256], cs[160];
@@ -314,6 +345,11 @@ static int run_child(const struct cfg *c)
 	bi->cs_cycles = c->cs_cycles;
 	bi->think_cycles = c->think_cycles;
 	bi->spin_threshold = c->spin_threshold;
+	bi->spin_threshold_head = c->spin_threshold_head;
+	bi->pv_steal = c->pv_steal;
+	bi->pv_pending = c->pv_pending;
+	bi->pv_prev_check = c->pv_prev_check;
+	bi->pv_kick = c->pv_kick;
 	bi->flags = c->flags;
 
 	host_init(n);
@@ -387,6 +423,9 @@ static int run_child(const struct cfg *c)
 		yields += p->yields;
 		wait_cycles += p->wait_cycles;
 		spin_cycles += p->spin_cycles;
+		steals += p->pv_lock_stealing;
+		pendings += p->lock_pending;
+		hashed += p->pv_hash_ops;
 		kicks_recv += host_vcpus[i].kicks_received;
 		wait_calls += host_vcpus[i].wait_calls;
 		if (p->end_tsc < p->start_tsc && !why) {
@@ -456,9 +495,9 @@ static int run_child(const struct cfg *c)
 
 	cfg_str(c, cs, sizeof(cs));
 	printf("%s  %s: acq=%lu counter=%lu owner-fails=%lu slow=%lu waits=%lu kicks=%lu yields=%lu "
-	       "preemptions=%lu %.3fs %.0f acq/s%s%s\n",
+	       "steals=%lu pending=%lu hashed=%lu preemptions=%lu %.3fs %.0f acq/s%s%s\n",
 	       why ? "FAIL" : "PASS", cs, acq, counters, fails, slow, waits, kicks, yields,
-	       chaos_preemptions, elapsed, elapsed > 0 ? acq / elapsed : 0.0,
+	       steals, pendings, hashed, chaos_preemptions, elapsed, elapsed > 0 ? acq / elapsed : 0.0,
 	       why ? ": " : (c->expect_fail ? ": caught" : ""), why ? why : "");
 	fflush(stdout);
 	return why ? 1 : 0;
@@ -609,6 +648,52 @@ static void suite(unsigned scale)
 		run(c);
 	}
 
+	/* pvqspin: every knob combination (3 steal x 2 pending x 3 prev-check
+	 * x 2 kick), with a short queue-head threshold so the head's hash and
+	 * Q_SLOW path runs too, under simulated preemption inside lock/unlock. */
+	for (uint32_t st = 0; st < 3; st++)
+		for (uint32_t pe = 0; pe < 2; pe++)
+			for (uint32_t pc = 0; pc < 3; pc++)
+				for (uint32_t k = 0; k < 2; k++) {
+					c = with_lock(defaults, "pvqspin");
+					c.threads = 4;
+					c.iters = 2000 / scale;
+					c.spin_threshold = 512;
+					c.spin_threshold_head = 64;
+					c.cs_cycles = 2000;
+					c.pv_steal = st;
+					c.pv_pending = pe;
+					c.pv_prev_check = pc;
+					c.pv_kick = k;
+					c.chaos = true;
+					run(c);
+				}
+	/* The same protocol races as tight as they get, per kick mode and
+	 * without stealing (every hand-over through the queue). */
+	for (uint32_t k = 0; k < 2; k++)
+		for (uint32_t st = 0; st < 2; st++) {
+			c = with_lock(defaults, "pvqspin");
+			c.threads = 3;
+			c.spin_threshold = 1;
+			c.spin_threshold_head = 1;
+			c.iters = 30000 / scale;
+			c.cs_cycles = 0;
+			c.think_cycles = 0;
+			c.pv_kick = k;
+			c.pv_steal = st;
+			run(c);
+		}
+	/* qspinlock's pending fast path against its queue: two and three
+	 * threads, no CS, no think. */
+	for (uint32_t n = 2; n <= 3; n++) {
+		c = with_lock(defaults, "qspinlock");
+		c.threads = n;
+		c.iters = 50000 / scale;
+		c.cs_cycles = 0;
+		c.think_cycles = 0;
+		run(c);
+	}
+
 	/* The broken lock must be caught. */
 	for (uint32_t n = 2; n <= 4; n *= 2) {
 		c = with_lock(defaults, "broken");
@@ -629,7 +714,19 @@ static void usage(FILE *f)
 		"         --cs-cycles N (200)  --think-cycles N (200)  --locks N (1)\n"
 		"         --delay-hint  --preempted-aware  --chaos  --expect-fail\n"
 		"         --min-waits N  --timeout SECONDS (60)\n"
-		"locks: tas ttas ticket mcs pvticket pvqspin spinyield pticket broken\n");
+		"pvqspin: --pv-steal hybrid|off|once  --pv-pending on|off\n"
+		"         --pv-prev-check node|off|preempted  --pv-kick deferred|immediate\n"
+		"         --spin-threshold-head N (0: the spin threshold)\n"
+		"locks: tas ttas ticket mcs pvticket pvqspin spinyield pticket qspinlock virt broken\n");
+}
+
+static uint32_t knob(const char *v, const char *const *names, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(v, names[i]) == 0)
+			return i;
+	fprintf(stderr, "locktest: bad knob value %s\n", v);
+	exit(2);
 }
 
 int main(int argc, char **argv)
@@ -655,10 +752,23 @@ int main(int argc, char **argv)
 		NUM("--think-cycles", think_cycles)
 		NUM("--locks", locks)
 		NUM("--min-waits", min_waits)
+		NUM("--spin-threshold-head", spin_threshold_head)
 #undef NUM
 		if (strcmp(a, "--lock") == 0 && v) {
 			c = with_lock(c, v);
 			one = true;
+			i++;
+		} else if (strcmp(a, "--pv-steal") == 0 && v) {
+			c.pv_steal = knob(v, steal_names, 3);
+			i++;
+		} else if (strcmp(a, "--pv-pending") == 0 && v) {
+			c.pv_pending = knob(v, pending_names, 2);
+			i++;
+		} else if (strcmp(a, "--pv-prev-check") == 0 && v) {
+			c.pv_prev_check = knob(v, prev_check_names, 3);
+			i++;
+		} else if (strcmp(a, "--pv-kick") == 0 && v) {
+			c.pv_kick = knob(v, kick_names, 2);
 			i++;
 		} else if (strcmp(a, "--timeout") == 0 && v) {
 			c.timeout_s = strtod(v, NULL);

@@ -93,10 +93,25 @@
 #define LHPVM_LOCK_PVQ_SPIN 6
 #define LHPVM_LOCK_SPIN_YIELD 7
 #define LHPVM_LOCK_P_TICKET 8
+#define LHPVM_LOCK_Q_SPIN 9
+#define LHPVM_LOCK_VIRT 10
 #define LHPVM_LOCK_BROKEN 99
 
 #define LHPVM_FLAG_DELAY_HINT 1
 #define LHPVM_FLAG_PREEMPTED_AWARE 2
+
+#define LHPVM_PV_STEAL_HYBRID 0
+#define LHPVM_PV_STEAL_OFF 1
+#define LHPVM_PV_STEAL_ONCE 2
+#define LHPVM_PV_PENDING_ON 0
+#define LHPVM_PV_PENDING_OFF 1
+#define LHPVM_PV_PREV_CHECK_NODE 0
+#define LHPVM_PV_PREV_CHECK_OFF 1
+#define LHPVM_PV_PREV_CHECK_PREEMPTED 2
+#define LHPVM_PV_KICK_DEFERRED 0
+#define LHPVM_PV_KICK_IMMEDIATE 1
+
+#define LHPVM_GRANT_HANDED 0x100000000
 
 #define LHPVM_LOCK_STATE_NONE 0
 #define LHPVM_LOCK_STATE_WAITING 1
@@ -123,8 +138,13 @@ struct lhpvm_boot_info {
 	uint64_t think_cycles;
 	uint64_t spin_threshold;
 	uint32_t flags;
+	uint32_t pv_steal;
+	uint32_t pv_pending;
+	uint32_t pv_prev_check;
+	uint32_t pv_kick;
 	uint32_t _pad0;
-	uint64_t _pad1[50];
+	uint64_t spin_threshold_head;
+	uint64_t _pad1[47];
 	uint32_t stop;
 	uint32_t _pad2[15];
 };
@@ -146,6 +166,11 @@ _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, cs_cycles) == 80, "Boo
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, think_cycles) == 88, "BootInfo.ThinkCycles offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, spin_threshold) == 96, "BootInfo.SpinThreshold offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, flags) == 104, "BootInfo.Flags offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_steal) == 108, "BootInfo.PVSteal offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_pending) == 112, "BootInfo.PVPending offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_prev_check) == 116, "BootInfo.PVPrevCheck offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_kick) == 120, "BootInfo.PVKick offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, spin_threshold_head) == 128, "BootInfo.SpinThresholdHead offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, stop) == 512, "BootInfo.Stop offset");
 
 struct lhpvm_vcpu_page {
@@ -186,7 +211,23 @@ struct lhpvm_vcpu_page {
 	uint64_t acquire_max_cycles;
 	uint64_t wait_cycles;
 	uint64_t acquire_hist[48];
-	uint8_t scratch[3328];
+	uint64_t lock_slowpath;
+	uint64_t lock_pending;
+	uint64_t pv_lock_stealing;
+	uint64_t pv_wait_node;
+	uint64_t pv_wait_head;
+	uint64_t pv_wait_early;
+	uint64_t pv_wait_again;
+	uint64_t pv_spurious_wakeup;
+	uint64_t pv_kick_unlock;
+	uint64_t pv_kick_wake;
+	uint64_t pv_hash_hops;
+	uint64_t pv_hash_ops;
+	uint64_t pv_latency_kick;
+	uint64_t pv_latency_wake;
+	uint64_t kick_tsc;
+	uint64_t _pad4;
+	uint8_t scratch[3200];
 };
 _Static_assert(sizeof(struct lhpvm_vcpu_page) == 4096, "VCPUPage size");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, args) == 0, "VCPUPage.Args offset");
@@ -222,20 +263,37 @@ _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, check_fail_owner) == 3
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, acquire_max_cycles) == 368, "VCPUPage.AcquireMaxCycles offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, wait_cycles) == 376, "VCPUPage.WaitCycles offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, acquire_hist) == 384, "VCPUPage.AcquireHist offset");
-_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, scratch) == 768, "VCPUPage.Scratch offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, lock_slowpath) == 768, "VCPUPage.LockSlowpath offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, lock_pending) == 776, "VCPUPage.LockPending offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_lock_stealing) == 784, "VCPUPage.PVLockStealing offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_wait_node) == 792, "VCPUPage.PVWaitNode offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_wait_head) == 800, "VCPUPage.PVWaitHead offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_wait_early) == 808, "VCPUPage.PVWaitEarly offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_wait_again) == 816, "VCPUPage.PVWaitAgain offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_spurious_wakeup) == 824, "VCPUPage.PVSpuriousWakeup offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_kick_unlock) == 832, "VCPUPage.PVKickUnlock offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_kick_wake) == 840, "VCPUPage.PVKickWake offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_hash_hops) == 848, "VCPUPage.PVHashHops offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_hash_ops) == 856, "VCPUPage.PVHashOps offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_latency_kick) == 864, "VCPUPage.PVLatencyKick offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, pv_latency_wake) == 872, "VCPUPage.PVLatencyWake offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, kick_tsc) == 880, "VCPUPage.KickTSC offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_vcpu_page, scratch) == 896, "VCPUPage.Scratch offset");
 
 struct lhpvm_lock_slot {
 	uint64_t word;
 	uint64_t word2;
 	uint64_t counter;
 	uint64_t owner;
-	uint64_t _pad0[12];
+	uint64_t granted;
+	uint64_t _pad0[11];
 };
 _Static_assert(sizeof(struct lhpvm_lock_slot) == 128, "LockSlot size");
 _Static_assert(__builtin_offsetof(struct lhpvm_lock_slot, word) == 0, "LockSlot.Word offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_lock_slot, word2) == 8, "LockSlot.Word2 offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_lock_slot, counter) == 16, "LockSlot.Counter offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_lock_slot, owner) == 24, "LockSlot.Owner offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_lock_slot, granted) == 32, "LockSlot.Granted offset");
 #endif /* __ASSEMBLER__ */
 
 #endif /* LHPVM_ABI_H */
