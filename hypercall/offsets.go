@@ -18,6 +18,7 @@ var (
 	OffAcquisitions   = offsetOf(VCPUPage{}, "Acquisitions")
 	OffSpinCycles     = offsetOf(VCPUPage{}, "SpinCycles")
 	OffStop           = offsetOf(BootInfo{}, "Stop")
+	OffGranted        = offsetOf(LockSlot{}, "Granted")
 )
 
 func offsetOf(v any, field string) uint64 {

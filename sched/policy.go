@@ -26,6 +26,7 @@ type Event struct {
 	V      *VCPU
 	Target int
 	RIP    uint64 // EvProbed
+	From   *VCPU  // EvRunnable after a KICK: the kicker, if a vCPU
 }
 
 // Assignment puts a vCPU on a pCPU (indexes into State.PCPUs).
@@ -70,6 +71,9 @@ type Options struct {
 	Slice    time.Duration // time slice
 	Skew     time.Duration // relaxed: co-stop threshold
 	DelayMax time.Duration // delay: longest extension of a slice
+	// BoostKicked (pv): a KICK hands the rest of the kicker's slice to the
+	// kicked vCPU.
+	BoostKicked bool
 }
 
 // Defaults for Options.

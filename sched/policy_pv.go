@@ -17,6 +17,10 @@ import (
 //     A woken vCPU that is still waiting when its deadline passes (another
 //     KICK jumped it) is boosted again, so every kicked vCPU gets a turn
 //     within a granularity of the one before it.
+//   - With Options.BoostKicked (Wanpeng Li's "boost queue head vCPU"), a
+//     KICK from a running vCPU of the same VM hands the kicker's pCPU and
+//     the rest of its slice to the kicked vCPU at once: the kicker is
+//     almost always an unlocker that just passed the lock on.
 //   - YIELD(target): a directed yield, as KVM's kvm_vcpu_on_spin: the rest
 //     of the yielder's slice goes to the target if it is eligible — in the
 //     same VM, Runnable (not running, not blocked, not exited) and not itself
@@ -27,6 +31,7 @@ type pvPolicy struct {
 	q    Queuer // base as a Queuer; nil if it is not one (Admit refuses)
 	gran time.Duration
 
+	boost   bool            // Options.BoostKicked
 	blocked []bool          // by vCPU index: in WAIT, so its next EvRunnable is a KICK
 	kicked  []time.Duration // by vCPU index: boost deadline of a kicked, not yet dispatched vCPU (0: none)
 }
@@ -44,7 +49,7 @@ func init() {
 				slice = DefaultSlice
 			}
 			q, _ := base.(Queuer)
-			return &pvPolicy{base: base, q: q, gran: min(slice, pvMaxWakeGranularity)}
+			return &pvPolicy{base: base, q: q, gran: min(slice, pvMaxWakeGranularity), boost: o.BoostKicked}
 		})
 }
 
@@ -82,6 +87,11 @@ func (p *pvPolicy) Event(s *State, ev Event) {
 		// KICK: woken from WAIT (not the start of the run).
 		p.blocked[v.Index] = false
 		p.kicked[v.Index] = s.Now + p.gran
+		if f := ev.From; p.boost && f != nil && f.Status == Running && f.VM == v.VM && p.q.HandOff(s, f, v) {
+			s.Acct.KickBoosts++
+			s.EndReason(f, EndKickBoost)
+			return
+		}
 		p.q.Boost(s, v, p.kicked[v.Index])
 	}
 }

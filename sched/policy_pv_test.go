@@ -177,3 +177,48 @@ func TestPVYieldToIneligibleTargetIsPlainYield(t *testing.T) {
 		})
 	}
 }
+
+func TestPVBoostKicked(t *testing.T) {
+	for _, spec := range []string{"pv", "pv+delay", "delay+pv", "balance+pv", "monitor+pv"} {
+		t.Run(spec, func(t *testing.T) {
+			o := Options{Slice: 10 * time.Millisecond, Skew: 3 * time.Millisecond, DelayMax: 50 * time.Microsecond, BoostKicked: true}
+			r := newRigOpts(t, spec, o, 1, 3)
+			v0, v1 := r.v(0, 0), r.v(0, 1)
+			r.pvdAt(time.Millisecond)
+			require.Equal(t, Blocking, r.s.Block(v0, func() bool { return true }))
+			r.check()
+			running := r.running()[0][0]
+			kicker := v1
+			if running != v1.Name {
+				kicker = r.v(0, 2)
+			}
+			end := kicker.SliceEnd
+			r.pvdAt(2 * time.Millisecond)
+			r.s.Wake(v0, kicker)
+			r.check()
+			assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}}, r.running(), "the kicked vCPU takes the kicker's pCPU at once")
+			assert.Equal(t, end, v0.SliceEnd, "and the rest of its slice")
+			assert.EqualValues(t, 1, r.st.Acct.KickBoosts)
+			assert.Equal(t, Runnable, kicker.Status)
+
+			// A KICK from outside the VM (or no vCPU) boosts as before.
+			r.pvdAt(3 * time.Millisecond)
+			require.Equal(t, Blocking, r.s.Block(v0, func() bool { return true }))
+			r.s.Wake(v0, nil)
+			r.check()
+			assert.EqualValues(t, 1, r.st.Acct.KickBoosts)
+		})
+	}
+}
+
+func TestPVBoostKickedOff(t *testing.T) {
+	r := newRig(t, "pv", 1, 2)
+	v0, v1 := r.v(0, 0), r.v(0, 1)
+	r.pvdAt(time.Millisecond)
+	require.Equal(t, Blocking, r.s.Block(v0, func() bool { return true }))
+	r.pvdAt(2 * time.Millisecond)
+	r.s.Wake(v0, v1)
+	r.check()
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}}, r.running(), "without the boost the kicker keeps its pCPU for the wake granularity")
+	assert.Zero(t, r.st.Acct.KickBoosts)
+}

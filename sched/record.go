@@ -17,7 +17,8 @@ const (
 	// RecRan: V held pCPU PCPU from Start to At and left it for Why; Hints
 	// are its guest's hints at At, StartHints at Start.
 	RecRan RecordKind = iota
-	// RecStatus: V was From (running, runnable, blocked) from Start to At.
+	// RecStatus: V was From (running, runnable, blocked) from Start to At,
+	// and is To from At on (To == From: the accounting closed at the end).
 	RecStatus
 	// RecMark: an instant on V's pCPU (PCPU, -1 if it has none) named Why:
 	// "LHP", "LWP", "waiter-preempt" (Hints say which lock), "delay-grant",
@@ -35,21 +36,23 @@ type Record struct {
 	Other      *VCPU
 	PCPU       int // index into State.PCPUs
 	Why        string
-	From       Status
+	From, To   Status
 	Hints      Hints
 	StartHints Hints
 }
 
 // Why a vCPU left its pCPU (RecRan.Why).
 const (
-	EndSlice   = "slice end"
-	EndWait    = "WAIT"
-	EndYield   = "YIELD"
-	EndCoStop  = "co-stop"
-	EndDelay   = "delay grant ended"
-	EndSpin    = "spin-preempt"
-	EndExit    = "finished"
-	EndRunOver = "end of run"
+	EndSlice = "slice end"
+	EndWait  = "WAIT"
+	EndYield = "YIELD"
+	// EndKickBoost: it KICKed a vCPU and handed it its slice (pv, BoostKicked).
+	EndKickBoost = "kick boost"
+	EndCoStop    = "co-stop"
+	EndDelay     = "delay grant ended"
+	EndSpin      = "spin-preempt"
+	EndExit      = "finished"
+	EndRunOver   = "end of run"
 )
 
 // Tracing reports whether a Recorder listens: a policy builds a record's

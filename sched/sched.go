@@ -202,7 +202,7 @@ func (s *Scheduler) Wake(v, from *VCPU) {
 		s.st.Rec.Record(Record{Kind: RecKick, At: s.st.Now, V: from, Other: v, PCPU: from.PCPU})
 	}
 	s.st.setStatus(v, Runnable)
-	s.pol.Event(s.st, Event{Kind: EvRunnable, V: v})
+	s.pol.Event(s.st, Event{Kind: EvRunnable, V: v, From: from})
 	s.reschedule()
 }
 
@@ -389,5 +389,15 @@ func (a *Acct) WakePercentiles() (p50, p99 time.Duration) {
 func (s *Scheduler) Snapshot(f func(*State)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f(s.st)
+}
+
+// Sample is Snapshot with State.Now brought to the current time, for a
+// periodic observer of a running scheduler (after Start). f must not
+// change the state.
+func (s *Scheduler) Sample(f func(*State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Now = s.clock.Now()
 	f(s.st)
 }

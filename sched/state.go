@@ -142,6 +142,7 @@ type Acct struct {
 	DelayGrants    uint64
 	DelayOverruns  uint64
 	DirectedYields uint64
+	KickBoosts     uint64 // KICKs that handed the kicker's slice to the kicked vCPU (pv, BoostKicked)
 	Probes         uint64 // RIP probes of running vCPUs (monitor)
 	Deferrals      uint64 // preemptions deferred for an unsafe RIP (monitor)
 	SpinPreempts   uint64 // spinners preempted in favour of others (monitor)
@@ -177,8 +178,8 @@ func NewState(pcpus []int, vmVCPUs []int, slice time.Duration) (*State, error) {
 // setStatus moves v to st at s.Now, charging the time since the last change.
 func (s *State) setStatus(v *VCPU, st Status) {
 	d := s.Now - v.since
-	if s.Rec != nil && d > 0 {
-		s.Rec.Record(Record{Kind: RecStatus, Start: v.since, At: s.Now, V: v, PCPU: v.PCPU, From: v.Status})
+	if s.Rec != nil && (d > 0 || st != v.Status) {
+		s.Rec.Record(Record{Kind: RecStatus, Start: v.since, At: s.Now, V: v, PCPU: v.PCPU, From: v.Status, To: st})
 	}
 	switch v.Status {
 	case Running:

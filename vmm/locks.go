@@ -87,6 +87,14 @@ type LockStats struct {
 	WaitCycles   uint64  `json:"wait_cycles"`
 	Kicks        uint64  `json:"kicks"`
 	Yields       uint64  `json:"yields"`
+	// Events are the lock events, as Linux counts them.
+	Events LockEvents `json:"lock_events"`
+	// HeldPreemptedNs: time a lock was held by a vCPU (this one, or any of
+	// the VM's) that did not run; GrantedPreemptedNs: time a FIFO lock sat
+	// handed to a waiter that did not run, until it took it. Null under
+	// the host policy (only our scheduler knows who runs).
+	HeldPreemptedNs    *int64 `json:"held_preempted_ns"`
+	GrantedPreemptedNs *int64 `json:"granted_preempted_ns"`
 
 	hist      [hypercall.HistogramBucket]uint64
 	maxCycles uint64
@@ -101,6 +109,7 @@ func (s *LockStats) add(p *hypercall.VCPUPage) {
 	s.WaitCycles += p.WaitCycles
 	s.Kicks += p.Kicks
 	s.Yields += p.Yields
+	s.Events.add(p)
 	for i, n := range p.AcquireHist {
 		s.hist[i] += n
 	}
@@ -126,6 +135,83 @@ func (s *LockStats) finish(tscKHz uint64) {
 			Max: ns(maxC),
 		}
 	}
+	s.Events.finish(tscKHz)
+}
+
+// LockEvents are the lock events the guest's locks count, under the names
+// of Linux's kernel/locking/lock_events_list.h. The three Linux reports as
+// averages are averages here too.
+type LockEvents struct {
+	LockSlowpath     uint64 `json:"lock_slowpath"`      // acquisitions through the MCS queue
+	LockPending      uint64 `json:"lock_pending"`       // acquisitions through the pending bit
+	PVLockStealing   uint64 `json:"pv_lock_stealing"`   // locks taken out of queue order
+	PVWaitNode       uint64 `json:"pv_wait_node"`       // WAITs in the queue
+	PVWaitHead       uint64 `json:"pv_wait_head"`       // WAITs at the queue head
+	PVWaitEarly      uint64 `json:"pv_wait_early"`      // WAITs before the threshold: the predecessor did not run
+	PVWaitAgain      uint64 `json:"pv_wait_again"`      // WAITs of a queue head kicked before
+	PVSpuriousWakeup uint64 `json:"pv_spurious_wakeup"` // queued waiters woken without becoming the head
+	PVKickUnlock     uint64 `json:"pv_kick_unlock"`     // KICKs by an unlock
+	PVKickWake       uint64 `json:"pv_kick_wake"`       // wake-ups that followed a KICK (timed below)
+	// PVHashHops: average probes per insertion into the lock -> node hash.
+	PVHashHops float64 `json:"pv_hash_hops"`
+	// PVLatencyKick: average time a KICK hypercall takes (ns);
+	// PVLatencyWake: average time from a KICK to the kicked vCPU running
+	// again in the guest (ns).
+	PVLatencyKick float64 `json:"pv_latency_kick"`
+	PVLatencyWake float64 `json:"pv_latency_wake"`
+
+	hashOps, hashHops, kicks, kickCycles, wakeCycles uint64
+}
+
+func (e *LockEvents) add(p *hypercall.VCPUPage) {
+	e.LockSlowpath += p.LockSlowpath
+	e.LockPending += p.LockPending
+	e.PVLockStealing += p.PVLockStealing
+	e.PVWaitNode += p.PVWaitNode
+	e.PVWaitHead += p.PVWaitHead
+	e.PVWaitEarly += p.PVWaitEarly
+	e.PVWaitAgain += p.PVWaitAgain
+	e.PVSpuriousWakeup += p.PVSpuriousWakeup
+	e.PVKickUnlock += p.PVKickUnlock
+	e.PVKickWake += p.PVKickWake
+	e.hashOps += p.PVHashOps
+	e.hashHops += p.PVHashHops
+	e.kicks += p.Kicks
+	e.kickCycles += p.PVLatencyKick
+	e.wakeCycles += p.PVLatencyWake
+}
+
+func (e *LockEvents) finish(tscKHz uint64) {
+	avg := func(sum, n uint64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return float64(sum) / float64(n)
+	}
+	e.PVHashHops = avg(e.hashHops, e.hashOps)
+	if tscKHz > 0 {
+		e.PVLatencyKick = avg(e.kickCycles, e.kicks) / float64(tscKHz) * 1e6
+		e.PVLatencyWake = avg(e.wakeCycles, e.PVKickWake) / float64(tscKHz) * 1e6
+	}
+}
+
+// Named lists the events by their Linux names, in lock_events_list.h's
+// order, for a table.
+func (e *LockEvents) Named() []NamedEvent {
+	return []NamedEvent{
+		{"lock_slowpath", float64(e.LockSlowpath)}, {"lock_pending", float64(e.LockPending)},
+		{"pv_lock_stealing", float64(e.PVLockStealing)}, {"pv_wait_node", float64(e.PVWaitNode)},
+		{"pv_wait_head", float64(e.PVWaitHead)}, {"pv_wait_early", float64(e.PVWaitEarly)},
+		{"pv_wait_again", float64(e.PVWaitAgain)}, {"pv_spurious_wakeup", float64(e.PVSpuriousWakeup)},
+		{"pv_kick_unlock", float64(e.PVKickUnlock)}, {"pv_kick_wake", float64(e.PVKickWake)},
+		{"pv_hash_hops", e.PVHashHops}, {"pv_latency_kick", e.PVLatencyKick}, {"pv_latency_wake", e.PVLatencyWake},
+	}
+}
+
+// NamedEvent is one lock event and its value.
+type NamedEvent struct {
+	Name  string
+	Value float64
 }
 
 // histPercentile estimates the q-quantile of a log2 histogram (bucket b
@@ -171,3 +257,67 @@ func checkLock(r *VMResult) error {
 	}
 	return nil
 }
+
+// PVKnobs are pvqspin's mechanisms, each switchable for the ablation
+// (hypercall.PV* values; the zero value is Linux's pv-qspinlock), and its
+// queue head's spin threshold (0: the spin threshold).
+type PVKnobs struct {
+	Steal, Pending, PrevCheck, Kick uint32
+	SpinThresholdHead               uint64
+}
+
+// PVKnob is one of pvqspin's mechanisms as the command line (--pv-steal)
+// and scenarios (pv_steal) name it.
+type PVKnob struct {
+	Flag, Key string
+	// Values by knob value: Values[hypercall.PVStealOff] is "off";
+	// Values[0] is the default.
+	Values []string
+	Doc    string
+	field  func(*PVKnobs) *uint32
+}
+
+var pvKnobs = []PVKnob{
+	{Flag: "pv-steal", Key: "pv_steal", Values: []string{"hybrid", "off", "once"},
+		Doc:   "pvqspin: lock stealing - hybrid (while the lock is free and pending clear, Linux's), off (strict queue order), once (one attempt, Linux 4.5-4.14)",
+		field: func(p *PVKnobs) *uint32 { return &p.Steal }},
+	{Flag: "pv-pending", Key: "pv_pending", Values: []string{"on", "off"},
+		Doc:   "pvqspin: the queue head sets the pending bit while it spins, which stops stealers",
+		field: func(p *PVKnobs) *uint32 { return &p.Pending }},
+	{Flag: "pv-prev-check", Key: "pv_prev_check", Values: []string{"node", "off", "preempted"},
+		Doc:   "pvqspin: every 256 spins a queued waiter checks its predecessor - node (its node state, Linux's), off, preempted (the host's preempted flag of its vCPU) - and WAITs early if it does not run",
+		field: func(p *PVKnobs) *uint32 { return &p.PrevCheck }},
+	{Flag: "pv-kick", Key: "pv_kick", Values: []string{"deferred", "immediate"},
+		Doc:   "pvqspin: a halted new queue head is kicked by the holder's unlock (deferred, Linux's pv_kick_node) or at once (immediate)",
+		field: func(p *PVKnobs) *uint32 { return &p.Kick }},
+}
+
+// PVKnobList lists pvqspin's switchable mechanisms.
+func PVKnobList() []PVKnob { return append([]PVKnob(nil), pvKnobs...) }
+
+// Parse reads a value of the knob.
+func (k PVKnob) Parse(s string) (uint32, error) {
+	for i, v := range k.Values {
+		if v == s {
+			return uint32(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%q: must be %s", s, strings.Join(k.Values, ", "))
+}
+
+// Get is the knob's value in p.
+func (k PVKnob) Get(p PVKnobs) uint32 { return *k.field(&p) }
+
+// Set sets the knob in p.
+func (k PVKnob) Set(p *PVKnobs, v uint32) { *k.field(p) = v }
+
+// Name is the name of the knob's value in p.
+func (k PVKnob) Name(p PVKnobs) string {
+	if v := k.Get(p); int(v) < len(k.Values) {
+		return k.Values[v]
+	}
+	return fmt.Sprintf("%d", k.Get(p))
+}
+
+// IsDefault reports whether p is Linux's pv-qspinlock.
+func (p PVKnobs) IsDefault() bool { return p == PVKnobs{} }

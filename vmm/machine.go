@@ -3,6 +3,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,8 @@ type Machine struct {
 	wakes atomic.Uint64 // KICKs that woke a blocked vCPU
 
 	seats []*vcpu.Seat // per pCPU, under policies that run one vCPU per pCPU
+
+	damage []*damage // per VM: lock damage times (nil: not a lock VM, or the host policy)
 
 	startup time.Duration // from Run until every vCPU was attached to its backend
 
@@ -90,6 +93,7 @@ type SchedResult struct {
 	DelayGrants       uint64    `json:"delay_grants"`
 	DelayOverruns     uint64    `json:"delay_overruns"`
 	DirectedYields    uint64    `json:"directed_yields"`
+	KickBoosts        uint64    `json:"kick_boosts"`
 	Probes            uint64    `json:"probes"`
 	Deferrals         uint64    `json:"deferrals"`
 	SpinPreempts      uint64    `json:"spin_preempts"`
@@ -144,8 +148,16 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 			sv.Name = fmt.Sprintf("%s/cpu%d", vm.cfg.Name, sv.ID)
 		}
 	}
-	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{})}
-	if cfg.Trace != nil || cfg.Timeline != nil {
+	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{}), damage: make([]*damage, len(vms))}
+	lockVMs := false
+	for i, vm := range vms {
+		// Only our policies know who runs.
+		if vm.cfg.Workload.ID == hypercall.WorkloadLock && pol.Exclusive() {
+			m.damage[i] = newDamage(vm, st.VMs[i])
+			lockVMs = true
+		}
+	}
+	if cfg.Trace != nil || cfg.Timeline != nil || lockVMs {
 		st.Rec = newRecorder(m, cfg.Trace, cfg.Timeline)
 	}
 	if pol.Exclusive() {
@@ -219,6 +231,13 @@ func (m *Machine) Run() *Result {
 	start := time.Now()
 	err := m.run(start)
 	m.s.Stop()
+	m.s.Snapshot(func(st *sched.State) {
+		for _, d := range m.damage {
+			if d != nil {
+				d.finish(st.Now)
+			}
+		}
+	})
 	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult()}
 	for _, vm := range m.vms {
 		r := vm.result(m)
@@ -305,6 +324,15 @@ func (m *Machine) run(start time.Time) error {
 		}
 	}
 	m.s.Start(false)
+	if slices.ContainsFunc(m.damage, func(d *damage) bool { return d != nil }) {
+		stop := make(chan struct{})
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			m.sampleDamage(stop)
+		}()
+		defer close(stop) // before the deferred watchers.Wait above
+	}
 	var durationC <-chan time.Time
 	if m.cfg.Duration > 0 {
 		t := time.NewTimer(m.cfg.Duration)
@@ -345,6 +373,26 @@ func (m *Machine) run(start time.Time) error {
 				return err
 			}
 			lastWakes = wakes
+		}
+	}
+}
+
+// sampleDamage re-reads the lock grants every damageTick until stop.
+func (m *Machine) sampleDamage(stop <-chan struct{}) {
+	t := time.NewTicker(damageTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			m.s.Sample(func(st *sched.State) {
+				for _, d := range m.damage {
+					if d != nil {
+						d.observe(st.Now, nil, 0)
+					}
+				}
+			})
 		}
 	}
 }
@@ -399,7 +447,8 @@ func (m *Machine) schedResult() SchedResult {
 		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
 		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
 		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
-		Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
+		KickBoosts: st.Acct.KickBoosts,
+		Probes:     st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
 	}
 	if !m.pol.Exclusive() {
 		r.SliceUs = 0 // Linux decides

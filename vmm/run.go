@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/sched"
@@ -13,24 +14,27 @@ import (
 
 // VMResult is what a run of one VM measured and checked.
 type VMResult struct {
-	Name            string       `json:"name"`
-	VCPUs           int          `json:"vcpus"`
-	Workload        string       `json:"workload"`
-	Image           string       `json:"image"`
-	OK              bool         `json:"ok"`
-	Error           string       `json:"error"`
-	ExitCode        uint64       `json:"exit_code"`
-	Ops             uint64       `json:"ops"`
-	OpsPerSec       float64      `json:"ops_per_s"`
-	GuestSeconds    float64      `json:"guest_s"`
-	TSCkHz          uint64       `json:"tsc_khz"` // the guest's TSC: KVM's, or the host's calibrated (ptrace)
-	CounterExpected *uint64      `json:"counter_expected"`
-	CounterActual   *uint64      `json:"counter_actual"`
-	NsPerHypercall  *float64     `json:"ns_per_hypercall"`
-	BadHypercalls   uint64       `json:"bad_hypercalls"`
-	Result          uint64       `json:"result"`
-	*LockStats                   // the lock workload's accounting
-	VCPU            []VCPUResult `json:"vcpu"`
+	Name            string   `json:"name"`
+	VCPUs           int      `json:"vcpus"`
+	Workload        string   `json:"workload"`
+	Image           string   `json:"image"`
+	OK              bool     `json:"ok"`
+	Error           string   `json:"error"`
+	ExitCode        uint64   `json:"exit_code"`
+	Ops             uint64   `json:"ops"`
+	OpsPerSec       float64  `json:"ops_per_s"`
+	GuestSeconds    float64  `json:"guest_s"`
+	TSCkHz          uint64   `json:"tsc_khz"` // the guest's TSC: KVM's, or the host's calibrated (ptrace)
+	CounterExpected *uint64  `json:"counter_expected"`
+	CounterActual   *uint64  `json:"counter_actual"`
+	NsPerHypercall  *float64 `json:"ns_per_hypercall"`
+	BadHypercalls   uint64   `json:"bad_hypercalls"`
+	Result          uint64   `json:"result"`
+	*LockStats               // the lock workload's accounting
+	// Locks: each lock's damage times (lock workload, our policies; null
+	// otherwise).
+	Locks []LockDamage `json:"locks"`
+	VCPU  []VCPUResult `json:"vcpu"`
 
 	Err error `json:"-"`
 }
@@ -247,6 +251,21 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			r.LockStats.cycles, r.LockStats.SpinCycles = runTotal, spinTotal
 		}
 		r.LockStats.finish(vm.tscKHz)
+	}
+	if d := m.damage[vm.index]; d != nil && isLock {
+		ns := func(t time.Duration) *int64 { n := t.Nanoseconds(); return &n }
+		var held, granted time.Duration
+		for i, l := range d.locks {
+			r.Locks = append(r.Locks, LockDamage{Lock: i, HeldPreemptedNs: l.held.Nanoseconds(),
+				GrantedPreemptedNs: l.granted.Nanoseconds()})
+			held += l.held
+			granted += l.granted
+		}
+		r.LockStats.HeldPreemptedNs, r.LockStats.GrantedPreemptedNs = ns(held), ns(granted)
+		for id := range r.VCPU {
+			r.VCPU[id].LockStats.HeldPreemptedNs = ns(d.held[id])
+			r.VCPU[id].LockStats.GrantedPreemptedNs = ns(d.granted[id])
+		}
 	}
 	if len(failures) > 0 {
 		what := ""

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/trace"
@@ -31,16 +32,23 @@ type recorder struct {
 	// acquires nothing while it does not run, so the count at the end of a
 	// slice minus this is what the slice acquired.
 	acq []uint64
+	// lockTracks: the (VM, lock) tracks named so far in the trace.
+	lockTracks map[[2]int]bool
 }
 
 func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
 	n := len(m.st.VCPUs)
-	r := &recorder{m: m, w: w, tl: tl, flowTo: make([]uint64, n), acq: make([]uint64, n)}
+	r := &recorder{m: m, w: w, tl: tl, flowTo: make([]uint64, n), acq: make([]uint64, n), lockTracks: map[[2]int]bool{}}
 	if tl != nil {
 		tl.init(m)
 	}
 	if w == nil {
 		return r
+	}
+	for i, d := range m.damage {
+		if d != nil {
+			d.span = func(lock int, iv lockDamage, end time.Duration) { r.damageSpan(i, lock, iv, end) }
+		}
 	}
 	w.ProcessName(pidPCPUs, "pCPUs")
 	w.SortIndex(pidPCPUs, 0, 0)
@@ -78,9 +86,38 @@ func lockState(h sched.Hints) string {
 	return "none"
 }
 
+// Lock tracks follow the vCPU tracks of a VM's process (thread ids from
+// here, one per lock).
+const tidLock0 = 1000
+
+// damageSpan draws one interval of lock damage on the lock's track.
+func (r *recorder) damageSpan(vmIndex, lock int, iv lockDamage, end time.Duration) {
+	vm := r.m.vms[vmIndex]
+	pid, tid := pidVM0+vmIndex, tidLock0+lock
+	if !r.lockTracks[[2]int{vmIndex, lock}] {
+		r.lockTracks[[2]int{vmIndex, lock}] = true
+		r.w.ThreadName(pid, tid, fmt.Sprintf("lock %d: with a vCPU that does not run", lock))
+		r.w.SortIndex(pid, tid, tid)
+	}
+	name := "held_preempted"
+	if iv.handed {
+		name = "granted_preempted"
+	}
+	r.w.Complete(name, "lock", pid, tid, iv.since, end-iv.since,
+		trace.S("what", iv.what(vm)), trace.N("vcpu", float64(iv.vcpu)))
+}
+
 // Record implements sched.Recorder.
 func (r *recorder) Record(rec sched.Record) {
 	v := rec.V
+	if rec.Kind == sched.RecStatus {
+		if d := r.m.damage[v.VM]; d != nil {
+			d.observe(rec.At, v, rec.To)
+		}
+	}
+	if r.tl == nil && r.w == nil {
+		return // only the damage times listen
+	}
 	var acquired uint64
 	if rec.Kind == sched.RecRan {
 		vm := r.m.vms[v.VM]
@@ -112,7 +149,7 @@ func (r *recorder) Record(rec sched.Record) {
 		r.w.Counter("acquisitions", pidVM0+v.VM, rec.At, trace.N(vm.cfg.Name, float64(acq)))
 		r.w.Counter("spin cycles", pidVM0+v.VM, rec.At, trace.N(vm.cfg.Name, float64(spin)))
 	case sched.RecStatus:
-		if name, ok := statusNames[rec.From]; ok {
+		if name, ok := statusNames[rec.From]; ok && rec.At > rec.Start {
 			r.w.Complete(name, "state", pidVM0+v.VM, v.ID+1, rec.Start, rec.At-rec.Start)
 		}
 	case sched.RecMark:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,7 @@ type Config struct {
 	ThinkCycles   uint64
 	SpinThreshold uint64
 	Flags         uint32
+	PV            PVKnobs // pvqspin's mechanisms
 }
 
 // DefaultTimeout is the watchdog when Config.Timeout is 0.
@@ -106,6 +108,11 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 	}
 	if cfg.Locks < 0 || cfg.Locks > hypercall.MaxLocks {
 		return nil, fmt.Errorf("lock count %d: must be between 1 and %d", cfg.Locks, hypercall.MaxLocks)
+	}
+	for _, k := range pvKnobs {
+		if v := k.Get(cfg.PV); int(v) >= len(k.Values) {
+			return nil, fmt.Errorf("%s %d: must be one of %s (0-%d)", k.Key, v, strings.Join(k.Values, ", "), len(k.Values)-1)
+		}
 	}
 	layout, err := NewLayout(cfg.MemBytes, cfg.VCPUs)
 	if err != nil {
@@ -179,6 +186,8 @@ func (vm *VM) writeBootInfo(mem []byte) {
 		VCPUBlockSize: hypercall.VCPUBlockSize, LocksGPA: vm.layout.Locks.Start,
 		NrLocks: uint32(c.Locks), LockKind: c.LockKind, CSCycles: c.CSCycles,
 		ThinkCycles: c.ThinkCycles, SpinThreshold: c.SpinThreshold, Flags: c.Flags,
+		PVSteal: c.PV.Steal, PVPending: c.PV.Pending, PVPrevCheck: c.PV.PrevCheck, PVKick: c.PV.Kick,
+		SpinThresholdHead: c.PV.SpinThresholdHead,
 	}
 	w := sliceWriter{b: mem[hypercall.BootInfoGPA:hypercall.PageTableGPA]}
 	_ = binary.Write(&w, binary.LittleEndian, &bi)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,11 +23,13 @@ var defaultIterations = map[string]uint64{"counter": 100000, "null": 20000, "loc
 // vmFlags shape the single VM of a flag-built run; with --scenario the
 // scenario describes the VMs and these are refused.
 var vmFlags = []string{"vcpus", "workload", "iterations", "mem", "image", "lock", "locks", "cs-cycles",
-	"think-cycles", "spin-threshold", "delay-hint", "preempted-aware"}
+	"think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
+	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
 
 // stringFlags may not be given empty: an empty value would silently mean
 // the default.
-var stringFlags = []string{"pcpus", "workload", "mem", "image", "sched", "scenario", "lock", "backend"}
+var stringFlags = []string{"pcpus", "workload", "mem", "image", "sched", "scenario", "lock", "backend",
+	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick"}
 
 // Bounds of the machine-level values (documented in --help).
 const (
@@ -135,7 +138,10 @@ func build(f runFlags) ([]vmm.Config, vmm.MachineConfig, string, error) {
 	}
 	mc.Policy = sc.Sched.Policy
 	mc.Options = sched.Options{Slice: time.Duration(sc.Sched.Slice), Skew: time.Duration(sc.Sched.Skew),
-		DelayMax: time.Duration(sc.Sched.DelayMax)}
+		DelayMax: time.Duration(sc.Sched.DelayMax), BoostKicked: sc.Sched.BoostKicked}
+	if mc.Options.BoostKicked && !slices.Contains(strings.Split(mc.Policy, "+"), "pv") {
+		return nil, mc, "", fmt.Errorf("%s: applies to a policy with pv (this run's is %s)", w.machine("boost-kicked", "sched.boost_kicked"), mc.Policy)
+	}
 	o := mc.Options
 	switch {
 	case o.Slice < sched.MinSlice || o.Slice > sched.MaxSlice:
@@ -214,6 +220,9 @@ func build(f runFlags) ([]vmm.Config, vmm.MachineConfig, string, error) {
 
 // flagString is the value of one of stringFlags.
 func flagString(f runFlags, name string) string {
+	if p, ok := f.pvKnobs[name]; ok {
+		return *p
+	}
 	return map[string]string{"pcpus": f.pcpus, "workload": f.workload, "mem": f.mem, "image": f.image,
 		"sched": f.policy, "scenario": f.scenario, "lock": f.lock, "backend": f.backend}[name]
 }
@@ -306,15 +315,21 @@ func scenarioOf(f runFlags) (*scenario.Scenario, string, error) {
 		if changed("spin-threshold") && f.spinThreshold < 1 {
 			return nil, "", fmt.Errorf("--spin-threshold 0: must be at least 1 (leave it out for %d)", vmm.DefaultSpinThreshold)
 		}
+		vm := scenario.VM{Name: "vm0", VCPUs: f.vcpus, Mem: f.mem, Workload: f.workload,
+			Iterations: f.iterations, Lock: f.lock, Locks: f.locks, CSCycles: f.csCycles,
+			ThinkCycles: f.thinkCycles, SpinThreshold: f.spinThreshold, DelayHint: f.delayHint,
+			PreemptedAware: f.preemptedAware, SpinThresholdHead: f.spinHead}
+		for _, k := range vmm.PVKnobList() {
+			if p := f.pvKnobs[k.Flag]; p != nil && changed(k.Flag) {
+				*vm.PVKnob(k.Key) = *p
+			}
+		}
 		return &scenario.Scenario{
 			Name: "flags", PCPUs: f.pcpus, Backend: f.backend,
 			Sched: scenario.Sched{Policy: f.policy, Slice: scenario.Duration(f.slice),
-				Skew: scenario.Duration(f.skew), DelayMax: scenario.Duration(f.delayMax)},
+				Skew: scenario.Duration(f.skew), DelayMax: scenario.Duration(f.delayMax), BoostKicked: f.boostKick},
 			Duration: scenario.Duration(f.duration), Timeout: scenario.Duration(f.timeout),
-			VMs: []scenario.VM{{Name: "vm0", VCPUs: f.vcpus, Mem: f.mem, Workload: f.workload,
-				Iterations: f.iterations, Lock: f.lock, Locks: f.locks, CSCycles: f.csCycles,
-				ThinkCycles: f.thinkCycles, SpinThreshold: f.spinThreshold, DelayHint: f.delayHint,
-				PreemptedAware: f.preemptedAware}},
+			VMs: []scenario.VM{vm},
 		}, "", nil
 	}
 	for _, name := range vmFlags {
@@ -354,6 +369,9 @@ func scenarioOf(f runFlags) (*scenario.Scenario, string, error) {
 	set("slice", &sc.Sched.Slice, f.slice)
 	set("skew", &sc.Sched.Skew, f.skew)
 	set("delay-max", &sc.Sched.DelayMax, f.delayMax)
+	if changed("boost-kicked") {
+		sc.Sched.BoostKicked = f.boostKick
+	}
 	if changed("timeout") {
 		sc.Timeout = scenario.Duration(f.timeout)
 	}
@@ -425,6 +443,38 @@ func vmConfig(v scenario.VM, i int, w where, image []byte, path string, timed bo
 			}
 			v.SpinThreshold = vmm.DefaultSpinThreshold
 		}
+		// pvqspin's knobs: given for another lock they would silently do
+		// nothing.
+		given := func(flag, key string) bool {
+			if w.file == "" {
+				return i == 0 && w.changed(flag)
+			}
+			return i < w.fileVMs && has(key)
+		}
+		for _, key := range scenario.PVKeys {
+			flag := strings.ReplaceAll(key, "_", "-")
+			if lk.ID != hypercall.LockPVQSpin && given(flag, key) {
+				return cfg, fmt.Errorf("%s: applies to lock pvqspin only (this VM runs %s)", at(flag, key), lk.Name)
+			}
+		}
+		for _, k := range vmm.PVKnobList() {
+			s := *v.PVKnob(k.Key)
+			if s == "" {
+				if given(k.Flag, k.Key) {
+					return cfg, fmt.Errorf("%s is empty (leave it out for the default, %s)", at(k.Flag, k.Key), k.Values[0])
+				}
+				continue
+			}
+			val, err := k.Parse(s)
+			if err != nil {
+				return cfg, fmt.Errorf("%s %w", at(k.Flag, k.Key), err)
+			}
+			k.Set(&cfg.PV, val)
+		}
+		if v.SpinThresholdHead == 0 && given("spin-threshold-head", "spin_threshold_head") {
+			return cfg, fmt.Errorf("%s 0: must be at least 1 (leave it out for the spin threshold)", at("spin-threshold-head", "spin_threshold_head"))
+		}
+		cfg.PV.SpinThresholdHead = v.SpinThresholdHead
 		cfg.LockKind, cfg.Locks = lk.ID, v.Locks
 		cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = v.CSCycles, v.ThinkCycles, v.SpinThreshold
 		if v.DelayHint {

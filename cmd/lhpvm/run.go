@@ -33,6 +33,7 @@ type runFlags struct {
 	slice      time.Duration
 	skew       time.Duration
 	delayMax   time.Duration
+	boostKick  bool
 	json       bool
 	quiet      bool
 	scenario   string
@@ -51,12 +52,18 @@ type runFlags struct {
 	spinThreshold  uint64
 	delayHint      bool
 	preemptedAware bool
+	pvKnobs        map[string]*string // by flag name (pv-steal, ...)
+	spinHead       uint64
 
 	changed func(name string) bool // whether a flag was given
 }
 
 // lockFlags only mean something to the lock workload.
-var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware"}
+var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
+	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
+
+// pvFlags only mean something to the pvqspin lock.
+var pvFlags = []string{"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
 
 // policyList is one line per policy, for --help.
 func policyList() string {
@@ -125,6 +132,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.DurationVar(&f.slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
 	fl.DurationVar(&f.skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this (1us to 1s)")
 	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section (1us to the slice)")
+	fl.BoolVar(&f.boostKick, "boost-kicked", false, "pv: a KICK hands the rest of the kicker's slice to the kicked vCPU (boost the new queue head)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
 	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
@@ -141,6 +149,11 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.Uint64Var(&f.spinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path (at least 1)")
 	fl.BoolVar(&f.delayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
 	fl.BoolVar(&f.preemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
+	f.pvKnobs = map[string]*string{}
+	for _, k := range vmm.PVKnobList() {
+		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc+" ("+strings.Join(k.Values, ", ")+")")
+	}
+	fl.Uint64Var(&f.spinHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
 	return cmd
 }
 
@@ -382,6 +395,8 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		}
 		w.Flush()
 		if r.LockStats != nil {
+			printLockEvents(out, r)
+			printDamage(out, r)
 			fmt.Fprintf(out, "lock %s: ", r.LockStats.Lock)
 		}
 		fmt.Fprintf(out, "%d ops in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)
@@ -412,6 +427,9 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if sc.DirectedYields > 0 {
 		fmt.Fprintf(out, ", %d directed yields", sc.DirectedYields)
 	}
+	if sc.KickBoosts > 0 {
+		fmt.Fprintf(out, ", %d kick boosts", sc.KickBoosts)
+	}
 	if t := rep.Trace; t != nil {
 		cut := ""
 		if t.Dropped > 0 {
@@ -420,4 +438,65 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		fmt.Fprintf(out, "\ntrace %s: %d events%s (open it in ui.perfetto.dev)", t.Path, t.Events, cut)
 	}
 	fmt.Fprintf(out, "\n%.3f s on %s: %s\n", rep.ElapsedS, rep.Backend, status)
+}
+
+// printLockEvents is the table of the lock events that happened (Linux's
+// names), per vCPU and for the VM.
+func printLockEvents(out io.Writer, r *vmm.VMResult) {
+	all := r.LockStats.Events.Named()
+	var cols []int
+	for i, e := range all {
+		if e.Value != 0 {
+			cols = append(cols, i)
+		}
+	}
+	if len(cols) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(w, "lock events\t")
+	for _, i := range cols {
+		fmt.Fprintf(w, "%s\t", all[i].Name)
+	}
+	fmt.Fprintln(w)
+	row := func(name string, ev []vmm.NamedEvent) {
+		fmt.Fprintf(w, "%s\t", name)
+		for _, i := range cols {
+			if e := ev[i]; e.Value == float64(uint64(e.Value)) {
+				fmt.Fprintf(w, "%d\t", uint64(e.Value))
+			} else {
+				fmt.Fprintf(w, "%.1f\t", e.Value)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, v := range r.VCPU {
+		row(fmt.Sprintf("vcpu %d", v.ID), v.LockStats.Events.Named())
+	}
+	row("all", all)
+	w.Flush()
+	fmt.Fprintln(out, "(pv_hash_hops: average probes per hash insertion; pv_latency_kick, pv_latency_wake: average ns)")
+}
+
+// printDamage says how long the locks spent with a vCPU that did not run.
+func printDamage(out io.Writer, r *vmm.VMResult) {
+	l := r.LockStats
+	if l.HeldPreemptedNs == nil || l.GrantedPreemptedNs == nil {
+		fmt.Fprintln(out, "damage: not measured under the host policy (only our scheduler knows who runs)")
+		return
+	}
+	ms := func(ns int64) float64 { return float64(ns) / 1e6 }
+	fmt.Fprintf(out, "damage: locks held by a vCPU that did not run %.1f ms, handed to a waiter that did not run %.1f ms",
+		ms(*l.HeldPreemptedNs), ms(*l.GrantedPreemptedNs))
+	if len(r.Locks) > 1 {
+		var worst vmm.LockDamage
+		for _, d := range r.Locks {
+			if d.HeldPreemptedNs+d.GrantedPreemptedNs > worst.HeldPreemptedNs+worst.GrantedPreemptedNs {
+				worst = d
+			}
+		}
+		fmt.Fprintf(out, " (most: lock %d, %.1f + %.1f ms; every lock in --json)", worst.Lock,
+			ms(worst.HeldPreemptedNs), ms(worst.GrantedPreemptedNs))
+	}
+	fmt.Fprintln(out)
 }

@@ -49,6 +49,9 @@ type Sched struct {
 	Slice    Duration `yaml:"slice"`
 	Skew     Duration `yaml:"skew"`
 	DelayMax Duration `yaml:"delay_max"`
+	// BoostKicked (a policy with pv): a KICK hands the kicker's slice to
+	// the kicked vCPU.
+	BoostKicked bool `yaml:"boost_kicked"`
 }
 
 // VM is one VM of a scenario.
@@ -65,10 +68,37 @@ type VM struct {
 	SpinThreshold  uint64 `yaml:"spin_threshold"`
 	DelayHint      bool   `yaml:"delay_hint"`
 	PreemptedAware bool   `yaml:"preempted_aware"`
+	// pvqspin's mechanisms (vmm.PVKnobList names the values); "" is the
+	// default.
+	PVSteal           string `yaml:"pv_steal"`
+	PVPending         string `yaml:"pv_pending"`
+	PVPrevCheck       string `yaml:"pv_prev_check"`
+	PVKick            string `yaml:"pv_kick"`
+	SpinThresholdHead uint64 `yaml:"spin_threshold_head"`
+}
+
+// PVKnob is the field of pvqspin knob key (pv_steal, ...), nil if there is
+// none of that name.
+func (v *VM) PVKnob(key string) *string {
+	switch key {
+	case "pv_steal":
+		return &v.PVSteal
+	case "pv_pending":
+		return &v.PVPending
+	case "pv_prev_check":
+		return &v.PVPrevCheck
+	case "pv_kick":
+		return &v.PVKick
+	}
+	return nil
 }
 
 // LockKeys are the keys of a VM that only the lock workload reads.
-var LockKeys = []string{"lock", "locks", "cs_cycles", "think_cycles", "spin_threshold", "delay_hint", "preempted_aware"}
+var LockKeys = []string{"lock", "locks", "cs_cycles", "think_cycles", "spin_threshold", "delay_hint", "preempted_aware",
+	"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head"}
+
+// PVKeys are the keys of a VM that only the pvqspin lock reads.
+var PVKeys = []string{"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head"}
 
 // Duration is a time.Duration written as "30ms".
 type Duration time.Duration
