@@ -117,6 +117,10 @@ func TestCLIUsageErrors(t *testing.T) {
 			"--spin-threshold-head 0: must be at least 1"},
 		{"pv knob without lock workload", []string{"run", "--workload", "counter", "--pv-prev-check", "off"}, "--pv-prev-check applies to --workload lock only"},
 		{"boost without pv", []string{"run", "--sched", "rr", "--boost-kicked"}, "--boost-kicked: applies to a policy with pv (this run's is rr)"},
+		{"unknown ablation", []string{"experiment", "--ablation", "ticket"}, `--ablation "ticket": have pvqspin`},
+		{"ablation with locks", []string{"experiment", "--ablation", "pvqspin", "--locks", "ticket"}, "--locks: an ablation runs its own lock"},
+		{"variants without ablation", []string{"experiment", "--variants", "full"}, "--variants needs --ablation"},
+		{"unknown variant", []string{"experiment", "--ablation", "pvqspin", "--variants", "no-queue"}, `"no-queue" is not a variant of the pvqspin ablation`},
 		{"experiment pcpus", []string{"experiment", "--pcpus", "4000"}, "--pcpus: CPU 4000 is not available"},
 		{"experiment repeat", []string{"experiment", "--repeat", "0"}, "--repeat 0: must be between 1 and 100"},
 		{"experiment empty locks", []string{"experiment", "--locks", ","}, "may not be empty"},
@@ -276,12 +280,24 @@ type report struct {
 		CounterExpected *uint64  `json:"counter_expected"`
 		CounterActual   *uint64  `json:"counter_actual"`
 		NsPerHypercall  *float64 `json:"ns_per_hypercall"`
-		VCPU            []struct {
-			ID         int    `json:"id"`
-			PCPU       int    `json:"pcpu"`
-			Ops        uint64 `json:"ops"`
-			Exits      uint64 `json:"exits"`
-			Hypercalls uint64 `json:"hypercalls"`
+		// The lock workload's (--json embeds them in the VM).
+		LockEvents         map[string]float64 `json:"lock_events"`
+		HeldPreemptedNs    *int64             `json:"held_preempted_ns"`
+		GrantedPreemptedNs *int64             `json:"granted_preempted_ns"`
+		Locks              []struct {
+			Lock               int   `json:"lock"`
+			HeldPreemptedNs    int64 `json:"held_preempted_ns"`
+			GrantedPreemptedNs int64 `json:"granted_preempted_ns"`
+		} `json:"locks"`
+		VCPU []struct {
+			ID                 int                `json:"id"`
+			PCPU               int                `json:"pcpu"`
+			Ops                uint64             `json:"ops"`
+			Exits              uint64             `json:"exits"`
+			Hypercalls         uint64             `json:"hypercalls"`
+			LockEvents         map[string]float64 `json:"lock_events"`
+			HeldPreemptedNs    *int64             `json:"held_preempted_ns"`
+			GrantedPreemptedNs *int64             `json:"granted_preempted_ns"`
 		} `json:"vcpu"`
 	} `json:"vms"`
 }
@@ -368,6 +384,49 @@ vms:
 			// refused against a fixed one-minute watchdog.
 			r := runJSON(t, 0, on(h, "run", "--workload", "hello", "--duration", "1m", "--quiet")...)
 			assert.True(t, r.OK, r.Error)
+		})
+		t.Run("lock events and damage", func(t *testing.T) {
+			if len(pcpus(t)) < 2 {
+				t.Skip("needs 2 host CPUs")
+			}
+			r := runJSON(t, 0, on(h, "run", "--workload", "lock", "--lock", "pvqspin", "--vcpus", "4", "--pcpus", "0,1",
+				"--sched", "pv", "--boost-kicked", "--slice", "5ms", "--duration", "300ms", "--quiet")...)
+			require.True(t, r.OK, r.Error)
+			vm := r.VMs[0]
+			names := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head",
+				"pv_wait_early", "pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake",
+				"pv_hash_hops", "pv_latency_kick", "pv_latency_wake"}
+			for _, n := range names {
+				assert.Contains(t, vm.LockEvents, n)
+			}
+			assert.Greater(t, vm.LockEvents["pv_lock_stealing"], 0.0, "4 vCPUs on 2 pCPUs steal the lock")
+			assert.Greater(t, vm.LockEvents["lock_slowpath"], 0.0)
+			assert.Zero(t, vm.LockEvents["lock_pending"], "pv skips the pending fast path, as Linux does")
+			var steals float64
+			for _, v := range vm.VCPU {
+				steals += v.LockEvents["pv_lock_stealing"]
+				require.NotNil(t, v.HeldPreemptedNs)
+			}
+			assert.Equal(t, vm.LockEvents["pv_lock_stealing"], steals, "the VM's events are its vCPUs'")
+			require.NotNil(t, vm.HeldPreemptedNs)
+			require.NotNil(t, vm.GrantedPreemptedNs)
+			require.Len(t, vm.Locks, 1)
+			assert.Equal(t, *vm.HeldPreemptedNs, vm.Locks[0].HeldPreemptedNs)
+			assert.Zero(t, *vm.GrantedPreemptedNs, "pvqspin hands nothing over: the new holder takes the lock itself")
+
+			// A FIFO lock under rr: handed to preempted waiters, as
+			// measured (5 ms slices, 300 ms: dozens of preemptions).
+			r = runJSON(t, 0, on(h, "run", "--workload", "lock", "--lock", "ticket", "--vcpus", "4", "--pcpus", "0,1",
+				"--sched", "rr", "--slice", "5ms", "--duration", "300ms", "--quiet")...)
+			require.True(t, r.OK, r.Error)
+			require.NotNil(t, r.VMs[0].GrantedPreemptedNs)
+			assert.Greater(t, *r.VMs[0].GrantedPreemptedNs, int64(0))
+
+			// Linux's scheduler: nobody knows who runs.
+			r = runJSON(t, 0, on(h, "run", "--workload", "lock", "--lock", "ticket", "--vcpus", "2", "--duration", "100ms", "--quiet")...)
+			require.True(t, r.OK, r.Error)
+			assert.Nil(t, r.VMs[0].HeldPreemptedNs)
+			assert.Nil(t, r.VMs[0].Locks)
 		})
 		t.Run("timeout", func(t *testing.T) {
 			_, stderr, code := lhpvm(t, on(h, "run", "--workload", "spin", "--vcpus", "2", "--timeout", "300ms")...)

@@ -149,3 +149,59 @@ func TestExperimentProgress(t *testing.T) {
 		assert.NotContains(t, string(out), "[1/3]", "no line per run on a terminal")
 	})
 }
+
+// TestExperimentAblation: --ablation pvqspin prints the ablation's table
+// and writes it with --out: a cell per variant and policy (no-boost only
+// where the policy has pv), with the lock events and damage times.
+func TestExperimentAblation(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		dir := filepath.Join(t.TempDir(), "abl")
+		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--ablation", "pvqspin", "--variants", "full,no-steal,no-boost",
+			"--sizes", "4", "--duration", "200ms", "--repeat", "1", "--quiet", "--out", dir)...)
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "Ablation pvqspin")
+		assert.Contains(t, stdout, "| vCPUs | policy | variant |")
+		for _, row := range []string{"| 4 | rr | full |", "| 4 | rr | no-steal |", "| 4 | pv | full |", "| 4 | pv | no-steal |", "| 4 | pv | no-boost |"} {
+			assert.Contains(t, stdout, row)
+		}
+		assert.NotContains(t, stdout, "| 4 | rr | no-boost |", "no-boost is full under a policy without pv")
+
+		var res struct {
+			Matrix struct {
+				Ablation string   `json:"ablation"`
+				Variants []string `json:"variants"`
+				Locks    []string `json:"locks"`
+				Policies []string `json:"policies"`
+			} `json:"matrix"`
+			Cells []struct {
+				Variant         string             `json:"variant"`
+				Policy          string             `json:"policy"`
+				OK              bool               `json:"ok"`
+				HeldPreemptedNs *int64             `json:"held_preempted_ns"`
+				LockEvents      map[string]float64 `json:"lock_events"`
+			} `json:"cells"`
+		}
+		require.NoError(t, json.Unmarshal(readFile(t, filepath.Join(dir, "results.json")), &res))
+		assert.Equal(t, "pvqspin", res.Matrix.Ablation)
+		assert.Equal(t, []string{"pvqspin"}, res.Matrix.Locks)
+		assert.Equal(t, []string{"rr", "pv"}, res.Matrix.Policies, "an ablation's default policies")
+		require.Len(t, res.Cells, 5)
+		for _, c := range res.Cells {
+			assert.True(t, c.OK, "%+v", c)
+			assert.NotNil(t, c.HeldPreemptedNs, "damage is measured under our policies")
+			if c.Variant == "no-steal" {
+				assert.Zero(t, c.LockEvents["pv_lock_stealing"])
+			}
+		}
+		f, err := os.Open(filepath.Join(dir, "results.csv"))
+		require.NoError(t, err)
+		rows, err := csv.NewReader(f).ReadAll()
+		f.Close()
+		require.NoError(t, err)
+		require.Len(t, rows, 1+5+5)
+		assert.Contains(t, rows[0], "variant")
+		assert.Contains(t, rows[0], "pv_lock_stealing")
+		assert.Contains(t, rows[0], "granted_preempted_ns")
+		assert.FileExists(t, filepath.Join(dir, "throughput-4vcpus.svg"))
+	})
+}

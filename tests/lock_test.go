@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +137,105 @@ func TestOvercommitSpins(t *testing.T) {
 		t.Logf("ticket spin fraction: 2 vCPUs %.3f, 4 vCPUs %.3f", two, four)
 		assert.Greater(t, four, two)
 	})
+}
+
+// TestQueuedLocksEveryPolicy: Linux's qspinlock, pv-qspinlock and
+// virt_spin_lock are exact at 1, 2 and 8 vCPUs on 2 pCPUs under every
+// policy (4 vCPUs: TestEveryPolicyEveryLock).
+func TestQueuedLocksEveryPolicy(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if len(pcpus(t)) < 2 {
+			t.Skip("needs 2 host CPUs")
+		}
+		for _, policy := range policySpecs() {
+			for _, lock := range []string{"qspinlock", "pvqspin", "virt"} {
+				for _, n := range []int{1, 2, 8} {
+					t.Run(fmt.Sprintf("%s/%s/%d-vcpus", policy, lock, n), func(t *testing.T) {
+						mc := lockMachine(t, policy, 100*time.Millisecond)
+						mc.Options.Slice = 5 * time.Millisecond
+						res := runM(t, h, mc, sized(t, policy, lock, n)...)
+						require.True(t, res.OK, res.Error)
+						for _, vm := range res.VMs {
+							assert.Equal(t, vm.LockStats.Acquisitions, *vm.CounterActual, vm.Name)
+							assert.Greater(t, vm.LockStats.Acquisitions, uint64(0), vm.Name)
+						}
+					})
+				}
+			}
+		}
+	})
+}
+
+// TestPVQSpinKnobs: every combination of pvqspin's mechanisms is exact at
+// 4 vCPUs on 2 pCPUs, under pv with the kicked vCPU boosted and under rr,
+// and the events follow the knobs.
+func TestPVQSpinKnobs(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		if len(pcpus(t)) < 2 {
+			t.Skip("needs 2 host CPUs")
+		}
+		knobs := vmm.PVKnobList()
+		var combos []vmm.PVKnobs
+		var walk func(i int, p vmm.PVKnobs)
+		walk = func(i int, p vmm.PVKnobs) {
+			if i == len(knobs) {
+				combos = append(combos, p)
+				return
+			}
+			for v := range knobs[i].Values {
+				knobs[i].Set(&p, uint32(v))
+				walk(i+1, p)
+			}
+		}
+		walk(0, vmm.PVKnobs{SpinThresholdHead: 256})
+		require.Len(t, combos, 36)
+		for i, p := range combos {
+			policy := "pv"
+			if i%2 == 1 {
+				policy = "rr"
+			}
+			var name []string
+			for _, k := range knobs {
+				name = append(name, k.Key+"="+k.Name(p))
+			}
+			t.Run(policy+"/"+strings.Join(name, ","), func(t *testing.T) {
+				cfg := lockConfig(t, "pvqspin", 4)
+				cfg.PV = p
+				cfg.SpinThreshold = 1024 // the slow paths, often
+				mc := lockMachine(t, policy, 100*time.Millisecond)
+				mc.Options.Slice = 5 * time.Millisecond
+				mc.Options.BoostKicked = policy == "pv"
+				res := runM(t, h, mc, cfg)
+				requireExact(t, res)
+				e := res.VMs[0].LockStats.Events
+				assert.Zero(t, e.LockPending, "pv skips the pending fast path")
+				if p.Steal == hypercall.PVStealOff {
+					assert.Zero(t, e.PVLockStealing, "no stealing when it is off")
+				}
+				if p.PrevCheck == hypercall.PVPrevCheckOff {
+					assert.Zero(t, e.PVWaitEarly, "no early WAIT without the predecessor check")
+				}
+				if p.Kick == hypercall.PVKickImmediate {
+					assert.LessOrEqual(t, e.PVKickUnlock, e.PVWaitHead, "only a queue head that hashed itself is kicked at unlock")
+				}
+			})
+		}
+	})
+}
+
+// sized is n vCPUs of lock workload with the guest options the policy
+// reads; under gang, VMs of at most 2 vCPUs (it refuses wider ones).
+func sized(t *testing.T, policy, lock string, n int) []vmm.Config {
+	cfg := overcommitted(t, policy, lock)[0]
+	cfg.Name, cfg.VCPUs = "", n
+	if !strings.HasPrefix(policy, "gang") || n <= 2 {
+		return []vmm.Config{cfg}
+	}
+	var cfgs []vmm.Config
+	for i := 0; i < n/2; i++ {
+		c := cfg
+		c.Name, c.VCPUs = fmt.Sprintf("vm%d", i), 2
+		cfgs = append(cfgs, c)
+	}
+	return cfgs
 }

@@ -115,3 +115,19 @@ func TestPVKnobs(t *testing.T) {
 	assert.EqualValues(t, hypercall.PVPrevCheckPreempted, p.PrevCheck)
 	assert.EqualValues(t, hypercall.PVKickImmediate, p.Kick)
 }
+
+func TestLockEventsMerge(t *testing.T) {
+	var a, b LockStats
+	a.add(&hypercall.VCPUPage{PVLockStealing: 3, Kicks: 1, PVLatencyKick: 2600, PVHashOps: 1, PVHashHops: 1})
+	b.add(&hypercall.VCPUPage{PVLockStealing: 5, Kicks: 3, PVLatencyKick: 3 * 5200, PVHashOps: 1, PVHashHops: 3})
+	a.finish(2_600_000)
+	b.finish(2_600_000)
+	e := a.Events
+	e.Merge(b.Events)
+	assert.EqualValues(t, 8, e.PVLockStealing)
+	assert.InDelta(t, (1000+3*2000)/4.0, e.PVLatencyKick, 1e-9, "weighted by kicks")
+	assert.InDelta(t, 2, e.PVHashHops, 1e-9)
+	var z LockEvents
+	z.Merge(LockEvents{})
+	assert.Zero(t, z.PVLatencyKick)
+}

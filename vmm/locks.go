@@ -321,3 +321,32 @@ func (k PVKnob) Name(p PVKnobs) string {
 
 // IsDefault reports whether p is Linux's pv-qspinlock.
 func (p PVKnobs) IsDefault() bool { return p == PVKnobs{} }
+
+// Merge adds o's events to e (two VMs of one run): counts add, the
+// averages are weighted by what they average over.
+func (e *LockEvents) Merge(o LockEvents) {
+	wavg := func(a float64, na uint64, b float64, nb uint64) float64 {
+		if na+nb == 0 {
+			return 0
+		}
+		return (a*float64(na) + b*float64(nb)) / float64(na+nb)
+	}
+	e.PVHashHops = wavg(e.PVHashHops, e.hashOps, o.PVHashHops, o.hashOps)
+	e.PVLatencyKick = wavg(e.PVLatencyKick, e.kicks, o.PVLatencyKick, o.kicks)
+	e.PVLatencyWake = wavg(e.PVLatencyWake, e.PVKickWake, o.PVLatencyWake, o.PVKickWake)
+	e.LockSlowpath += o.LockSlowpath
+	e.LockPending += o.LockPending
+	e.PVLockStealing += o.PVLockStealing
+	e.PVWaitNode += o.PVWaitNode
+	e.PVWaitHead += o.PVWaitHead
+	e.PVWaitEarly += o.PVWaitEarly
+	e.PVWaitAgain += o.PVWaitAgain
+	e.PVSpuriousWakeup += o.PVSpuriousWakeup
+	e.PVKickUnlock += o.PVKickUnlock
+	e.PVKickWake += o.PVKickWake
+	e.hashOps += o.hashOps
+	e.hashHops += o.hashHops
+	e.kicks += o.kicks
+	e.kickCycles += o.kickCycles
+	e.wakeCycles += o.wakeCycles
+}

@@ -36,7 +36,11 @@ type expFlags struct {
 	shard    string
 	trace    string
 	quiet    bool
+	ablation string
+	variants string
 	args     []string
+
+	changed func(name string) bool
 }
 
 func newExperimentCmd() *cobra.Command {
@@ -50,15 +54,25 @@ overcommit), the spin fraction, and the LHP/LWP events.
 
 Guest options follow the policy: a policy with delay runs the guest with
 --delay-hint; one with pv runs it with --preempted-aware. Every run checks
-itself; a failed or refused cell says why.`,
+itself; a failed or refused cell says why.
+
+--ablation pvqspin runs Linux's pv-qspinlock with every mechanism on (and
+the host boosting the kicked vCPU under a pv policy), then with each
+switched off alone - lock stealing, the pending bit, the predecessor
+check, the deferred kick, the boost - at 4 and 8 vCPUs under rr and pv,
+and prints throughput, spin, acquire p99, the lock events and the damage
+times per variant.`,
 		Example: `  lhpvm experiment --duration 1s
   lhpvm experiment --locks ticket,pvticket --policies rr,rr+pv --sizes 4,8
   lhpvm experiment --vm-vcpus 2 --policies rr,gang   # VMs of 2 vCPUs, so gang can run
   lhpvm experiment --out results --sizes 2,4 --policies rr,pv --locks ticket,tas
-  lhpvm experiment --out shard1 --shard 1/4 ... ; lhpvm merge --out all shard1 shard2 shard3 shard4`,
+  lhpvm experiment --out shard1 --shard 1/4 ... ; lhpvm merge --out all shard1 shard2 shard3 shard4
+  lhpvm experiment --ablation pvqspin --out ablation
+  lhpvm experiment --ablation pvqspin --variants full,no-steal --policies pv --sizes 4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.args = os.Args
+			f.changed = func(name string) bool { return cmd.Flags().Changed(name) }
 			return runExperiment(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -78,6 +92,8 @@ itself; a failed or refused cell says why.`,
 	fl.StringVar(&f.shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge)")
 	fl.StringVar(&f.trace, "trace", "", "write a Perfetto trace of every run into this directory")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
+	fl.StringVar(&f.ablation, "ablation", "", "run an ablation instead of the lock matrix: "+strings.Join(ablationNames(), ", ")+" (policies default to rr,pv)")
+	fl.StringVar(&f.variants, "variants", "", "--ablation: the variants to run (default: all of them)")
 	return cmd
 }
 
@@ -111,6 +127,23 @@ type expPlan struct {
 
 func checkExperiment(f expFlags) (expPlan, error) {
 	var p expPlan
+	changed := func(name string) bool { return f.changed != nil && f.changed(name) }
+	var variants []string
+	if f.ablation != "" {
+		if changed("locks") {
+			return p, fmt.Errorf("--locks: an ablation runs its own lock (%s: %s)", f.ablation, ablations[f.ablation].lock)
+		}
+		lock, vs, err := checkAblation(f.ablation, f.variants)
+		if err != nil {
+			return p, err
+		}
+		f.locks, variants = lock, vs
+		if !changed("policies") {
+			f.policies = "rr,pv"
+		}
+	} else if changed("variants") {
+		return p, fmt.Errorf("--variants needs --ablation")
+	}
 	locks, policies := splitList(f.locks), splitList(f.policies)
 	var sizes []int
 	for _, s := range splitList(f.sizes) {
@@ -167,7 +200,10 @@ func checkExperiment(f expFlags) (expPlan, error) {
 		be = backend.Auto
 	}
 	p.m = Matrix{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: f.vmVCPUs, Duration: f.duration.String(),
-		Repeat: f.repeat, CSCycles: f.cs, Think: f.think, Backend: be}
+		Repeat: f.repeat, CSCycles: f.cs, Think: f.think, Backend: be, Ablation: f.ablation, Variants: variants}
+	if len(p.m.cells()) == 0 {
+		return p, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", f.variants, f.policies)
+	}
 	return p, nil
 }
 
@@ -210,7 +246,11 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 		runs++
 		tracePath := ""
 		if f.trace != "" {
-			tracePath = filepath.Join(f.trace, fmt.Sprintf("%dvcpus-%s-%s-%d.json", k.VCPUs, k.Lock, k.Policy, runs))
+			lock := k.Lock
+			if k.Variant != "" {
+				lock += "-" + k.Variant
+			}
+			tracePath = filepath.Join(f.trace, fmt.Sprintf("%dvcpus-%s-%s-%d.json", k.VCPUs, lock, k.Policy, runs))
 		}
 		return runCell(h, k, p, f, tracePath)
 	}
@@ -298,11 +338,15 @@ func runCell(h *backend.Choice, k CellKey, p expPlan, f expFlags, tracePath stri
 	if f.vmVCPUs > 0 {
 		per = f.vmVCPUs
 	}
+	var v variant
+	if k.Variant != "" {
+		v, _ = lookupVariant(p.m.Ablation, k.Variant)
+	}
 	var cfgs []vmm.Config
 	for left, i := k.VCPUs, 0; left > 0; i++ {
 		n := min(per, left)
 		cfg := vmm.Config{Name: fmt.Sprintf("vm%d", i), VCPUs: n, Workload: wl, LockKind: lk.ID, Locks: 1,
-			CSCycles: f.cs, ThinkCycles: f.think, SpinThreshold: vmm.DefaultSpinThreshold}
+			CSCycles: f.cs, ThinkCycles: f.think, SpinThreshold: vmm.DefaultSpinThreshold, PV: v.PV}
 		if strings.Contains(k.Policy, "delay") {
 			cfg.Flags |= hypercall.FlagDelayHint
 		}
@@ -313,7 +357,8 @@ func runCell(h *backend.Choice, k CellKey, p expPlan, f expFlags, tracePath stri
 		left -= n
 	}
 	mc := vmm.MachineConfig{PCPUs: p.pcpus, Policy: k.Policy, Duration: f.duration, Timeout: f.duration + time.Minute,
-		Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax}}
+		Options: sched.Options{Slice: sched.DefaultSlice, Skew: sched.DefaultSkew, DelayMax: sched.DefaultDelayMax,
+			BoostKicked: v.Boost && hasPV(k.Policy)}}
 	var r RunResult
 	if tracePath != "" {
 		w, err := trace.Create(tracePath, trace.DefaultLimit)
@@ -329,11 +374,22 @@ func runCell(h *backend.Choice, k CellKey, p expPlan, f expFlags, tracePath stri
 	var refused *sched.RefusedError
 	r.Refused = errors.As(res.Err, &refused)
 	var spin, n float64
-	for _, vm := range res.VMs {
+	for i, vm := range res.VMs {
 		r.OpsPerSec += vm.OpsPerSec
-		if vm.LockStats != nil {
-			spin += vm.LockStats.SpinFraction * float64(vm.VCPUs)
-			n += float64(vm.VCPUs)
+		l := vm.LockStats
+		if l == nil {
+			continue
+		}
+		spin += l.SpinFraction * float64(vm.VCPUs)
+		n += float64(vm.VCPUs)
+		r.AcquireP99Ns = max(r.AcquireP99Ns, l.AcquireNs.P99)
+		r.LockEvents.Merge(l.Events)
+		if i == 0 && l.HeldPreemptedNs != nil && l.GrantedPreemptedNs != nil {
+			h, g := *l.HeldPreemptedNs, *l.GrantedPreemptedNs
+			r.HeldPreemptedNs, r.GrantedPreemptedNs = &h, &g
+		} else if r.HeldPreemptedNs != nil && l.HeldPreemptedNs != nil {
+			*r.HeldPreemptedNs += *l.HeldPreemptedNs
+			*r.GrantedPreemptedNs += *l.GrantedPreemptedNs
 		}
 	}
 	if n > 0 {

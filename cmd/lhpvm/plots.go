@@ -9,10 +9,19 @@ import (
 )
 
 // plotResults draws an experiment's SVG plots into dir: per size the
-// throughput against the reference and the spin fraction by lock and
-// policy, and a heatmap of the whole matrix.
+// throughput against the reference and the spin fraction by lock (or, for
+// an ablation, by variant) and policy, and a heatmap of the whole matrix.
 func plotResults(res *Results, dir string) error {
 	m := res.Matrix
+	// The groups of bars: locks, or an ablation's variants of its lock.
+	groups := m.Locks
+	key := func(n int, g, pol string) CellKey { return CellKey{VCPUs: n, Lock: g, Policy: pol} }
+	if m.Ablation != "" && len(m.Locks) == 1 {
+		groups = m.Variants
+		key = func(n int, g, pol string) CellKey {
+			return CellKey{VCPUs: n, Lock: m.Locks[0], Variant: g, Policy: pol}
+		}
+	}
 	cell := map[CellKey]Cell{}
 	for _, c := range res.Cells {
 		cell[c.CellKey] = c
@@ -26,13 +35,13 @@ func plotResults(res *Results, dir string) error {
 	}
 	for _, n := range m.Sizes {
 		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
-			YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: m.Locks, Series: m.Policies, RefLine: 1}
+			YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
 		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
-			YLabel: "fraction of run time spent spinning", Groups: m.Locks, Series: m.Policies}
+			YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
 		for _, pol := range m.Policies {
 			var r, s []float64
-			for _, lock := range m.Locks {
-				k := CellKey{VCPUs: n, Lock: lock, Policy: pol}
+			for _, g := range groups {
+				k := key(n, g, pol)
 				r = append(r, value(k, func(c Cell) float64 { return c.Relative }))
 				s = append(s, value(k, func(c Cell) float64 { return c.SpinFraction }))
 			}
@@ -46,17 +55,17 @@ func plotResults(res *Results, dir string) error {
 		}
 	}
 	h := figures.Heat{Title: fmt.Sprintf("throughput against the reference, every cell (%s)", res.Meta.Backend),
-		Rows: m.Locks, Min: 0, Max: 2}
+		Rows: groups, Min: 0, Max: 2}
 	for _, n := range m.Sizes {
 		for _, pol := range m.Policies {
 			h.Cols = append(h.Cols, fmt.Sprintf("%s, %d", pol, n))
 		}
 	}
-	for _, lock := range m.Locks {
+	for _, g := range groups {
 		var row []float64
 		for _, n := range m.Sizes {
 			for _, pol := range m.Policies {
-				row = append(row, value(CellKey{VCPUs: n, Lock: lock, Policy: pol}, func(c Cell) float64 { return c.Relative }))
+				row = append(row, value(key(n, g, pol), func(c Cell) float64 { return c.Relative }))
 			}
 		}
 		h.Values = append(h.Values, row)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/vmm"
 	"gonum.org/v1/gonum/stat"
 )
 
@@ -32,16 +33,30 @@ type Matrix struct {
 	CSCycles uint64   `json:"cs_cycles"`
 	Think    uint64   `json:"think_cycles"`
 	Backend  string   `json:"backend"` // as asked for (auto, kvm, ptrace)
+	// Ablation names the ablation the matrix is (experiment --ablation),
+	// Variants its variants of the lock; both empty for a plain matrix.
+	Ablation string   `json:"ablation,omitempty"`
+	Variants []string `json:"variants,omitempty"`
 }
 
 // cells lists the matrix's cells in their canonical order: by size, then
-// lock, then policy. Shards partition this list.
+// lock, then variant, then policy. Shards partition this list. A variant
+// that only differs under a pv policy has no cell under the others.
 func (m Matrix) cells() []CellKey {
 	var ks []CellKey
+	variants := m.Variants
+	if len(variants) == 0 {
+		variants = []string{""}
+	}
 	for _, n := range m.Sizes {
 		for _, l := range m.Locks {
-			for _, p := range m.Policies {
-				ks = append(ks, CellKey{VCPUs: n, Lock: l, Policy: p})
+			for _, v := range variants {
+				for _, p := range m.Policies {
+					if vr, ok := lookupVariant(m.Ablation, v); ok && vr.NeedsPV && !hasPV(p) {
+						continue
+					}
+					ks = append(ks, CellKey{VCPUs: n, Lock: l, Variant: v, Policy: p})
+				}
 			}
 		}
 	}
@@ -56,12 +71,18 @@ func (m Matrix) equal(o Matrix) bool {
 
 // CellKey names a cell.
 type CellKey struct {
-	VCPUs  int    `json:"vcpus"`
-	Lock   string `json:"lock"`
-	Policy string `json:"policy"`
+	VCPUs   int    `json:"vcpus"`
+	Lock    string `json:"lock"`
+	Variant string `json:"variant,omitempty"` // of an ablation
+	Policy  string `json:"policy"`
 }
 
-func (k CellKey) String() string { return fmt.Sprintf("%d vCPUs, %s, %s", k.VCPUs, k.Lock, k.Policy) }
+func (k CellKey) String() string {
+	if k.Variant != "" {
+		return fmt.Sprintf("%d vCPUs, %s %s, %s", k.VCPUs, k.Lock, k.Variant, k.Policy)
+	}
+	return fmt.Sprintf("%d vCPUs, %s, %s", k.VCPUs, k.Lock, k.Policy)
+}
 
 // Shard is which part of the matrix a results file holds.
 type Shard struct {
@@ -95,6 +116,12 @@ type RunResult struct {
 	LHPEvents    uint64  `json:"lhp_events"`
 	LWPEvents    uint64  `json:"lwp_events"`
 	ElapsedS     float64 `json:"elapsed_s"`
+	// AcquireP99Ns: the 99th percentile of an acquisition, over the VMs.
+	AcquireP99Ns float64 `json:"acquire_p99_ns"`
+	// The damage times, summed over the VMs; null under the host policy.
+	HeldPreemptedNs    *int64         `json:"held_preempted_ns"`
+	GrantedPreemptedNs *int64         `json:"granted_preempted_ns"`
+	LockEvents         vmm.LockEvents `json:"lock_events"`
 }
 
 // Cell is a cell with all its runs and their summary: the median run's
@@ -114,6 +141,11 @@ type Cell struct {
 	SpinFraction float64     `json:"spin_fraction"`
 	LHPEvents    uint64      `json:"lhp_events"`
 	LWPEvents    uint64      `json:"lwp_events"`
+	// The median run's acquire p99, damage times and lock events.
+	AcquireP99Ns       float64        `json:"acquire_p99_ns"`
+	HeldPreemptedNs    *int64         `json:"held_preempted_ns"`
+	GrantedPreemptedNs *int64         `json:"granted_preempted_ns"`
+	LockEvents         vmm.LockEvents `json:"lock_events"`
 	// Noisy: the reference of its shard drifted more than noisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
@@ -176,6 +208,7 @@ func (c *Cell) summarize(ref *Reference) {
 	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
 	m := ok[len(ok)/2]
 	c.OpsPerSec, c.SpinFraction, c.LHPEvents, c.LWPEvents = m.OpsPerSec, m.SpinFraction, m.LHPEvents, m.LWPEvents
+	c.AcquireP99Ns, c.HeldPreemptedNs, c.GrantedPreemptedNs, c.LockEvents = m.AcquireP99Ns, m.HeldPreemptedNs, m.GrantedPreemptedNs, m.LockEvents
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
@@ -268,9 +301,29 @@ func (res *Results) write(dir string) error {
 // in the run column.
 func (res *Results) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"vcpus", "vms", "lock", "policy", "shard", "run", "ok", "refused", "acq_per_s",
-		"min_acq_per_s", "max_acq_per_s", "vs_ref", "spin_fraction", "lhp", "lwp", "noisy", "error"})
+	head := []string{"vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s",
+		"min_acq_per_s", "max_acq_per_s", "vs_ref", "spin_fraction", "lhp", "lwp", "acquire_p99_ns",
+		"held_preempted_ns", "granted_preempted_ns"}
+	for _, e := range (&vmm.LockEvents{}).Named() {
+		head = append(head, e.Name)
+	}
+	_ = cw.Write(append(head, "noisy", "error"))
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+	ns := func(p *int64) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.FormatInt(*p, 10)
+	}
+	row := func(c Cell, run, ok, refused, acq, lo, hi, rel string, r RunResult, errText string) {
+		rec := []string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Variant, c.Policy, strconv.Itoa(c.Shard),
+			run, ok, refused, acq, lo, hi, rel, g(r.SpinFraction), strconv.FormatUint(r.LHPEvents, 10),
+			strconv.FormatUint(r.LWPEvents, 10), g(r.AcquireP99Ns), ns(r.HeldPreemptedNs), ns(r.GrantedPreemptedNs)}
+		for _, e := range r.LockEvents.Named() {
+			rec = append(rec, g(e.Value))
+		}
+		_ = cw.Write(append(rec, strconv.FormatBool(c.Noisy), errText))
+	}
 	for _, c := range res.Cells {
 		ref := res.reference(c.Shard)
 		for i, r := range c.Runs {
@@ -278,17 +331,14 @@ func (res *Results) writeCSV(w io.Writer) error {
 			if ref != nil && ref.OpsPerSec > 0 {
 				rel = g(r.OpsPerSec / ref.OpsPerSec)
 			}
-			_ = cw.Write([]string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Policy, strconv.Itoa(c.Shard),
-				strconv.Itoa(i + 1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel,
-				g(r.SpinFraction), strconv.FormatUint(r.LHPEvents, 10), strconv.FormatUint(r.LWPEvents, 10),
-				strconv.FormatBool(c.Noisy), r.Error})
+			row(c, strconv.Itoa(i+1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel, r, r.Error)
 		}
 	}
 	for _, c := range res.Cells {
-		_ = cw.Write([]string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Policy, strconv.Itoa(c.Shard),
-			"median", strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused), g(c.OpsPerSec), g(c.MinOpsPerSec),
-			g(c.MaxOpsPerSec), g(c.Relative), g(c.SpinFraction), strconv.FormatUint(c.LHPEvents, 10),
-			strconv.FormatUint(c.LWPEvents, 10), strconv.FormatBool(c.Noisy), c.Error})
+		med := RunResult{SpinFraction: c.SpinFraction, LHPEvents: c.LHPEvents, LWPEvents: c.LWPEvents, AcquireP99Ns: c.AcquireP99Ns,
+			HeldPreemptedNs: c.HeldPreemptedNs, GrantedPreemptedNs: c.GrantedPreemptedNs, LockEvents: c.LockEvents}
+		row(c, "median", strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused), g(c.OpsPerSec), g(c.MinOpsPerSec),
+			g(c.MaxOpsPerSec), g(c.Relative), med, c.Error)
 	}
 	cw.Flush()
 	return cw.Error()
@@ -311,28 +361,96 @@ func (res *Results) printTable(out io.Writer) {
 	m := res.Matrix
 	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s.\n\n",
 		m.Repeat, m.Duration, m.CSCycles, m.Think, res.Meta.Backend)
+	if m.Ablation != "" {
+		res.printAblation(out)
+		return
+	}
 	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | check |")
 	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---|")
 	for _, c := range res.Cells {
-		check := "ok"
-		if c.Noisy {
-			check = "ok, noisy"
-		}
-		if !c.OK {
-			check = "FAILED: " + c.Error
-			if c.Refused {
-				check = "refused: " + c.Error
-			}
-			if len(check) > 90 {
-				check = check[:90] + "…"
-			}
-		}
+		check := c.check()
 		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
 		if len(c.Runs) > 1 && c.OK {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
 		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %s |\n", c.VCPUs, c.Lock, c.Policy,
 			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, check)
+	}
+	if f := res.failed(); len(f) > 0 {
+		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
+		for _, c := range f {
+			fmt.Fprintf(out, "- %s\n", c)
+		}
+	}
+}
+
+// check is a cell's verdict for a table.
+func (c Cell) check() string {
+	check := "ok"
+	if c.Noisy {
+		check = "ok, noisy"
+	}
+	if !c.OK {
+		check = "FAILED: " + c.Error
+		if c.Refused {
+			check = "refused: " + c.Error
+		}
+		if len(check) > 90 {
+			check = check[:90] + "…"
+		}
+	}
+	return check
+}
+
+// printAblation is an ablation's table: per size and policy, the lock with
+// every mechanism, then with each switched off alone.
+func (res *Results) printAblation(out io.Writer) {
+	a := ablations[res.Matrix.Ablation]
+	fmt.Fprintf(out, "Ablation %s: %s. Variants:\n", res.Matrix.Ablation, a.doc)
+	for _, name := range res.Matrix.Variants {
+		if v, ok := lookupVariant(res.Matrix.Ablation, name); ok {
+			fmt.Fprintf(out, "- %s: %s\n", v.Name, v.Doc)
+		}
+	}
+	fmt.Fprintf(out, "\nDamage: the lock held by a vCPU that did not run / handed to a waiter that did not run, ms per run of %s.\n\n", res.Matrix.Duration)
+	fmt.Fprintln(out, "| vCPUs | policy | variant | acq/s | vs ref | spin % | acquire p99 µs | held-preempted ms | granted-preempted ms | pv_lock_stealing | pv_wait_node | pv_wait_head | pv_wait_early | pv_kick_unlock | pv_latency_wake µs | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	ms := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(*p)/1e6)
+	}
+	// Grouped by size and policy, variants in order.
+	cells := append([]Cell(nil), res.Cells...)
+	order := map[string]int{}
+	for i, v := range res.Matrix.Variants {
+		order[v] = i
+	}
+	porder := map[string]int{}
+	for i, p := range res.Matrix.Policies {
+		porder[p] = i
+	}
+	sort.SliceStable(cells, func(i, j int) bool {
+		a, b := cells[i], cells[j]
+		if a.VCPUs != b.VCPUs {
+			return a.VCPUs < b.VCPUs
+		}
+		if porder[a.Policy] != porder[b.Policy] {
+			return porder[a.Policy] < porder[b.Policy]
+		}
+		return order[a.Variant] < order[b.Variant]
+	})
+	for _, c := range cells {
+		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
+		if len(c.Runs) > 1 && c.OK {
+			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
+		}
+		e := c.LockEvents
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %.0f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
+			c.VCPUs, c.Policy, c.Variant, acq, c.Relative, 100*c.SpinFraction, c.AcquireP99Ns/1e3,
+			ms(c.HeldPreemptedNs), ms(c.GrantedPreemptedNs), e.PVLockStealing, e.PVWaitNode, e.PVWaitHead,
+			e.PVWaitEarly, e.PVKickUnlock, e.PVLatencyWake/1e3, c.check())
 	}
 	if f := res.failed(); len(f) > 0 {
 		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
