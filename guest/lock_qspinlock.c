@@ -300,6 +300,9 @@ static GUEST_CS_TEXT void qspin_pass_head(struct lock_ctx *c, struct lhpvm_lock_
 	uint64_t n;
 	struct lock_qnode *next;
 
+	/* Ours now: say so before a KICK below can cost us our pCPU (the host
+	 * times a lock held by a vCPU that does not run from this). */
+	lock_grant(s, c->id);
 	if ((v & Q_TAIL_MASK) == tail && lk_cas_acq(q_word(s), v, Q_LOCKED))
 		return;
 	__atomic_store_n(q_locked(s), (uint8_t)Q_LOCKED, __ATOMIC_RELAXED);

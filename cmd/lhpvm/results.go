@@ -447,7 +447,7 @@ func (res *Results) printAblation(out io.Writer) {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
 		e := c.LockEvents
-		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %.0f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %.1f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
 			c.VCPUs, c.Policy, c.Variant, acq, c.Relative, 100*c.SpinFraction, c.AcquireP99Ns/1e3,
 			ms(c.HeldPreemptedNs), ms(c.GrantedPreemptedNs), e.PVLockStealing, e.PVWaitNode, e.PVWaitHead,
 			e.PVWaitEarly, e.PVKickUnlock, e.PVLatencyWake/1e3, c.check())
