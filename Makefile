@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate pictures clean
+.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate pictures model clean
 
 all: build
 
@@ -39,12 +39,19 @@ run: build
 test: build check-fmt backends
 	$(GO) vet ./...
 	$(MAKE) -C guest/hosttest check
+	$(MAKE) model
 	@echo "go test ./... (each skipped test and its reason last):"
 	$(GO) test -json -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
 	@echo "go test -race ./...:"
 	$(GO) test -json -race -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
 	@echo "fuzzing each target briefly (make fuzz: $(FUZZTIME) each):"
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t 5s; done
+
+# The pv-qspinlock's WAIT/KICK, slow-flag and hash protocol, model-checked
+# exhaustively with SPIN for 2-3 vCPUs under every knob combination, and two
+# mutations it must catch (needs the Debian package spin).
+model:
+	guest/model/check.sh
 
 # Everything that parses what a user or a guest hands lhpvm.
 FUZZ_TARGETS = ./vmm:FuzzParseELF ./vmm:FuzzHypercalls ./internal/scenario:FuzzParse \

@@ -586,13 +586,17 @@ static void suite(unsigned scale)
 		}
 
 	/* pv soak: spin threshold 1 and 64, nearly every contended acquisition
-	 * takes the slow path; thousands of WAIT/KICK round trips. */
+	 * takes the slow path; thousands of WAIT/KICK round trips. pvqspin
+	 * without stealing, which would otherwise take most of them out of the
+	 * queue (its stealing runs in the knob suite below). */
 	for (size_t i = 0; i < 2; i++)
 		for (uint64_t thr = 1; thr <= 64; thr *= 64)
 			for (uint32_t n = 2; n <= 8; n *= 2) {
 				c = with_lock(defaults, i == 0 ? "pvticket" : "pvqspin");
 				c.threads = n;
 				c.spin_threshold = thr;
+				c.spin_threshold_head = thr;
+				c.pv_steal = LHPVM_PV_STEAL_OFF;
 				c.iters = 5000 / scale;
 				c.cs_cycles = 20000; /* ~8 us: 64 spins never cover it */
 				c.think_cycles = 0;
