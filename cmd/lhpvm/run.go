@@ -151,7 +151,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.BoolVar(&f.preemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	f.pvKnobs = map[string]*string{}
 	for _, k := range vmm.PVKnobList() {
-		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc+" ("+strings.Join(k.Values, ", ")+")")
+		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc)
 	}
 	fl.Uint64Var(&f.spinHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
 	return cmd
