@@ -108,14 +108,20 @@ func (s Shard) owns(idx int) bool { return idx%s.N == s.I-1 }
 
 // RunResult is one run of a cell or of the reference.
 type RunResult struct {
-	OK           bool    `json:"ok"`
-	Refused      bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
-	Error        string  `json:"error"`
-	OpsPerSec    float64 `json:"ops_per_s"`
+	OK        bool    `json:"ok"`
+	Refused   bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
+	Error     string  `json:"error"`
+	OpsPerSec float64 `json:"ops_per_s"`
+	ElapsedS  float64 `json:"elapsed_s"`
+	Measured
+}
+
+// Measured is what a run measured beside its throughput (a cell: its
+// median run's).
+type Measured struct {
 	SpinFraction float64 `json:"spin_fraction"`
 	LHPEvents    uint64  `json:"lhp_events"`
 	LWPEvents    uint64  `json:"lwp_events"`
-	ElapsedS     float64 `json:"elapsed_s"`
 	// AcquireP99Ns: the 99th percentile of an acquisition, over the VMs.
 	AcquireP99Ns float64 `json:"acquire_p99_ns"`
 	// The damage times, summed over the VMs; null under the host policy.
@@ -138,14 +144,7 @@ type Cell struct {
 	MinOpsPerSec float64     `json:"min_ops_per_s"`
 	MaxOpsPerSec float64     `json:"max_ops_per_s"`
 	Relative     float64     `json:"relative"` // to its shard's reference
-	SpinFraction float64     `json:"spin_fraction"`
-	LHPEvents    uint64      `json:"lhp_events"`
-	LWPEvents    uint64      `json:"lwp_events"`
-	// The median run's acquire p99, damage times and lock events.
-	AcquireP99Ns       float64        `json:"acquire_p99_ns"`
-	HeldPreemptedNs    *int64         `json:"held_preempted_ns"`
-	GrantedPreemptedNs *int64         `json:"granted_preempted_ns"`
-	LockEvents         vmm.LockEvents `json:"lock_events"`
+	Measured                 // the median run's
 	// Noisy: the reference of its shard drifted more than noisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
@@ -207,8 +206,7 @@ func (c *Cell) summarize(ref *Reference) {
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
 	m := ok[len(ok)/2]
-	c.OpsPerSec, c.SpinFraction, c.LHPEvents, c.LWPEvents = m.OpsPerSec, m.SpinFraction, m.LHPEvents, m.LWPEvents
-	c.AcquireP99Ns, c.HeldPreemptedNs, c.GrantedPreemptedNs, c.LockEvents = m.AcquireP99Ns, m.HeldPreemptedNs, m.GrantedPreemptedNs, m.LockEvents
+	c.OpsPerSec, c.Measured = m.OpsPerSec, m.Measured
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
@@ -315,7 +313,7 @@ func (res *Results) writeCSV(w io.Writer) error {
 		}
 		return strconv.FormatInt(*p, 10)
 	}
-	row := func(c Cell, run, ok, refused, acq, lo, hi, rel string, r RunResult, errText string) {
+	row := func(c Cell, run, ok, refused, acq, lo, hi, rel string, r Measured, errText string) {
 		rec := []string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Variant, c.Policy, strconv.Itoa(c.Shard),
 			run, ok, refused, acq, lo, hi, rel, g(r.SpinFraction), strconv.FormatUint(r.LHPEvents, 10),
 			strconv.FormatUint(r.LWPEvents, 10), g(r.AcquireP99Ns), ns(r.HeldPreemptedNs), ns(r.GrantedPreemptedNs)}
@@ -331,14 +329,12 @@ func (res *Results) writeCSV(w io.Writer) error {
 			if ref != nil && ref.OpsPerSec > 0 {
 				rel = g(r.OpsPerSec / ref.OpsPerSec)
 			}
-			row(c, strconv.Itoa(i+1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel, r, r.Error)
+			row(c, strconv.Itoa(i+1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel, r.Measured, r.Error)
 		}
 	}
 	for _, c := range res.Cells {
-		med := RunResult{SpinFraction: c.SpinFraction, LHPEvents: c.LHPEvents, LWPEvents: c.LWPEvents, AcquireP99Ns: c.AcquireP99Ns,
-			HeldPreemptedNs: c.HeldPreemptedNs, GrantedPreemptedNs: c.GrantedPreemptedNs, LockEvents: c.LockEvents}
 		row(c, "median", strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused), g(c.OpsPerSec), g(c.MinOpsPerSec),
-			g(c.MaxOpsPerSec), g(c.Relative), med, c.Error)
+			g(c.MaxOpsPerSec), g(c.Relative), c.Measured, c.Error)
 	}
 	cw.Flush()
 	return cw.Error()
