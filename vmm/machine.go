@@ -447,8 +447,7 @@ func (m *Machine) schedResult() SchedResult {
 		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
 		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
 		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
-		KickBoosts: st.Acct.KickBoosts,
-		Probes:     st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
+		KickBoosts: st.Acct.KickBoosts, Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
 	}
 	if !m.pol.Exclusive() {
 		r.SliceUs = 0 // Linux decides
