@@ -158,18 +158,7 @@ func (t *Writer) event(name, cat string, ph byte, pid, tid int, ts, dur time.Dur
 	}
 	if len(args) > 0 {
 		b = append(b, `,"args":{`...)
-		for i, a := range args {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, a.Key)
-			b = append(b, ':')
-			if a.num {
-				b = strconv.AppendFloat(b, a.Num, 'g', -1, 64)
-			} else {
-				b = appendString(b, a.Str)
-			}
-		}
+		b = appendArgs(b, args)
 		b = append(b, '}')
 	}
 	b = append(b, '}')
@@ -225,13 +214,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// Close ends the trace: the events array, then otherData with the meta
-// keys and whether the limit cut it.
-func (t *Writer) Close() error {
-	b := []byte("\n],\"otherData\":{")
-	meta := append(t.meta, N("events", float64(t.n)), N("dropped_events", float64(t.dropped)),
-		S("truncated", strconv.FormatBool(t.dropped > 0)))
-	for i, a := range meta {
+// appendArgs appends args as the members of a JSON object ("k":v,...).
+func appendArgs(b []byte, args []Arg) []byte {
+	for i, a := range args {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -243,6 +228,16 @@ func (t *Writer) Close() error {
 			b = appendString(b, a.Str)
 		}
 	}
+	return b
+}
+
+// Close ends the trace: the events array, then otherData with the meta
+// keys and whether the limit cut it.
+func (t *Writer) Close() error {
+	b := []byte("\n],\"otherData\":{")
+	meta := append(t.meta, N("events", float64(t.n)), N("dropped_events", float64(t.dropped)),
+		S("truncated", strconv.FormatBool(t.dropped > 0)))
+	b = appendArgs(b, meta)
 	b = append(b, "}}\n"...)
 	t.write(b)
 	if err := t.w.Flush(); t.err == nil {
