@@ -46,7 +46,7 @@ func Open() (*System, error) {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrNoKVM, DevicePath, err)
 	}
 	s := &System{fd: fd}
-	v, err := gokvm.GetAPIVersion(uintptr(fd))
+	v, err := retry(func() (uintptr, error) { return gokvm.GetAPIVersion(uintptr(fd)) })
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("KVM_GET_API_VERSION: %w", err)
@@ -55,7 +55,7 @@ func Open() (*System, error) {
 		s.Close()
 		return nil, fmt.Errorf("%w: KVM API version %d, want %d", ErrNotSupported, v, kvmAPIVersion)
 	}
-	size, err := gokvm.GetVCPUMMmapSize(uintptr(fd))
+	size, err := retry(func() (uintptr, error) { return gokvm.GetVCPUMMmapSize(uintptr(fd)) })
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
@@ -85,7 +85,7 @@ func (s *System) Close() error {
 
 // CheckExtension returns the value of a capability (KVM_CHECK_EXTENSION).
 func (s *System) CheckExtension(c gokvm.Capability) (int, error) {
-	v, err := gokvm.CheckExtension(uintptr(s.fd), c)
+	v, err := retry(func() (uintptr, error) { return gokvm.CheckExtension(uintptr(s.fd), c) })
 	if err != nil {
 		return 0, fmt.Errorf("KVM_CHECK_EXTENSION %v: %w", c, err)
 	}
@@ -105,7 +105,7 @@ func (s *System) MaxVCPUs() (int, error) {
 // SupportedCPUID returns what KVM can expose to a guest (KVM_GET_SUPPORTED_CPUID).
 func (s *System) SupportedCPUID() (*gokvm.CPUID, error) {
 	c := &gokvm.CPUID{Nent: 256, Entries: make([]gokvm.CPUIDEntry2, 256)}
-	if err := gokvm.GetSupportedCPUID(uintptr(s.fd), c); err != nil {
+	if err := retryErr(func() error { return gokvm.GetSupportedCPUID(uintptr(s.fd), c) }); err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
 	c.Entries = c.Entries[:c.Nent]
@@ -120,7 +120,7 @@ func (s *System) CreateVM(mem *host.Memory) (_ *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := gokvm.CreateVM(uintptr(s.fd))
+	fd, err := retry(func() (uintptr, error) { return gokvm.CreateVM(uintptr(s.fd)) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}
@@ -159,7 +159,7 @@ func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *host.Memory) error {
 		MemorySize:    mem.Size(),
 		UserspaceAddr: uint64(mem.Addr()),
 	}
-	if err := gokvm.SetUserMemoryRegion(uintptr(vm.fd), &r); err != nil {
+	if err := retryErr(func() error { return gokvm.SetUserMemoryRegion(uintptr(vm.fd), &r) }); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION slot %d: %w", slot, err)
 	}
 	return nil
@@ -170,7 +170,7 @@ func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *host.Memory) error {
 // KVM_SET_SREGS, KVM_SET_REGS). KVM always starts lhpvm guests in ring 0:
 // e.User is for backends that cannot.
 func (vm *VM) CreateVCPU(id int, e hv.Entry) (_ *VCPU, err error) {
-	fd, err := gokvm.CreateVCPU(uintptr(vm.fd), id)
+	fd, err := retry(func() (uintptr, error) { return gokvm.CreateVCPU(uintptr(vm.fd), id) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
 	}
@@ -210,4 +210,17 @@ func (vm *VM) TSCkHz() (uint64, error) {
 		return 0, errors.New("KVM_GET_TSC_KHZ: the VM has no vCPU yet")
 	}
 	return vm.first.TSCkHz()
+}
+
+// Module names the host's KVM vendor module, read from /sys/module:
+// kvm_intel (VMX), kvm_amd (SVM), kvm_pvm (PVM: a paravirtual KVM that runs
+// inside a KVM guest, with guest ring 0 emulated; its differences from
+// textbook KVM are in docs/kvm.md), or "" when none is loaded.
+func Module() string {
+	for _, m := range []string{"kvm_intel", "kvm_amd", "kvm_pvm"} {
+		if _, err := os.Stat("/sys/module/" + m); err == nil {
+			return m
+		}
+	}
+	return ""
 }

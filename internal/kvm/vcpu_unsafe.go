@@ -211,13 +211,13 @@ func (v *VCPU) Regs() (hv.Regs, error) {
 		RIP: r.RIP, RFLAGS: r.RFLAGS}, nil
 }
 
-// SpecialRegs reads CS, SS and CR2 (KVM_GET_SREGS).
+// SpecialRegs reads CS, SS, CR2 and CR0 (KVM_GET_SREGS).
 func (v *VCPU) SpecialRegs() (hv.SpecialRegs, error) {
 	s, err := v.GetSregs()
 	if err != nil {
 		return hv.SpecialRegs{}, err
 	}
-	return hv.SpecialRegs{CS: uint64(s.CS.Selector), SS: uint64(s.SS.Selector), CR2: s.CR2}, nil
+	return hv.SpecialRegs{CS: uint64(s.CS.Selector), SS: uint64(s.SS.Selector), CR2: s.CR2, CR0: s.CR0}, nil
 }
 
 // ClearExitRequest clears immediate_exit; call it on the vCPU thread after an
@@ -228,7 +228,7 @@ func (v *VCPU) ClearExitRequest() {
 
 // GetRegs reads the general-purpose registers (KVM_GET_REGS).
 func (v *VCPU) GetRegs() (*Regs, error) {
-	r, err := gokvm.GetRegs(uintptr(v.fd))
+	r, err := retry(func() (*Regs, error) { return gokvm.GetRegs(uintptr(v.fd)) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_REGS vCPU %d: %w", v.id, err)
 	}
@@ -237,7 +237,7 @@ func (v *VCPU) GetRegs() (*Regs, error) {
 
 // SetRegs writes the general-purpose registers (KVM_SET_REGS).
 func (v *VCPU) SetRegs(r *Regs) error {
-	if err := gokvm.SetRegs(uintptr(v.fd), r); err != nil {
+	if err := retryErr(func() error { return gokvm.SetRegs(uintptr(v.fd), r) }); err != nil {
 		return fmt.Errorf("KVM_SET_REGS vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -245,7 +245,7 @@ func (v *VCPU) SetRegs(r *Regs) error {
 
 // GetSregs reads the special registers (KVM_GET_SREGS).
 func (v *VCPU) GetSregs() (*Sregs, error) {
-	s, err := gokvm.GetSregs(uintptr(v.fd))
+	s, err := retry(func() (*Sregs, error) { return gokvm.GetSregs(uintptr(v.fd)) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_SREGS vCPU %d: %w", v.id, err)
 	}
@@ -254,7 +254,7 @@ func (v *VCPU) GetSregs() (*Sregs, error) {
 
 // SetSregs writes the special registers (KVM_SET_SREGS).
 func (v *VCPU) SetSregs(s *Sregs) error {
-	if err := gokvm.SetSregs(uintptr(v.fd), s); err != nil {
+	if err := retryErr(func() error { return gokvm.SetSregs(uintptr(v.fd), s) }); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -262,7 +262,7 @@ func (v *VCPU) SetSregs(s *Sregs) error {
 
 // SetCPUID sets the CPUID the guest sees (KVM_SET_CPUID2).
 func (v *VCPU) SetCPUID(c *gokvm.CPUID) error {
-	if err := gokvm.SetCPUID2(uintptr(v.fd), c); err != nil {
+	if err := retryErr(func() error { return gokvm.SetCPUID2(uintptr(v.fd), c) }); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2 vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -270,7 +270,7 @@ func (v *VCPU) SetCPUID(c *gokvm.CPUID) error {
 
 // TSCkHz is the guest TSC frequency (KVM_GET_TSC_KHZ).
 func (v *VCPU) TSCkHz() (uint64, error) {
-	f, err := gokvm.GetTSCKHz(uintptr(v.fd))
+	f, err := retry(func() (uint64, error) { return gokvm.GetTSCKHz(uintptr(v.fd)) })
 	if err != nil {
 		return 0, fmt.Errorf("KVM_GET_TSC_KHZ vCPU %d: %w", v.id, err)
 	}
