@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/vcpu"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
@@ -147,6 +149,13 @@ func TestFaults(t *testing.T) {
 				assert.False(t, r.OK)
 				assert.ErrorIs(t, r.Err, vmm.ErrGuestFault)
 				assert.Contains(t, r.Error, tt.want)
+				if strings.Contains(r.Error, "KVM reset the vCPU at the shutdown") {
+					// AMD: KVM re-initialised the vCPU before we could
+					// look (vmm.TestShutdownError has both vendors).
+					assert.Equal(t, "fault-triple", tt.workload)
+					assert.NotContains(t, r.Error, "at RIP 0xfff0", "the reset vector is not where it faulted")
+					return
+				}
 				assert.Regexp(t, `RIP 0x[0-9a-f]+ \(workload_fault_`, r.Error, "the RIP is symbolized")
 			})
 		}
@@ -276,15 +285,28 @@ func TestHostSyscallsAreBlocked(t *testing.T) {
 				r := run(t, h, cfg)
 				assert.False(t, r.OK)
 				assert.ErrorIs(t, r.Err, vmm.ErrGuestFault)
-				if h.UserOnly() {
+				symbolized := `RIP 0x[0-9a-f]+ \(workload_syscall_`
+				pvm := kvm.Module() == "kvm_pvm"
+				switch {
+				case h.UserOnly():
 					assert.Regexp(t, tt.ptrace, r.Error)
 					if strings.Contains(r.Error, "attempted") {
 						assert.Contains(t, r.Error, "; blocked")
 					}
-				} else {
+					assert.Regexp(t, symbolized, r.Error)
+				case pvm && tt.workload != "syscall-int80":
+					// PVM is not textbook KVM (docs/kvm.md): it
+					// delivers syscall to the guest's MSR_LSTAR
+					// whatever EFER.SCE says, so the guest runs off
+					// into its low pages and faults there. Still a
+					// guest fault, still no escape.
+				case pvm:
+					assert.Contains(t, r.Error, "#UD", "PVM makes int $0x80 #UD")
+					assert.Regexp(t, symbolized, r.Error)
+				default:
 					assert.Contains(t, r.Error, tt.kvm)
+					assert.Regexp(t, symbolized, r.Error)
 				}
-				assert.Regexp(t, `RIP 0x[0-9a-f]+ \(workload_syscall_`, r.Error, "the RIP is symbolized")
 				assert.NotContains(t, out.String(), "the host performed it")
 				_, err := os.Stat(hypercall.EscapePath)
 				assert.True(t, os.IsNotExist(err), "%s must not exist: the call took effect", hypercall.EscapePath)
@@ -363,5 +385,36 @@ func TestProbeReadsRIP(t *testing.T) {
 		}
 		v.Stop()
 		require.NoError(t, v.Wait(5*time.Second))
+	})
+}
+
+// TestSetupUnderSignals: building a VM on a thread that signals keep
+// interrupting works on every backend. The Go runtime sends SIGURG to any
+// thread at any time (async preemption), and a blocking call that returns
+// EINTR then must be retried, not reported: KVM_CREATE_VM did return EINTR
+// that way, failing a run now and then.
+func TestSetupUnderSignals(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid := host.Gettid()
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_ = host.Kick(tid)
+				}
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		for i := 0; i < 100; i++ {
+			vm, err := vmm.New(h, config(t, "hello", 2))
+			require.NoError(t, err, "VM %d", i)
+			require.NoError(t, vm.Close())
+		}
 	})
 }

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,7 +56,7 @@ func (vm *VM) HandleExit(v *vcpu.VCPU, ev hv.Event) vcpu.Action {
 		return vm.fail(fmt.Errorf("%w: vCPU %d attempted %s syscall %d (%s) at RIP %#x%s RSP %#x; blocked",
 			ErrGuestFault, id, ev.Arch, ev.Nr, hv.SyscallName(ev.Arch, ev.Nr), f.RIP, vm.symbolize(f.RIP), f.RSP))
 	case hv.EventShutdown:
-		return vm.fail(fmt.Errorf("%w: vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)%s", ErrGuestFault, id, vm.regsNow(v)))
+		return vm.fail(vm.shutdownError(v))
 	case hv.EventHalted:
 		return vm.fail(fmt.Errorf("%w: vCPU %d halted without EXIT%s", ErrGuestFault, id, vm.regsNow(v)))
 	case hv.EventMMIO:
@@ -87,6 +88,32 @@ func (vm *VM) regsNow(v *vcpu.VCPU) string {
 		s += fmt.Sprintf(" CS %#x CR2 %#x", sr.CS, sr.CR2)
 	}
 	return s
+}
+
+// shutdownError reports a triple fault (on v's own thread). Where the
+// guest was is in its registers on Intel hosts; on AMD hosts KVM has
+// re-initialised the vCPU before userspace sees the exit (arch/x86/kvm/svm/
+// svm.c, shutdown_interception: the VMCB is undefined after a shutdown
+// intercept), so its registers show the reset vector, which must not be
+// reported as the place of the fault.
+func (vm *VM) shutdownError(v *vcpu.VCPU) error {
+	r, rerr := v.Backend().Regs()
+	sr, serr := v.Backend().SpecialRegs()
+	return shutdownError(v.ID, r, sr, errors.Join(rerr, serr), vm.symbolize)
+}
+
+func shutdownError(id int, r hv.Regs, sr hv.SpecialRegs, regsErr error, symbolize func(uint64) string) error {
+	const what = "triple fault (KVM_EXIT_SHUTDOWN)"
+	switch {
+	case regsErr != nil:
+		return fmt.Errorf("%w: vCPU %d: %s; its registers cannot be read: %v", ErrGuestFault, id, what, regsErr)
+	case sr.WasReset():
+		return fmt.Errorf("%w: vCPU %d: %s; KVM reset the vCPU at the shutdown (as it does on AMD hosts), "+
+			"so where the guest faulted is lost (its registers now hold the reset vector, RIP %#x CS %#x)",
+			ErrGuestFault, id, what, r.RIP, sr.CS)
+	}
+	return fmt.Errorf("%w: vCPU %d: %s at RIP %#x%s RSP %#x CS %#x CR2 %#x",
+		ErrGuestFault, id, what, r.RIP, symbolize(r.RIP), r.RSP, sr.CS, sr.CR2)
 }
 
 // fail records a fatal error of the VM and ends this vCPU.

@@ -29,10 +29,11 @@ Exit status 1 if none is available.`,
 					Available bool   `json:"available"`
 					Reason    string `json:"reason"`
 					Doc       string `json:"doc"`
+					Module    string `json:"module,omitempty"`
 				}
 				var rows []row
 				for _, s := range st {
-					rows = append(rows, row{s.Name, s.Available, s.Reason, s.Doc})
+					rows = append(rows, row{s.Name, s.Available, s.Reason, s.Doc, s.Module})
 				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
@@ -42,7 +43,9 @@ Exit status 1 if none is available.`,
 			} else {
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				for _, s := range st {
-					if s.Available {
+					if s.Available && s.Module != "" {
+						fmt.Fprintf(w, "%s\tavailable\t%s (%s)\n", s.Name, s.Doc, s.Module)
+					} else if s.Available {
 						fmt.Fprintf(w, "%s\tavailable\t%s\n", s.Name, s.Doc)
 					} else {
 						fmt.Fprintf(w, "%s\tnot available\t%s\n", s.Name, s.Reason)

@@ -53,6 +53,7 @@ type Status struct {
 	Doc       string
 	Available bool
 	Reason    string // why not, when not available
+	Module    string // kvm: the host's vendor module (kvm.Module)
 }
 
 // Probe tries every backend on this host.
@@ -60,6 +61,9 @@ func Probe() []Status {
 	var out []Status
 	for _, b := range backends {
 		s := Status{Name: b.name, Doc: b.doc}
+		if b.name == "kvm" {
+			s.Module = kvm.Module()
+		}
 		h, err := b.open()
 		if err == nil {
 			s.Available = true

@@ -14,4 +14,15 @@ type Regs struct {
 type SpecialRegs struct {
 	CS, SS uint64 // selectors
 	CR2    uint64 // the last page-fault address
+	CR0    uint64
 }
+
+// CR0PE is CR0's protection-enable bit.
+const CR0PE = 1 << 0
+
+// WasReset reports whether these registers are a vCPU's reset state rather
+// than anything an lhpvm guest can be in: lhpvm starts every guest in long
+// mode and no guest can leave protected mode without the VMM, so CR0.PE = 0
+// means the hypervisor re-initialised the vCPU (KVM does on AMD at a
+// shutdown).
+func (s SpecialRegs) WasReset() bool { return s.CR0&CR0PE == 0 }

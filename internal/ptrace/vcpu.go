@@ -295,14 +295,19 @@ func (v *VCPU) Regs() (hv.Regs, error) {
 		RIP: r.Rip, RFLAGS: r.Eflags}, nil
 }
 
-// SpecialRegs are the guest's CS and SS (the host's user selectors) and the
-// address of its last page fault.
+// SpecialRegs are the guest's CS and SS (the host's user selectors), the
+// address of its last page fault, and the CR0 of the long mode the stub
+// always runs in.
 func (v *VCPU) SpecialRegs() (hv.SpecialRegs, error) {
 	if err := v.readRegs(); err != nil {
 		return hv.SpecialRegs{}, err
 	}
-	return hv.SpecialRegs{CS: v.regs.Cs, SS: v.regs.Ss, CR2: v.cr2}, nil
+	return hv.SpecialRegs{CS: v.regs.Cs, SS: v.regs.Ss, CR2: v.cr2, CR0: longModeCR0}, nil
 }
+
+// longModeCR0 is what CR0 holds under any 64-bit Linux process: PG, WP, NE,
+// ET, MP, PE.
+const longModeCR0 = 0x80050033
 
 // forget drops the stub's pid once it is reaped (or about to be).
 func (v *VCPU) forget() {
