@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-fmt backends bench fuzz soak generate pictures model clean
+.PHONY: all build guest stub run test test-kvm check-fmt backends bench fuzz soak generate pictures model clean
 
 all: build
 
@@ -30,22 +30,29 @@ run: build
 	./$(BIN) run $(ARGS)
 
 # Everything the project checks: formatting, vet, generated files current,
-# unit tests, end-to-end tests on every backend this host has (one line per
-# backend says which run; a missing one is skipped unless
-# LHPVM_REQUIRE_BACKENDS names it), all of it again under the race detector
-# (the guest runs natively, so that costs ~1 min), the guest's locks on the host with pthreads (plain and under
-# ThreadSanitizer), and every fuzz target for a few seconds (exec counts
-# printed).
+# the guest's locks on the host with pthreads (plain and under
+# ThreadSanitizer), the pv-qspinlock model check, unit tests, end-to-end
+# tests on every backend, all of it again under the race detector, and
+# every fuzz target for a few seconds (exec counts printed). The kvm
+# backend's tests run natively where /dev/kvm works, else in the emulated
+# runner (tests/kvmrunner: real KVM inside QEMU TCG, set up from Debian's
+# packages); tests/gotest.sh says which, and how many subtests ran on each
+# backend. A backend that cannot run is skipped, unless
+# LHPVM_REQUIRE_BACKENDS names it.
 test: build check-fmt backends
 	$(GO) vet ./...
 	$(MAKE) -C guest/hosttest check
 	$(MAKE) model
-	@echo "go test ./... (each skipped test and its reason last):"
-	$(GO) test -json -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
-	@echo "go test -race ./...:"
-	$(GO) test -json -race -count=1 -timeout 15m ./... | $(GO) run ./internal/testsummary
+	GO=$(GO) BIN=$(BIN) tests/gotest.sh
 	@echo "fuzzing each target briefly (make fuzz: $(FUZZTIME) each):"
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t 5s; done
+
+# The kvm suite in the emulated runner only (plain and -race), whatever
+# this host has: real KVM (kvm_amd) inside QEMU TCG with SVM.
+test-kvm: build
+	tests/kvmrunner/deps.sh
+	$(GO) run ./tests/kvmrunner test | $(GO) run ./internal/testsummary
+	$(GO) run ./tests/kvmrunner -race test | $(GO) run ./internal/testsummary
 
 # The pv-qspinlock's WAIT/KICK, slow-flag and hash protocol, model-checked
 # exhaustively with SPIN for 2-3 vCPUs under every knob combination, and two
@@ -77,8 +84,12 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Benchmarks on every backend this host has; kvm in the emulated runner
+# where there is no /dev/kvm, its figures labelled as functional only.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./tests
+	@if ! ./$(BIN) backends | grep -q '^kvm  *available'; then \
+		tests/kvmrunner/deps.sh && $(GO) run ./tests/kvmrunner bench; fi
 
 # The slides' timelines, drawn from real runs (README: "See LHP happen").
 pictures: build

@@ -3,7 +3,6 @@ package tests
 import (
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -40,10 +39,7 @@ func reference(b *testing.B, h vmm.Hypervisor) string {
 	if h.UserOnly() {
 		name = "reftracer"
 	}
-	bin := filepath.Join(b.TempDir(), name)
-	out, err := exec.Command("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, name+"/"+name+".c").CombinedOutput()
-	require.NoError(b, err, "building %s: %s", name, out)
-	return bin
+	return artifact(b, name)
 }
 
 func refHypercallNs(b *testing.B, bin string, n int) float64 {

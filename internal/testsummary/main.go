@@ -3,11 +3,15 @@
 // every failed test), then what was skipped and why: one line per reason,
 // naming the tests. make test pipes the test runs through it, so a skipped
 // backend is visible in every run. Its exit status is 1 if anything failed.
+//
+// With -backends it reads the JSON of whole runs from files and compares
+// the end-to-end subtests per backend instead (backends.go).
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -118,7 +122,39 @@ func run(in io.Reader, out io.Writer) bool {
 }
 
 func main() {
-	if !run(os.Stdin, os.Stdout) {
+	backends := flag.String("backends", "", "instead: compare the subtests that ran on each backend in the `go test -json` FILEs; "+
+		"a semicolon-separated list of NAME=WHERE (ptrace=natively;kvm=in the emulated runner)")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: go test -json ... | testsummary\n       testsummary -backends NAME=WHERE;... FILE...")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *backends == "" {
+		if !run(os.Stdin, os.Stdout) {
+			os.Exit(1)
+		}
+		return
+	}
+	var names []string
+	where := map[string]string{}
+	for _, kv := range strings.Split(*backends, ";") {
+		n, w, _ := strings.Cut(kv, "=")
+		names = append(names, n)
+		where[n] = w
+	}
+	b := newBackendRuns(names)
+	for _, path := range flag.Args() {
+		f, err := os.Open(path)
+		if err == nil {
+			err = b.read(f)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	if !b.report(os.Stdout, where) {
 		os.Exit(1)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSummary(t *testing.T) {
@@ -33,4 +34,36 @@ func TestSummary(t *testing.T) {
 
 	out.Reset()
 	assert.True(t, run(strings.NewReader(`{"Action":"pass","Package":"p"}`), &out))
+}
+
+func TestBackends(t *testing.T) {
+	host := strings.Join([]string{
+		`{"Action":"pass","Package":"p","Test":"TestA/ptrace/1-vcpus"}`,
+		`{"Action":"pass","Package":"p","Test":"TestA/ptrace"}`,
+		`{"Action":"output","Package":"p","Test":"TestKill/kvm","Output":"    vm_test.go:5: only the ptrace backend has stub processes\n"}`,
+		`{"Action":"skip","Package":"p","Test":"TestKill/kvm"}`,
+		`{"Action":"pass","Package":"p","Test":"TestKill/ptrace"}`,
+		`{"Action":"pass","Package":"p","Test":"TestCLI"}`,
+	}, "\n")
+	runner := strings.Join([]string{
+		`{"Action":"pass","Package":"p","Test":"TestA/kvm/1-vcpus"}`,
+		`{"Action":"fail","Package":"p","Test":"TestA/kvm"}`,
+		"lhpvm-runner: not an event",
+	}, "\n")
+	b := newBackendRuns([]string{"ptrace", "kvm"})
+	require.NoError(t, b.read(strings.NewReader(host)))
+	require.NoError(t, b.read(strings.NewReader(runner)))
+	var out bytes.Buffer
+	assert.True(t, b.report(&out, map[string]string{"ptrace": "natively", "kvm": "in the emulated runner"}))
+	assert.Contains(t, out.String(), "ptrace: ran natively: 3 subtests, 3 passed\n")
+	assert.Contains(t, out.String(), "kvm: ran in the emulated runner: 2 subtests, 1 passed\n")
+	assert.Contains(t, out.String(), "not on kvm, by its nature: TestKill/kvm: only the ptrace backend has stub processes\n")
+
+	// A subtest that ran on one backend and vanished on the other fails.
+	b = newBackendRuns([]string{"ptrace", "kvm"})
+	require.NoError(t, b.read(strings.NewReader(`{"Action":"pass","Package":"p","Test":"TestA/ptrace/x"}`+"\n"+
+		`{"Action":"pass","Package":"p","Test":"TestB/kvm"}`)))
+	out.Reset()
+	assert.False(t, b.report(&out, nil))
+	assert.Contains(t, out.String(), "ran on ptrace but not on kvm, with no reason given (1): TestA/*/x")
 }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# tests/gotest.sh - make test's Go part: every package's tests, and the
+# end-to-end tests on every backend, then all of it again under the race
+# detector. Each pass goes through internal/testsummary (skips and their
+# reasons last); the JSON of each is kept in bin/test-*.json, and a last
+# comparison says, per backend, where it ran and how many subtests ran.
+#
+# kvm runs natively where /dev/kvm works, else in the emulated runner
+# (tests/kvmrunner: real KVM inside QEMU TCG). LHPVM_KVM=native or
+# LHPVM_KVM=emulated forces one; LHPVM_KVM=off skips kvm (a failure when
+# LHPVM_REQUIRE_BACKENDS names it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+BIN=${BIN:-bin/lhpvm}
+mode=${LHPVM_KVM:-auto}
+require=${LHPVM_REQUIRE_BACKENDS:-}
+requires_kvm() { [[ ",$require," == *,kvm,* || ${LHPVM_REQUIRE_KVM:-} == 1 ]]; }
+
+kvm=$("$BIN" backends | grep '^kvm ' || true) # "kvm  available  ... (kvm_amd)"
+if [ "$mode" = auto ]; then
+	mode=emulated
+	[[ $kvm == *" available "* ]] && mode=native
+fi
+case $mode in
+native) kvm_where="natively $(grep -o '([a-z_]*)$' <<<"$kvm" || true)" ;;
+emulated) kvm_where="in the emulated runner (QEMU TCG, SVM)" ;;
+off)
+	if requires_kvm; then
+		echo "kvm: LHPVM_KVM=off, but LHPVM_REQUIRE_BACKENDS requires kvm" >&2
+		exit 1
+	fi
+	kvm_where="" ;;
+*)
+	echo "LHPVM_KVM=$mode: want auto, native, emulated or off" >&2
+	exit 2 ;;
+esac
+echo "kvm: ${kvm_where:+runs $kvm_where}${kvm_where:-skipped: LHPVM_KVM=off}"
+if [ "$mode" = emulated ]; then
+	tests/kvmrunner/deps.sh
+fi
+
+# On the host: everything, with kvm's subtests unless they run elsewhere.
+hostreq=$require skip=()
+if [ "$mode" != native ]; then
+	hostreq=$(tr ',' '\n' <<<"$require" | grep -vx kvm | paste -sd, -)
+	skip=(-skip '/^kvm$')
+	export LHPVM_REQUIRE_KVM=0
+fi
+mkdir -p bin
+pass() { # pass NAME GO-TEST-ARGS...: one host pass, summarized
+	local name=$1
+	shift
+	echo "go test $* ./...:"
+	LHPVM_REQUIRE_BACKENDS=$hostreq "$GO" test -json -count=1 -timeout 15m "${skip[@]}" "$@" ./... |
+		tee "bin/test-$name.json" | "$GO" run ./internal/testsummary
+}
+runner() { # runner NAME KVMRUNNER-ARGS...: one pass in the emulated runner
+	local name=$1
+	shift
+	echo "kvm in the emulated runner: kvmrunner $* test:"
+	"$GO" run ./tests/kvmrunner "$@" test | tee "bin/test-$name.json" | "$GO" run ./internal/testsummary
+}
+
+files=(bin/test-host.json) backends="ptrace=natively"
+pass host
+if [ "$mode" = emulated ]; then
+	runner kvm
+	files+=(bin/test-kvm.json)
+fi
+pass host-race -race
+if [ "$mode" = emulated ]; then
+	runner kvm-race -race
+fi
+
+echo "per backend (the passes without -race):"
+if [ "$mode" != off ]; then
+	backends="$backends;kvm=$kvm_where"
+fi
+"$GO" run ./internal/testsummary -backends "$backends" "${files[@]}"
