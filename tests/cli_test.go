@@ -232,10 +232,10 @@ func TestCLIRunsThatCannotStart(t *testing.T) {
 
 // TestCLIExperimentFails: a failing cell makes the experiment exit 1 and
 // name the cell; a cell the policy refuses is not a failure. The broken
-// lock fails under host, where Linux preempts vCPU threads anywhere, on
-// every machine; under lhpvm's own policies on the emulated kvm runner,
-// whose CPUs switch at pause instructions, preemptions land in spin loops
-// and a holder is hardly ever preempted inside its critical section.
+// lock's cell runs under host, where Linux preempts vCPU threads anywhere:
+// under lhpvm's own policies on the emulated kvm runner, whose CPUs switch
+// at pause instructions, preemptions land where the guest pauses, and a
+// vCPU is hardly ever preempted inside its critical section (docs/kvm.md).
 func TestCLIExperimentFails(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
 		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--locks", "ticket,broken", "--policies", "host,gang",
