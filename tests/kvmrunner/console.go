@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The runner's kernel console (its ttyS0) is read line by line for the
@@ -20,6 +21,9 @@ var stallPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`Kernel panic`),
 	regexp.MustCompile(`BUG: (kernel NULL pointer|unable to handle)|kernel BUG at|Oops: `),
 }
+
+// heartbeat is init.sh's line every 5 s of the runner's time.
+var heartbeat = regexp.MustCompile(`^lhpvm-runner: alive `)
 
 // warnPattern: a kernel WARN (KVM's own sanity checks among them) is shown
 // at the end of the run, but is not by itself a failure.
@@ -36,6 +40,7 @@ type console struct {
 	tail     []string // the last tailLines lines
 	stall    string   // the first stall line
 	warnings []string
+	beat     time.Time // when the last heartbeat arrived (host time)
 }
 
 // scan reads r to its end.
@@ -53,6 +58,10 @@ func (c *console) line(l string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if heartbeat.MatchString(l) {
+		c.beat = time.Now()
+		return // not worth a place in the tail
+	}
 	c.tail = append(c.tail, l)
 	if len(c.tail) > tailLines {
 		c.tail = c.tail[len(c.tail)-tailLines:]
@@ -72,6 +81,16 @@ func (c *console) line(l string) {
 			return
 		}
 	}
+}
+
+// silentFor is how long ago the last heartbeat arrived (0: none yet).
+func (c *console) silentFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.beat.IsZero() {
+		return 0
+	}
+	return time.Since(c.beat)
 }
 
 // state returns the first stall line (or ""), the warnings and the tail.

@@ -50,7 +50,25 @@ func TestConsoleQuiet(t *testing.T) {
 }
 
 func TestJobOutput(t *testing.T) {
-	out := "lhpvm-runner: 6.1.0, 2 CPUs: /dev/kvm ready\n{\"Action\":\"pass\"}\r\nlhpvm-runner: exit 3\n"
-	assert.Equal(t, 3, copyJob(strings.NewReader(out), "test"))
-	assert.Equal(t, -1, copyJob(strings.NewReader("{\"Action\":\"run\"}\n"), "test"), "no status: the runner died")
+	var w strings.Builder
+	j := &jobOutput{mode: "test", code: -1}
+	j.copy(strings.NewReader("lhpvm-runner: 6.1.0, 2 CPUs: /dev/kvm ready\n{\"Action\":\"pass\"}\r\nlhpvm-runner: exit 3\n"), &w)
+	assert.Equal(t, 3, j.code)
+	assert.Equal(t, "{\"Action\":\"pass\"}\n", w.String(), "the runner's own lines go to stderr")
+	assert.Equal(t, []string{`{"Action":"pass"}`}, j.tail)
+
+	j = &jobOutput{mode: "bench", code: -1}
+	w.Reset()
+	j.copy(strings.NewReader("BenchmarkHypercall/kvm-2 \t5\t100 ns/op\n"), &w)
+	assert.Equal(t, -1, j.code, "no status: the runner died")
+	assert.Contains(t, w.String(), "functional, not a performance figure")
+}
+
+func TestHeartbeat(t *testing.T) {
+	c := &console{}
+	assert.Zero(t, c.silentFor(), "no beat yet: the runner is booting")
+	c.line("lhpvm-runner: alive 12.34")
+	assert.Less(t, c.silentFor(), time.Minute)
+	_, _, tail := c.state()
+	assert.Empty(t, tail, "heartbeats are not kept")
 }

@@ -42,6 +42,13 @@ done
 grep -qw svm /proc/cpuinfo || die "the emulated CPU has no svm flag"
 say "$(uname -r), $(nproc) CPUs, kvm_amd $KVM_AMD_PARAMS: /dev/kvm ready"
 
+# A heartbeat on the console: the host knows the runner's userspace still
+# gets CPU time, and tells a stuck runner from a slow test.
+(while :; do
+	echo "lhpvm-runner: alive $(cut -d' ' -f1 /proc/uptime)" >/dev/ttyS0
+	sleep 5
+done) &
+
 export HOME=/tmp TMPDIR=/tmp USER=root
 cd /lhpvm/tests
 if [ "$SHELL_MODE" = 1 ]; then

@@ -39,7 +39,7 @@ var initScript []byte
 
 // kvmAMDParams are kvm_amd's module parameters in the runner, each a
 // workaround for TCG's SVM emulation (README.md: why, and the reproduction).
-const kvmAMDParams = "vgif=0"
+const kvmAMDParams = ""
 
 type options struct {
 	race      bool
@@ -388,15 +388,34 @@ func boot(qemu string, args []string, work string, o options, mode string) (int,
 		kill("its kernel reported a stall")
 	}
 	var wg sync.WaitGroup
-	var marker = -1
+	job := &jobOutput{mode: mode, code: -1}
 	if mode != "shell" {
 		wg.Add(2)
 		go func() { defer wg.Done(); con.scan(conR) }()
-		go func() { defer wg.Done(); marker = copyJob(jobR, mode) }()
+		go func() { defer wg.Done(); job.copy(jobR, os.Stdout) }()
 	}
 	timer := time.AfterFunc(o.timeout, func() { kill(fmt.Sprintf("it did not finish in %v", o.timeout)) })
+	// The runner's userspace beats every 5 s of its time; a minute
+	// without a beat is a runner that no longer runs its userspace,
+	// whatever its kernel says (a stall can be silent).
+	stopWatch := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-t.C:
+				if d := con.silentFor(); d > heartbeatLimit {
+					kill(fmt.Sprintf("its userspace stopped running: no heartbeat for %v", d.Round(time.Second)))
+				}
+			}
+		}
+	}()
 	waitErr := cmd.Wait()
 	timer.Stop()
+	close(stopWatch)
 	wg.Wait()
 	if mode == "shell" {
 		return 0, waitErr
@@ -405,41 +424,54 @@ func boot(qemu string, args []string, work string, o options, mode string) (int,
 	for _, w := range warnings {
 		logf("the runner's kernel warned: %s", w)
 	}
+	last := fmt.Sprintf("last console lines:\n%s\nthe job's last lines:\n%s", indent(tail), indent(job.tail))
 	switch {
 	case stall != "":
-		return 1, &runnerError{fmt.Sprintf("its kernel stalled: %q\nlast console lines:\n%s", stall, indent(tail))}
+		return 1, &runnerError{fmt.Sprintf("its kernel stalled: %q\n%s", stall, last)}
 	case why != "":
-		return 1, &runnerError{fmt.Sprintf("%s\nlast console lines:\n%s", why, indent(tail))}
-	case marker < 0:
-		return 1, &runnerError{fmt.Sprintf("it ended without the job's exit status (QEMU: %v)\nlast console lines:\n%s", waitErr, indent(tail))}
-	case marker == 125:
-		return 1, &runnerError{fmt.Sprintf("its init gave up (see its message above)\nlast console lines:\n%s", indent(tail))}
+		return 1, &runnerError{fmt.Sprintf("%s\n%s", why, last)}
+	case job.code < 0:
+		return 1, &runnerError{fmt.Sprintf("it ended without the job's exit status (QEMU: %v)\n%s", waitErr, last)}
+	case job.code == 125:
+		return 1, &runnerError{fmt.Sprintf("its init gave up (see its message above)\n%s", last)}
 	}
-	return marker, nil
+	return job.code, nil
 }
 
-// copyJob copies the job's output to stdout, the runner's own lines to
-// stderr, and returns the job's exit status (-1: none seen).
-func copyJob(r io.Reader, mode string) int {
-	code := -1
+// heartbeatLimit is how long the runner may go without a heartbeat.
+const heartbeatLimit = time.Minute
+
+// jobOutput is the job's side of the runner: its ttyS1.
+type jobOutput struct {
+	mode string
+	code int      // the job's exit status; -1: none seen
+	tail []string // its last lines, for a failure report
+}
+
+// copy copies the job's output to w and the runner's own lines to stderr,
+// and keeps the job's exit status.
+func (j *jobOutput) copy(r io.Reader, w io.Writer) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		l := strings.TrimRight(sc.Text(), "\r")
 		if m := exitMarker.FindStringSubmatch(l); m != nil {
-			code, _ = strconv.Atoi(m[1])
+			j.code, _ = strconv.Atoi(m[1])
 			continue
 		}
 		if strings.HasPrefix(l, "lhpvm-runner: ") {
 			logf("%s", strings.TrimPrefix(l, "lhpvm-runner: "))
 			continue
 		}
-		if mode == "bench" && strings.HasPrefix(l, "Benchmark") && strings.Contains(l, "\t") {
+		if j.mode == "bench" && strings.HasPrefix(l, "Benchmark") && strings.Contains(l, "\t") {
 			l += benchLabel
 		}
-		fmt.Println(l)
+		j.tail = append(j.tail, l)
+		if len(j.tail) > 10 {
+			j.tail = j.tail[1:]
+		}
+		fmt.Fprintln(w, l)
 	}
-	return code
 }
 
 func indent(lines []string) string {
