@@ -126,7 +126,7 @@ var lddLine = regexp.MustCompile(`(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)`)
 func sharedLibs(prog string) ([]string, error) {
 	f, err := elf.Open(prog)
 	if err != nil {
-		return nil, err
+		return nil, nil // not an ELF program (a guest image is ELF, a script is not): nothing to load
 	}
 	dynamic := false
 	for _, p := range f.Progs {

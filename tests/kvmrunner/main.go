@@ -263,8 +263,16 @@ func carryTests(fs *initramfs, o options, root, work, mode string) error {
 	if err := fs.Executable("lhpvm/bin/test2json", t2j); err != nil {
 		return err
 	}
-	if err := fs.Tree("lhpvm/artifacts", arts); err != nil {
+	// The artifacts gcc makes link libc (the C references): each goes
+	// in with its libraries.
+	ents, err := os.ReadDir(arts)
+	if err != nil {
 		return err
+	}
+	for _, e := range ents {
+		if err := fs.Executable("lhpvm/artifacts/"+e.Name(), filepath.Join(arts, e.Name())); err != nil {
+			return err
+		}
 	}
 	for _, d := range []string{"tests/testdata", "guest/prebuilt"} {
 		if err := fs.Tree("lhpvm/"+d, filepath.Join(root, d)); err != nil {
