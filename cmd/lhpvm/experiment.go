@@ -227,7 +227,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 	kernel, cpu := hostFacts()
 	res := &Results{Matrix: p.m, Shards: []Shard{p.shard},
 		Meta: Meta{Version: version(), Commit: commit, Backend: h.Name(), Kernel: kernel, CPUModel: cpu,
-			PCPUs: p.pcpus, Args: f.args, Start: time.Now()}}
+			PCPUs: p.pcpus, Args: f.args, Start: time.Now(), Summary: SummaryRule, NoisyDrift: noisyDrift}}
 	if res.Meta.Commit == "" {
 		res.Meta.Commit, _ = buildInfo()
 	}

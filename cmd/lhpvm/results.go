@@ -15,7 +15,6 @@ import (
 
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/vmm"
-	"gonum.org/v1/gonum/stat"
 )
 
 // An experiment's results: what `experiment --out` writes and `merge` reads
@@ -177,6 +176,10 @@ type Meta struct {
 	Args     []string  `json:"args"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
+	// How the reference and the cells were summarised from their runs,
+	// and the reference drift above which cells are flagged noisy.
+	Summary    map[string]string `json:"summary"`
+	NoisyDrift float64           `json:"noisy_drift_limit"`
 }
 
 // Results is results.json.
@@ -205,8 +208,10 @@ func (c *Cell) summarize(ref *Reference) {
 		return
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
-	m := ok[len(ok)/2]
-	c.OpsPerSec, c.Measured = m.OpsPerSec, m.Measured
+	c.OpsPerSec = median(opsPerSec(ok))
+	// The other measures are one real run's, the one nearest the
+	// median: for an even count the lower of the two middle runs.
+	c.Measured = ok[(len(ok)-1)/2].Measured
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
@@ -214,19 +219,44 @@ func (c *Cell) summarize(ref *Reference) {
 	}
 }
 
-// summarize computes the reference's median, range and drift (gonum/stat).
-func (r *Reference) summarize() {
-	med := func(rs []RunResult) float64 {
-		xs := make([]float64, 0, len(rs))
-		for _, x := range rs {
-			xs = append(xs, x.OpsPerSec)
-		}
-		if len(xs) == 0 {
-			return 0
-		}
-		sort.Float64s(xs)
-		return stat.Quantile(0.5, stat.Empirical, xs, nil)
+// SummaryRule says in the results how the reference and each cell were
+// summarised from their runs.
+var SummaryRule = map[string]string{
+	"reference":         "ops_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
+	"cell_ops_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
+	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
+	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", noisyDrift*100),
+	"noisy_drift_limit": strconv.FormatFloat(noisyDrift, 'g', -1, 64),
+}
+
+// median is the median of xs: the middle value, or the mean of the two
+// middle values for an even count (0 for none). gonum's stat.Quantile
+// returns the lower middle value for an even count, with either of its
+// cumulant kinds.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
 	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func opsPerSec(rs []RunResult) []float64 {
+	xs := make([]float64, 0, len(rs))
+	for _, x := range rs {
+		xs = append(xs, x.OpsPerSec)
+	}
+	return xs
+}
+
+// summarize computes the reference's median, range and drift.
+func (r *Reference) summarize() {
+	med := func(rs []RunResult) float64 { return median(opsPerSec(rs)) }
 	all := append(append([]RunResult(nil), r.Before...), r.After...)
 	r.OpsPerSec = med(all)
 	r.Min, r.Max = 0, 0
