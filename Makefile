@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test test-kvm check-fmt backends bench fuzz soak generate pictures model clean
+.PHONY: all build guest stub run test test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
 
 all: build
 
@@ -46,6 +46,17 @@ test: build check-fmt backends
 	GO=$(GO) BIN=$(BIN) tests/gotest.sh
 	@echo "fuzzing each target briefly (make fuzz: $(FUZZTIME) each):"
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t 5s; done
+
+# The quick part of make test: the host lock harness and every test on
+# every backend, without the -race passes, the model check or fuzzing.
+test-quick: build backends
+	$(MAKE) -C guest/hosttest check
+	GO=$(GO) BIN=$(BIN) LHPVM_QUICK=1 tests/gotest.sh
+
+# make test (or QUICK=1: make test-quick) while a CPU hog keeps one CPU
+# busy throughout, as on a shared CI runner: no test may need a quiet host.
+test-busy: build
+	tests/busy.sh $(MAKE) $(if $(QUICK),test-quick,test)
 
 # The kvm suite in the emulated runner only (plain and -race), whatever
 # this host has: real KVM (kvm_amd) inside QEMU TCG with SVM.

@@ -11,7 +11,8 @@
 # guest, as our machines sometimes have) is not textbook KVM
 # (docs/kvm.md), so there too the runner is what make test uses.
 # LHPVM_KVM=native or LHPVM_KVM=emulated forces one; LHPVM_KVM=off skips
-# kvm (a failure when LHPVM_REQUIRE_BACKENDS names it).
+# kvm (a failure when LHPVM_REQUIRE_BACKENDS names it). LHPVM_QUICK=1 leaves
+# out the -race passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -73,9 +74,11 @@ if [ "$mode" = emulated ]; then
 	runner kvm
 	files+=(bin/test-kvm.json)
 fi
-pass host-race -race
-if [ "$mode" = emulated ]; then
-	runner kvm-race -race
+if [ "${LHPVM_QUICK:-}" != 1 ]; then
+	pass host-race -race
+	if [ "$mode" = emulated ]; then
+		runner kvm-race -race
+	fi
 fi
 
 echo "per backend (the passes without -race):"
