@@ -81,11 +81,21 @@ backends: build
 	@echo "end-to-end tests run on every available backend; the others skip unless LHPVM_REQUIRE_BACKENDS=$${LHPVM_REQUIRE_BACKENDS:-} names them:"
 	@./$(BIN) backends
 
-# A longer soak of the pv locks' WAIT/KICK paths on KVM: every contended
-# acquisition through the slow path, several policies, no lost wakeup.
-# pvqspin runs twice: as Linux builds it, and without lock stealing, where
-# every contended hand-over goes through WAIT and KICK.
+# A soak, with a CPU hog on throughout (tests/busy.sh): 1000 random runs
+# (lock, policy, vCPU count, slice, length; 500 per backend, kvm in the
+# emulated runner where the host has no textbook KVM) in one process, each
+# self-checked, with its fds, threads, child processes and RSS at the start
+# and the end (TestSoak); then the pv locks' WAIT/KICK paths through the
+# CLI: every contended acquisition through the slow path, several
+# policies, no lost wakeup. pvqspin runs twice: as Linux builds it, and
+# without lock stealing, where every contended hand-over is a WAIT and a
+# KICK. SOAK_RUNS sets the runs per backend.
+SOAK_RUNS ?= 500
 soak: build
+	tests/busy.sh $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 60m ./tests -soak.runs $(SOAK_RUNS) | grep -E '^(=== RUN|---|ok|FAIL|PASS)|soak_test|busy:'
+	@if ! ./$(BIN) backends | grep -q '^kvm  *available.*(kvm_\(intel\|amd\))'; then \
+		tests/kvmrunner/deps.sh && tests/busy.sh $(GO) run ./tests/kvmrunner -run '^TestSoak$$' test -- -soak.runs=$(SOAK_RUNS) | \
+		$(GO) run ./internal/testsummary -v; fi
 	for lock in pvticket pvqspin "pvqspin --pv-steal off --spin-threshold-head 1"; do \
 		for pol in host rr rr+pv monitor+pv; do \
 		./$(BIN) run --workload lock --lock $$lock --vcpus 8 --spin-threshold 1 --sched $$pol \

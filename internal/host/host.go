@@ -68,17 +68,24 @@ func OpenFDs() (int, error) {
 }
 
 // Threads counts this process's OS threads.
-func Threads() (int, error) {
+func Threads() (int, error) { return statusField("Threads:") }
+
+// RSSKiB is this process's resident set size in KiB (VmRSS).
+func RSSKiB() (int, error) { return statusField("VmRSS:") }
+
+// statusField reads a number from a line of /proc/self/status ("VmRSS:
+// 1234 kB" reads 1234).
+func statusField(key string) (int, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
+		if v, ok := strings.CutPrefix(line, key); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 		}
 	}
-	return 0, fmt.Errorf("no Threads line in /proc/self/status")
+	return 0, fmt.Errorf("no %s line in /proc/self/status", key)
 }
 
 // Children lists the live and zombie child processes of this process (of

@@ -29,6 +29,7 @@ type event struct {
 
 type summary struct {
 	out     io.Writer
+	verbose bool // print every test's output as it comes (go test -v)
 	output  map[string][]string // package/test -> output lines
 	skips   map[string][]string // reason -> tests
 	failed  bool
@@ -40,6 +41,9 @@ func key(e event) string { return e.Package + " " + e.Test }
 func (s *summary) add(e event) {
 	switch e.Action {
 	case "output", "build-output":
+		if s.verbose {
+			fmt.Fprint(s.out, e.Output)
+		}
 		s.output[key(e)] = append(s.output[key(e)], e.Output)
 		if e.Test == "" && strings.HasPrefix(e.Output, "panic:") {
 			s.failed = true
@@ -105,8 +109,8 @@ func (s *summary) finish() {
 	}
 }
 
-func run(in io.Reader, out io.Writer) bool {
-	s := &summary{out: out, output: map[string][]string{}, skips: map[string][]string{}}
+func run(in io.Reader, out io.Writer, verbose bool) bool {
+	s := &summary{out: out, verbose: verbose, output: map[string][]string{}, skips: map[string][]string{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -124,13 +128,14 @@ func run(in io.Reader, out io.Writer) bool {
 func main() {
 	backends := flag.String("backends", "", "instead: compare the subtests that ran on each backend in the `go test -json` FILEs; "+
 		"a semicolon-separated list of NAME=WHERE (ptrace=natively;kvm=in the emulated runner)")
+	verbose := flag.Bool("v", false, "print every test's output as it comes, as go test -v does")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go test -json ... | testsummary\n       testsummary -backends NAME=WHERE;... FILE...")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	if *backends == "" {
-		if !run(os.Stdin, os.Stdout) {
+		if !run(os.Stdin, os.Stdout, *verbose) {
 			os.Exit(1)
 		}
 		return

@@ -25,7 +25,7 @@ func TestSummary(t *testing.T) {
 		`{"Action":"fail","Package":"q","Elapsed":0.1}`,
 	}, "\n")
 	var out bytes.Buffer
-	assert.False(t, run(strings.NewReader(in), &out))
+	assert.False(t, run(strings.NewReader(in), &out, false))
 	assert.Contains(t, out.String(), "ok  \tp\t1.500s\n")
 	assert.Contains(t, out.String(), "skipped 2: skipping on backend kvm: no /dev/kvm: TestA/kvm TestB/kvm\n")
 	assert.Contains(t, out.String(), "c_test.go:3: boom")
@@ -33,7 +33,7 @@ func TestSummary(t *testing.T) {
 	assert.Contains(t, out.String(), "1 tests failed")
 
 	out.Reset()
-	assert.True(t, run(strings.NewReader(`{"Action":"pass","Package":"p"}`), &out))
+	assert.True(t, run(strings.NewReader(`{"Action":"pass","Package":"p"}`), &out, false))
 }
 
 func TestBackends(t *testing.T) {
