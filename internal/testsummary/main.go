@@ -29,7 +29,7 @@ type event struct {
 
 type summary struct {
 	out     io.Writer
-	verbose bool // print every test's output as it comes (go test -v)
+	verbose bool                // print every test's output as it comes (go test -v)
 	output  map[string][]string // package/test -> output lines
 	skips   map[string][]string // reason -> tests
 	failed  bool
