@@ -20,14 +20,23 @@ type fakeTarget struct {
 	published  map[int]Published
 	hints      map[int]Hints
 	probed     []string
+	// stopping: preempted from outside, not yet seen out of the guest
+	// (rig.stopped reports them to the scheduler, as a vCPU thread's
+	// OnPark does).
+	stopping []*VCPU
 }
 
 func newFakeTarget() *fakeTarget {
 	return &fakeTarget{published: map[int]Published{}, hints: map[int]Hints{}}
 }
 
-func (t *fakeTarget) Dispatch(v *VCPU, cpu int)    { t.dispatched = append(t.dispatched, v.Name) }
-func (t *fakeTarget) Preempt(v *VCPU, self bool)   { t.preempted = append(t.preempted, v.Name) }
+func (t *fakeTarget) Dispatch(v *VCPU, cpu int) { t.dispatched = append(t.dispatched, v.Name) }
+func (t *fakeTarget) Preempt(v *VCPU, self bool) {
+	t.preempted = append(t.preempted, v.Name)
+	if !self {
+		t.stopping = append(t.stopping, v)
+	}
+}
 func (t *fakeTarget) Publish(v *VCPU, p Published) { t.published[v.Index] = p }
 func (t *fakeTarget) Hints(v *VCPU) Hints          { return t.hints[v.Index] }
 func (t *fakeTarget) Probe(v *VCPU)                { t.probed = append(t.probed, v.Name) }
@@ -96,9 +105,22 @@ func (r *rig) running() map[int][]string {
 
 func (r *rig) v(vm, id int) *VCPU { return r.st.VMs[vm][id] }
 
-// check asserts the invariants that hold under every policy.
+// stopped reports every vCPU preempted from outside as out of the guest
+// now, as its thread would on its way to park.
+func (r *rig) stopped() {
+	for len(r.tgt.stopping) > 0 {
+		v := r.tgt.stopping[0]
+		r.tgt.stopping = r.tgt.stopping[1:]
+		r.s.Stopped(v)
+	}
+}
+
+// check settles the preemptions under way (stopped) and asserts the
+// invariants that hold under every policy.
 func (r *rig) check() {
 	r.t.Helper()
+	r.stopped()
+	require.Empty(r.t, r.st.Acct.Impossible, "lock state changed off-CPU")
 	for _, p := range r.st.PCPUs {
 		if r.s.pol.Exclusive() {
 			require.LessOrEqual(r.t, len(p.Running), 1, "pCPU %d runs %d vCPUs", p.Index, len(p.Running))

@@ -231,8 +231,11 @@ func pvdRandom(t *testing.T, spec string, seed uint64) {
 				d = next - r.clock.now
 			}
 			r.advance(d)
-		case n < 50: // the guest changes its hints
+		case n < 50: // the guest of a running vCPU changes its hints
 			v := r.st.VCPUs[rng.IntN(len(r.st.VCPUs))]
+			if v.Status != Running {
+				break // a guest that does not run says what it said
+			}
 			h := Hints{InCS: rng.IntN(2) == 0, Waiting: rng.IntN(3) == 0}
 			h.Holding = h.InCS && rng.IntN(2) == 0
 			h.NextInLine = h.Waiting && rng.IntN(2) == 0

@@ -15,7 +15,8 @@ type RecordKind uint8
 
 const (
 	// RecRan: V held pCPU PCPU from Start to At and left it for Why; Hints
-	// are its guest's hints at At, StartHints at Start.
+	// are its guest's hints when it left (for a preemption: when it was
+	// seen out of the guest, StoppedAt), StartHints at Start.
 	RecRan RecordKind = iota
 	// RecStatus: V was From (running, runnable, blocked) from Start to At,
 	// and is To from At on (To == From: the accounting closed at the end).
@@ -26,6 +27,9 @@ const (
 	RecMark
 	// RecKick: V kicked Other (a KICK that woke it from WAIT).
 	RecKick
+	// RecStopped: preempted V was seen out of the guest at At: from now
+	// on it does not run (lock damage starts counting).
+	RecStopped
 )
 
 // Record is one scheduler event.
@@ -39,6 +43,10 @@ type Record struct {
 	From, To   Status
 	Hints      Hints
 	StartHints Hints
+	// StoppedAt (RecRan of a preemption): when the vCPU was seen out of
+	// the guest, where Hints were read; 0 if it never really stopped
+	// (dispatched again first).
+	StoppedAt time.Duration
 }
 
 // Why a vCPU left its pCPU (RecRan.Why).
@@ -67,12 +75,12 @@ func (s *State) Mark(what string, v *VCPU) {
 	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Why: what, Hints: s.HintsOf(v)})
 }
 
-// mark is Mark with hints already read.
-func (s *State) mark(what string, v *VCPU, h Hints) {
+// markAt is Mark with hints already read, at a given time and pCPU.
+func (s *State) markAt(what string, v *VCPU, pcpu int, at time.Duration, h Hints) {
 	if s.Rec == nil {
 		return
 	}
-	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Why: what, Hints: h})
+	s.Rec.Record(Record{Kind: RecMark, At: at, V: v, PCPU: pcpu, Why: what, Hints: h})
 }
 
 // EndReason tells the mechanism why the policy is about to take running v
@@ -86,4 +94,15 @@ func (s *State) ran(v *VCPU, why string, h Hints) {
 	}
 	s.Rec.Record(Record{Kind: RecRan, Start: v.ranSince, At: s.Now, V: v, PCPU: v.PCPU, Why: why,
 		Hints: h, StartHints: v.startHints})
+}
+
+// ranStop records the stay a preemption ended, once settled: it ended at
+// p.At (when the scheduler took the pCPU), and h is what the guest said
+// when the vCPU was seen out of the guest at stoppedAt (0: never).
+func (s *State) ranStop(v *VCPU, p *pendingStop, h Hints, stoppedAt time.Duration) {
+	if s.Rec == nil || p.PCPU < 0 {
+		return
+	}
+	s.Rec.Record(Record{Kind: RecRan, Start: p.Start, At: p.At, V: v, PCPU: p.PCPU, Why: p.Why,
+		Hints: h, StartHints: p.StartHints, StoppedAt: stoppedAt})
 }

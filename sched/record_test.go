@@ -38,8 +38,19 @@ func TestRecorderAgreesWithAccounting(t *testing.T) {
 			s.Start(true)
 			rng := rand.New(rand.NewPCG(1, uint64(len(policy))))
 			for step := 0; step < 2000; step++ {
-				for _, v := range st.VCPUs { // guests that hold, wait for, or are next for locks
-					tgt.hints[v.Index] = Hints{Holding: rng.IntN(4) == 0, Waiting: rng.IntN(3) == 0, NextInLine: rng.IntN(5) == 0, InCS: rng.IntN(3) == 0}
+				// Guests that hold, wait for, or are next for locks;
+				// only one that runs (a preempted one does until it is
+				// seen stopped) changes what it says.
+				for _, v := range st.VCPUs {
+					if v.Status == Running || v.StopPending() {
+						tgt.hints[v.Index] = Hints{Holding: rng.IntN(4) == 0, Waiting: rng.IntN(3) == 0, NextInLine: rng.IntN(5) == 0, InCS: rng.IntN(3) == 0}
+					}
+				}
+				if rng.IntN(2) == 0 { // the preempted ones' threads see their kicks
+					for _, v := range tgt.stopping {
+						s.Stopped(v)
+					}
+					tgt.stopping = nil
 				}
 				clock.now += time.Duration(rng.IntN(3000)) * time.Microsecond
 				var running []*VCPU
@@ -102,6 +113,7 @@ func TestRecorderAgreesWithAccounting(t *testing.T) {
 				lhp, lwp, waiter = lhp+v.Acct.LHP, lwp+v.Acct.LWP, waiter+v.Acct.WaiterPreempt
 			}
 			assert.Greater(t, lhp, uint64(0))
+			assert.Empty(t, st.Acct.Impossible)
 			assert.Equal(t, lhp, marks["LHP"])
 			assert.Equal(t, lwp, marks["LWP"])
 			assert.Equal(t, waiter, marks["waiter-preempt"])

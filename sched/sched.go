@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -122,6 +123,7 @@ func (s *Scheduler) Stop() {
 	s.mu.Lock()
 	s.st.Now = s.clock.Now()
 	for _, v := range s.st.VCPUs {
+		s.settle(v, false) // a preemption never seen done: the run ended first
 		if v.Status == Running {
 			s.st.ran(v, EndRunOver, s.st.HintsOf(v))
 			v.ranSince = s.st.Now
@@ -178,7 +180,10 @@ func (s *Scheduler) Block(v *VCPU, cond func() bool) BlockResult {
 		return ValueChanged
 	}
 	s.st.Now = s.clock.Now()
-	s.st.ran(v, EndWait, s.st.HintsOf(v))
+	s.settle(v, true) // it is in its own hypercall: out of the guest
+	h := s.st.HintsOf(v)
+	s.st.ran(v, EndWait, h)
+	v.stoppedHints, v.stoppedKnown = h, true
 	s.takeOff(v, true)
 	v.preemptedWaiting = false // the guest counts blocked time itself (wait cycles)
 	s.st.setStatus(v, Blocked)
@@ -212,6 +217,7 @@ func (s *Scheduler) Yield(v *VCPU, target int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.Now = s.clock.Now()
+	s.settle(v, true) // it is in its own hypercall: out of the guest
 	v.endWhy = EndYield
 	s.pol.Event(s.st, Event{Kind: EvYield, V: v, Target: target})
 	s.reschedule()
@@ -237,6 +243,7 @@ func (s *Scheduler) Exit(v *VCPU) {
 		return
 	}
 	s.st.Now = s.clock.Now()
+	s.settle(v, true) // its loop has ended: out of the guest
 	s.st.ran(v, EndExit, s.st.HintsOf(v))
 	s.takeOff(v, false)
 	s.st.setStatus(v, Done)
@@ -289,15 +296,21 @@ func (s *Scheduler) reschedule() {
 		if v.Status == Running || (v.Status != Runnable) {
 			continue
 		}
+		// Preempted, and dispatched again before it was seen out of
+		// the guest: it never stopped.
+		s.settle(v, false)
 		p := st.PCPUs[a.PCPU]
 		st.chargePCPU(p)
 		p.Running = append(p.Running, v)
 		v.PCPU = a.PCPU
+		h := st.HintsOf(v) // it is parked: only others can change what it says
+		if v.stoppedKnown {
+			s.checkOffCPU(v, v.stoppedHints, h)
+			v.stoppedKnown = false
+		}
 		st.setStatus(v, Running)
 		v.ranSince = st.Now
-		if st.Rec != nil {
-			v.startHints = st.HintsOf(v)
-		}
+		v.startHints = h
 		v.preemptedWaiting = false
 		v.Acct.Dispatches++
 		st.Acct.Switches++
@@ -337,34 +350,114 @@ func (s *Scheduler) reschedule() {
 	}
 }
 
+// preempt takes running v off its pCPU and asks its thread to leave the
+// guest. What v was doing (LHP, LWP, a waiter preempted) is not known yet:
+// v runs on until its thread sees the request, tens of microseconds, and
+// may take or release a lock meanwhile. It is classified when v is seen
+// out of the guest (Stopped, or any call from its own thread: settle).
 func (s *Scheduler) preempt(v *VCPU) {
 	st := s.st
-	h := s.tgt.Hints(v)
-	if h.Holding {
-		v.Acct.LHP++
-		st.mark("LHP", v, h)
-	}
-	if h.NextInLine {
-		v.Acct.LWP++
-		st.mark("LWP", v, h)
-	}
-	if h.Waiting {
-		v.Acct.WaiterPreempt++
-		st.mark("waiter-preempt", v, h)
-	}
 	v.Acct.Preemptions++
-	v.preemptedWaiting = h.Waiting
 	why := v.endWhy
 	if why == "" {
 		why = EndSlice
 	}
 	v.endWhy = ""
-	st.ran(v, why, h)
+	v.stop = &pendingStop{At: st.Now, Start: v.ranSince, PCPU: v.PCPU, Why: why, StartHints: v.startHints}
 	s.takeOff(v, false)
 	st.setStatus(v, Runnable)
 	s.tgt.Preempt(v, false)
 	s.publish(v, true)
 	s.pol.Event(st, Event{Kind: EvPreempted, V: v})
+}
+
+// Stopped tells the scheduler that preempted v's thread has left the guest
+// and is about to park (the vcpu package's OnPark): v's lock state is now
+// what it will be until it runs again, so the preemption is classified
+// from it. Safe from any goroutine; a vCPU with no preemption pending (it
+// parks for a WAIT) is left alone.
+func (s *Scheduler) Stopped(v *VCPU) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.stop == nil {
+		return
+	}
+	s.st.Now = s.clock.Now()
+	s.settle(v, true)
+}
+
+// settle ends v's pending preemption, if any. seen: v is out of the guest
+// now, so its hints are final: it is classified (LHP, LWP, waiter
+// preempted) from them, its stay is recorded, and they are kept for the
+// off-CPU check at its next dispatch. Not seen (dispatched again first,
+// or the run ended): it never stopped, so nothing is classified.
+func (s *Scheduler) settle(v *VCPU, seen bool) {
+	p := v.stop
+	if p == nil {
+		return
+	}
+	v.stop = nil
+	st := s.st
+	var h Hints
+	if seen {
+		h = st.HintsOf(v)
+		st.Acct.StopLatencies = append(st.Acct.StopLatencies, st.Now-p.At)
+		if h.Holding {
+			v.Acct.LHP++
+			st.markAt("LHP", v, p.PCPU, p.At, h)
+		}
+		if h.NextInLine {
+			v.Acct.LWP++
+			st.markAt("LWP", v, p.PCPU, p.At, h)
+		}
+		if h.Waiting {
+			v.Acct.WaiterPreempt++
+			st.markAt("waiter-preempt", v, p.PCPU, p.At, h)
+		}
+		v.preemptedWaiting = h.Waiting
+		v.stoppedHints, v.stoppedKnown = h, true
+	}
+	switch {
+	case st.Rec == nil:
+	case seen:
+		st.ranStop(v, p, h, st.Now)
+		st.Rec.Record(Record{Kind: RecStopped, At: st.Now, V: v, PCPU: -1})
+	default:
+		st.ranStop(v, p, st.HintsOf(v), 0)
+	}
+}
+
+// checkOffCPU checks what v's guest says at its dispatch (now) against
+// what it said when it last stopped (was): in between v did not run, so
+// only another vCPU can have changed it — a FIFO release handing it the
+// lock it waited for (waiting -> holding), or its queue moving up
+// (waiting -> waiting, next in line or not). Anything else (holding ->
+// none, none -> holding, ...) means lhpvm read the guest at the wrong
+// moment; it is recorded, and fails the run.
+func (s *Scheduler) checkOffCPU(v *VCPU, was, now Hints) {
+	if OffCPUChangePossible(was, now) {
+		return
+	}
+	if len(s.st.Acct.Impossible) < 10 {
+		s.st.Acct.Impossible = append(s.st.Acct.Impossible, fmt.Sprintf("%s: %s when it stopped, %s at its dispatch at %v",
+			v.Name, was, now, s.st.Now))
+	}
+}
+
+// OffCPUChangePossible reports whether a vCPU's guest can say now at a
+// dispatch after saying was when it stopped, without having run.
+func OffCPUChangePossible(was, now Hints) bool {
+	switch {
+	case was == now:
+		return true
+	case was.InCS != now.InCS:
+		return false // only its own code enters or leaves a critical section
+	case (was.Waiting || was.NextInLine) && now.Holding && now.LockID == was.LockID:
+		return true // a FIFO release handed it the lock
+	case (was.Waiting || was.NextInLine) && (now.Waiting || now.NextInLine) && now.LockID == was.LockID:
+		return true // the queue moved up
+	}
+	return false
 }
 
 func (s *Scheduler) publish(v *VCPU, preempted bool) {
@@ -376,11 +469,17 @@ func (s *Scheduler) publish(v *VCPU, preempted bool) {
 }
 
 // WakePercentiles returns the p50 and p99 of KICK-to-running latency.
-func (a *Acct) WakePercentiles() (p50, p99 time.Duration) {
-	if len(a.WakeLatencies) == 0 {
+func (a *Acct) WakePercentiles() (p50, p99 time.Duration) { return percentiles(a.WakeLatencies) }
+
+// StopPercentiles returns the p50 and p99 of preemption-to-stopped latency:
+// how long a preempted vCPU ran on before it was seen out of the guest.
+func (a *Acct) StopPercentiles() (p50, p99 time.Duration) { return percentiles(a.StopLatencies) }
+
+func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+	if len(ds) == 0 {
 		return 0, 0
 	}
-	l := append([]time.Duration(nil), a.WakeLatencies...)
+	l := append([]time.Duration(nil), ds...)
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 	return l[len(l)/2], l[min(len(l)-1, len(l)*99/100)]
 }

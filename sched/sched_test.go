@@ -59,6 +59,79 @@ func TestLHPAccounting(t *testing.T) {
 	assert.Zero(t, r.v(0, 1).Acct.LHP)
 }
 
+// TestLHPIsReadWhenTheVCPUStops: a preempted vCPU runs until its thread
+// sees the request, and its lock state is read then, not at the decision:
+// a holder that releases the lock before it stops is no LHP, one that takes
+// the lock before it stops is; a preemption undone before the vCPU stopped
+// (dispatched again) is not classified at all. The marks carry the time of
+// the decision.
+func TestLHPIsReadWhenTheVCPUStops(t *testing.T) {
+	rec := &recorded{}
+	r := newRig(t, "rr", 1, 2)
+	r.st.Rec = rec
+	v0, v1 := r.v(0, 0), r.v(0, 1)
+	r.tgt.hints[v0.Index] = Hints{Holding: true, InCS: true}
+	r.clock.now = 10 * time.Millisecond
+	r.s.Tick() // decides to preempt v0, holding
+	require.True(t, v0.StopPending())
+	r.tgt.hints[v0.Index] = Hints{} // it releases before its thread sees the kick
+	r.clock.now += 60 * time.Microsecond
+	r.stopped()
+	assert.Zero(t, v0.Acct.LHP, "released before it stopped")
+	assert.EqualValues(t, 1, v0.Acct.Preemptions)
+	assert.Equal(t, []time.Duration{60 * time.Microsecond}, r.st.Acct.StopLatencies)
+
+	r.tgt.hints[v1.Index] = Hints{Waiting: true}
+	r.clock.now = 20 * time.Millisecond
+	r.s.Tick()                                   // preempts v1, waiting
+	r.tgt.hints[v1.Index] = Hints{Holding: true} // it takes the lock before it stops
+	r.clock.now += 30 * time.Microsecond
+	r.stopped()
+	assert.EqualValues(t, 1, v1.Acct.LHP, "took the lock before it stopped")
+	assert.Zero(t, v1.Acct.WaiterPreempt)
+	var lhpAt time.Duration
+	for _, x := range rec.recs {
+		if x.Kind == RecMark && x.Why == "LHP" {
+			lhpAt = x.At
+		}
+		if x.Kind == RecRan && x.V == v1 {
+			assert.Equal(t, 20*time.Millisecond, x.At, "the stay ends at the decision")
+			assert.Equal(t, 20*time.Millisecond+30*time.Microsecond, x.StoppedAt)
+			assert.Equal(t, Hints{Holding: true}, x.Hints)
+		}
+	}
+	assert.Equal(t, 20*time.Millisecond, lhpAt)
+
+	// Preempted, then dispatched again before it stopped: it never left.
+	r.clock.now = 30 * time.Millisecond
+	r.tgt.hints[v0.Index] = Hints{Holding: true}
+	r.s.Tick() // v0 off (holding), v1 on
+	require.True(t, v0.StopPending())
+	r.tgt.stopping = nil // v0's thread never gets to park
+	r.s.Block(v1, func() bool { return true })
+	assert.False(t, v0.StopPending())
+	assert.Equal(t, Running, v0.Status, "dispatched again")
+	assert.Zero(t, v0.Acct.LHP, "a preemption it never stopped for is not classified")
+	r.check()
+}
+
+func TestOffCPUChangePossible(t *testing.T) {
+	none, wait, next, hold := Hints{}, Hints{Waiting: true, LockID: 1}, Hints{Waiting: true, NextInLine: true, LockID: 1}, Hints{Holding: true, LockID: 1}
+	for _, tt := range []struct {
+		was, now Hints
+		ok       bool
+	}{
+		{none, none, true}, {hold, hold, true},
+		{wait, hold, true}, {next, hold, true}, // a FIFO grant
+		{wait, next, true}, {next, wait, true}, // the queue moved
+		{hold, none, false}, {none, hold, false}, {none, wait, false}, {wait, none, false},
+		{hold, wait, false}, {wait, Hints{Holding: true, LockID: 2}, false},
+		{Hints{InCS: true, Holding: true}, hold, false},
+	} {
+		assert.Equal(t, tt.ok, OffCPUChangePossible(tt.was, tt.now), "%v -> %v", tt.was, tt.now)
+	}
+}
+
 func TestBlockWakeFutexRules(t *testing.T) {
 	r := newRig(t, "rr", 1, 2)
 	v0, v1 := r.v(0, 0), r.v(0, 1)

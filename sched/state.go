@@ -30,6 +30,21 @@ type Hints struct {
 	Ticket     uint32 // its ticket, for the ticket locks
 }
 
+// String says what the hints say, for a trace and a message.
+func (h Hints) String() string {
+	switch {
+	case h.Holding:
+		return fmt.Sprintf("holding lock %d", h.LockID)
+	case h.NextInLine:
+		return fmt.Sprintf("next for lock %d (ticket %d)", h.LockID, h.Ticket)
+	case h.Waiting:
+		return fmt.Sprintf("waiting for lock %d", h.LockID)
+	case h.InCS:
+		return "in a critical section"
+	}
+	return "none"
+}
+
 // AddrRange is a half-open range of guest code addresses.
 type AddrRange struct{ Start, End uint64 }
 
@@ -67,6 +82,15 @@ type VCPU struct {
 	ranSince   time.Duration
 	startHints Hints
 	endWhy     string
+	// stop is the preemption decided but not yet seen done: the vCPU
+	// runs until its thread has left the guest (Scheduler.Stopped), and
+	// only then is what it was doing known.
+	stop *pendingStop
+	// stoppedHints are its guest's hints when it last really stopped
+	// (a confirmed preemption, or WAIT), checked against its hints at
+	// its next dispatch; valid while stoppedKnown.
+	stoppedHints Hints
+	stoppedKnown bool
 
 	// Policy-private scratch.
 	Prio     int
@@ -74,6 +98,20 @@ type VCPU struct {
 
 	Acct VCPUAcct
 }
+
+// pendingStop is a preemption the scheduler decided at At, taking v off
+// pCPU PCPU (where it had run since Start) for Why.
+type pendingStop struct {
+	At, Start  time.Duration
+	PCPU       int
+	Why        string
+	StartHints Hints
+}
+
+// StopPending reports whether v was preempted and has not yet been seen
+// leaving the guest: it may still be running (and changing its lock
+// state) though its status is Runnable.
+func (v *VCPU) StopPending() bool { return v.stop != nil }
 
 // VCPUAcct is one vCPU's accounting.
 type VCPUAcct struct {
@@ -148,6 +186,13 @@ type Acct struct {
 	SpinPreempts   uint64 // spinners preempted in favour of others (monitor)
 	MaxSkew        time.Duration
 	WakeLatencies  []time.Duration // KICK -> running
+	// StopLatencies: preemption decided -> the vCPU seen out of the guest.
+	StopLatencies []time.Duration
+	// Impossible lists lock-state changes across an interval a vCPU did
+	// not run that only the vCPU itself could have made (holding -> none,
+	// none -> holding, ...): each means the accounting read the guest at
+	// the wrong moment. A run with any is a failed run.
+	Impossible []string
 }
 
 // NewState lays out pcpus and VMs (vCPU counts); vCPU i of the whole

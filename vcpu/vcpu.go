@@ -84,6 +84,11 @@ type VCPU struct {
 	probeReq atomic.Bool
 	// OnProbe receives the RIP read for a RequestProbe, on the vCPU's thread.
 	OnProbe func(rip uint64)
+	// OnPark is called on the vCPU's thread when it has left the guest to
+	// park (a RequestPark or ParkSelf seen), before it sleeps: the guest
+	// is stopped, so what it published is final until it runs again. It
+	// is called with no vCPU lock held (it may take the scheduler's).
+	OnPark func()
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -328,6 +333,11 @@ func (v *VCPU) leaveSeat() {
 }
 
 func (v *VCPU) park() {
+	// Before the seat goes: the vCPU that takes it runs on this host CPU
+	// and would keep this thread from telling the scheduler for a while.
+	if v.OnPark != nil && v.parkReq.Load() && !v.stopReq.Load() {
+		v.OnPark()
+	}
 	v.leaveSeat()
 	v.mu.Lock()
 	if v.parkReq.Load() && !v.stopReq.Load() {

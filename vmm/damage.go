@@ -16,8 +16,9 @@ import (
 // and the scheduler's view of who runs, so it is the same measurement for
 // every lock.
 //
-// It is evaluated at every status change of the VM's vCPUs (exact: the
-// preemption and the dispatch that bound an interval are such changes) and
+// It is evaluated at every status change of the VM's vCPUs and whenever a
+// preempted vCPU is seen out of the guest (exact: a preempted vCPU runs on
+// until then, so an interval begins there and ends at a dispatch), and
 // every damageTick (a hand-over to a vCPU that is already off its pCPU is a
 // guest store the host sees no event for: it is noticed within a tick). The
 // guest publishes the grant a few instructions after it takes or hands
@@ -61,11 +62,13 @@ func newDamage(vm *VM, sv []*sched.VCPU) *damage {
 // observe re-reads the grants at now. If changing is not nil, that vCPU's
 // status is becoming to (the scheduler has not stored it yet).
 func (d *damage) observe(now time.Duration, changing *sched.VCPU, to sched.Status) {
+	// A vCPU preempted but not yet seen out of the guest still runs (its
+	// RecStopped comes when it is).
 	running := func(id int) bool {
 		if v := d.sv[id]; v == changing {
-			return to == sched.Running
+			return to == sched.Running || v.StopPending()
 		} else {
-			return v.Status == sched.Running
+			return v.Status == sched.Running || v.StopPending()
 		}
 	}
 	for i := range d.locks {

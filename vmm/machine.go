@@ -98,6 +98,9 @@ type SchedResult struct {
 	Deferrals         uint64    `json:"deferrals"`
 	SpinPreempts      uint64    `json:"spin_preempts"`
 	WakeUs            Latencies `json:"wake_us"`
+	// StopUs: from a preemption's decision to the vCPU seen out of the
+	// guest, where what it was doing (LHP, LWP) is read.
+	StopUs Latencies `json:"stop_us"`
 }
 
 // Latencies are p50 and p99 in microseconds.
@@ -174,6 +177,7 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 		for id, v := range vm.vcpus {
 			sv := st.VMs[i][id]
 			v.OnProbe = func(rip uint64) { m.s.Probed(sv, rip) }
+			v.OnPark = func() { m.s.Stopped(sv) }
 		}
 	}
 	return m, nil
@@ -239,6 +243,10 @@ func (m *Machine) Run() *Result {
 		}
 	})
 	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult()}
+	if imp := m.st.Acct.Impossible; len(imp) > 0 && err == nil {
+		err = fmt.Errorf("%w: lock accounting: a vCPU's lock state changed while it did not run, "+
+			"as only the vCPU itself could change it: %s", ErrCheckFailed, strings.Join(imp, "; "))
+	}
 	for _, vm := range m.vms {
 		r := vm.result(m)
 		res.VMs = append(res.VMs, r)
@@ -467,6 +475,8 @@ func (m *Machine) schedResult() SchedResult {
 	}
 	p50, p99 := st.Acct.WakePercentiles()
 	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
+	p50, p99 = st.Acct.StopPercentiles()
+	r.StopUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
 	return r
 }
 

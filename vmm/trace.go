@@ -71,21 +71,6 @@ var statusNames = map[sched.Status]string{
 	sched.Running: "running", sched.Runnable: "runnable (steal)", sched.Blocked: "blocked in WAIT",
 }
 
-// lockState describes what a vCPU's guest says about its locks.
-func lockState(h sched.Hints) string {
-	switch {
-	case h.Holding:
-		return fmt.Sprintf("holding lock %d", h.LockID)
-	case h.NextInLine:
-		return fmt.Sprintf("next for lock %d (ticket %d)", h.LockID, h.Ticket)
-	case h.Waiting:
-		return fmt.Sprintf("waiting for lock %d", h.LockID)
-	case h.InCS:
-		return "in a critical section"
-	}
-	return "none"
-}
-
 // Lock tracks follow the vCPU tracks of a VM's process (thread ids from
 // here, one per lock).
 const tidLock0 = 1000
@@ -110,10 +95,16 @@ func (r *recorder) damageSpan(vmIndex, lock int, iv lockDamage, end time.Duratio
 // Record implements sched.Recorder.
 func (r *recorder) Record(rec sched.Record) {
 	v := rec.V
-	if rec.Kind == sched.RecStatus {
+	switch rec.Kind {
+	case sched.RecStatus:
 		if d := r.m.damage[v.VM]; d != nil {
 			d.observe(rec.At, v, rec.To)
 		}
+	case sched.RecStopped:
+		if d := r.m.damage[v.VM]; d != nil {
+			d.observe(rec.At, nil, 0)
+		}
+		return
 	}
 	if r.tl == nil && r.w == nil {
 		return // only the damage times listen
@@ -139,7 +130,7 @@ func (r *recorder) Record(rec sched.Record) {
 		}
 		r.w.Complete(v.Name, "run", pid, tid, rec.Start, rec.At-rec.Start,
 			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", rec.Why),
-			trace.S("lock_state_start", lockState(rec.StartHints)), trace.S("lock_state_end", lockState(rec.Hints)),
+			trace.S("lock_state_start", rec.StartHints.String()), trace.S("lock_state_end", rec.Hints.String()),
 			trace.N("acquisitions", float64(acquired)))
 		if id := r.flowTo[v.Index]; id != 0 {
 			r.w.FlowEnd("kick", id, pid, tid, rec.Start)

@@ -418,6 +418,9 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	}
 	fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP (%d waiter preemptions), idle %.1f%%, wake p50 %.0fus p99 %.0fus",
 		sc.Switches, sc.LHPEvents, sc.LWPEvents, sc.WaiterPreemptions, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
+	if sc.StopUs.P99 > 0 {
+		fmt.Fprintf(out, ", stop p50 %.0fus p99 %.0fus", sc.StopUs.P50, sc.StopUs.P99)
+	}
 	if sc.CoStops > 0 {
 		fmt.Fprintf(out, ", %d co-stops (max skew %.0fus)", sc.CoStops, sc.MaxSkewUs)
 	}
