@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"encoding/xml"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
+	"github.com/lhpvm/lhpvm/internal/figures"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
@@ -18,18 +20,8 @@ import (
 )
 
 type traceFile struct {
-	TraceEvents []struct {
-		Name string         `json:"name"`
-		Cat  string         `json:"cat"`
-		Ph   string         `json:"ph"`
-		Pid  int            `json:"pid"`
-		Tid  int            `json:"tid"`
-		Ts   float64        `json:"ts"`
-		Dur  float64        `json:"dur"`
-		ID   uint64         `json:"id"`
-		Args map[string]any `json:"args"`
-	} `json:"traceEvents"`
-	OtherData map[string]any `json:"otherData"`
+	TraceEvents []traceEvent   `json:"traceEvents"`
+	OtherData   map[string]any `json:"otherData"`
 }
 
 // runReport is the part of --json the trace is checked against.
@@ -204,4 +196,114 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		b.ReportMetric(t, "traced-acq/s")
 		b.ReportMetric(t/p, "trace/plain")
 	})
+}
+
+// slide8 is the slide8-lhp-two-vms scenario built by hand: app (ticket
+// lock, 2 vCPUs) and noisy (a hog) on 2 pCPUs under rr with 30 ms slices.
+func slide8(t *testing.T, d time.Duration) (vmm.MachineConfig, []vmm.Config) {
+	app := lockConfig(t, "ticket", 2)
+	app.Name, app.CSCycles, app.ThinkCycles = "app", 1000, 2000
+	noisy := config(t, "hog", 1)
+	noisy.Name, noisy.UntilOthers = "noisy", true
+	mc := lockMachine(t, "rr", d)
+	mc.Options.Slice = 30 * time.Millisecond
+	return mc, []vmm.Config{app, noisy}
+}
+
+// TestSlide8Accounting: slide 8's scenario, traced and drawn. Across every
+// interval a vCPU did not run, its lock state changes only as another
+// vCPU's release can change it (the run itself fails otherwise:
+// sched.Acct.Impossible); every LHP preemption begins, at the moment the
+// vCPU was seen out of the guest, a measured interval of the lock with a
+// vCPU that does not run (lock damage), and every such interval that does
+// not is a hand-over to a waiter already off its pCPU; and the picture
+// hatches waste. A run too short to show waste here is run again, longer.
+func TestSlide8Accounting(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+		for d := time.Second; ; d *= 2 {
+			mc, cfgs := slide8(t, d)
+			path := filepath.Join(t.TempDir(), "s8.json")
+			w, err := trace.Create(path, 0)
+			require.NoError(t, err)
+			mc.Trace = w
+			mc.Timeline = &vmm.Timeline{From: 0, To: 20 * mc.Options.Slice}
+			res := runM(t, h, mc, cfgs...)
+			require.NoError(t, w.Close())
+			require.True(t, res.OK, res.Error)
+			var tf traceFile
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &tf))
+			runs := map[string][]traceEvent{} // vCPU -> its slices
+			var lhp, damage []traceEvent
+			for _, e := range tf.TraceEvents {
+				switch {
+				case e.Ph == "X" && e.Cat == "run":
+					runs[e.Name] = append(runs[e.Name], e)
+				case e.Ph == "i" && e.Name == "LHP":
+					lhp = append(lhp, e)
+				case e.Ph == "X" && (e.Name == "held_preempted" || e.Name == "granted_preempted"):
+					damage = append(damage, e)
+				}
+			}
+			for v, rs := range runs {
+				sort.Slice(rs, func(i, j int) bool { return rs[i].Ts < rs[j].Ts })
+				for i := 1; i < len(rs); i++ {
+					was, now := lockKind(rs[i-1].Args["lock_state_end"]), lockKind(rs[i].Args["lock_state_start"])
+					assert.True(t, was == now || (was == "next for" || was == "waiting for") && now != "none",
+						"%s: %q when it stopped at %.3f µs, %q at its dispatch at %.3f µs", v, was, rs[i-1].Ts+rs[i-1].Dur, now, rs[i].Ts)
+				}
+			}
+			begun := map[int]bool{} // damage intervals an LHP began
+			for _, m := range lhp {
+				v := m.Args["vcpu"].(string)
+				var stop float64 = -1
+				for _, r := range runs[v] {
+					if r.Ts+r.Dur == m.Ts || math.Abs(r.Ts+r.Dur-m.Ts) < 1e-3 {
+						stop = m.Ts + r.Args["stop_latency_us"].(float64)
+					}
+				}
+				found := false
+				for i, iv := range damage {
+					if strings.HasSuffix(iv.Args["what"].(string), " "+v+", which does not run") && math.Abs(iv.Ts-stop) < 1e-3 {
+						found, begun[i] = true, true
+					}
+				}
+				assert.True(t, found, "the LHP of %s at %.3f µs (stopped at %.3f) begins no measured interval", v, m.Ts, stop)
+			}
+			for i, iv := range damage {
+				if !begun[i] {
+					assert.Equal(t, "granted_preempted", iv.Name, "an interval no LHP began: %v", iv.Args["what"])
+				}
+			}
+			waste := figures.Waste(mc.Timeline)
+			t.Logf("%v: %d LHP, %d measured intervals, %d hatched spans in the picture's window", d, len(lhp), len(damage), len(waste))
+			if len(waste) > 0 || d >= 16*time.Second {
+				assert.NotEmpty(t, waste, "slide 8's picture hatches the waste")
+				return
+			}
+		}
+	})
+}
+
+type traceEvent = struct {
+	Name string         `json:"name"`
+	Cat  string         `json:"cat"`
+	Ph   string         `json:"ph"`
+	Pid  int            `json:"pid"`
+	Tid  int            `json:"tid"`
+	Ts   float64        `json:"ts"`
+	Dur  float64        `json:"dur"`
+	ID   uint64         `json:"id"`
+	Args map[string]any `json:"args"`
+}
+
+// lockKind is a trace's lock state without the lock and ticket: "holding",
+// "next for", "waiting for", "in a critical section", "none".
+func lockKind(s any) string {
+	str, _ := s.(string)
+	if i := strings.Index(str, " lock "); i >= 0 {
+		return str[:i]
+	}
+	return str
 }

@@ -121,25 +121,34 @@ func (vm *VM) LockSlot(i int) hypercall.LockSlot {
 	return s
 }
 
-// hints reads what vCPU id's guest publishes about its locks. For a ticket
-// lock a waiter whose ticket is being served has in fact been granted the
-// lock (it just has not seen it yet): preempting it is lock holder
-// preemption. The waiter right behind it is next in line: preempting that
-// one stalls everyone behind it (lock waiter preemption).
+// hints reads what vCPU id's guest publishes about its locks. Whether it
+// holds a lock is what the lock's slot says it is granted to (LockSlot.
+// Granted), the same word the lock damage times read, so an LHP count and
+// a measured interval of a lock with a vCPU that does not run always
+// agree: the lock is the vCPU's from its acquisition until just before its
+// release, or from a FIFO release handing it over (a ticket waiter whose
+// turn has come has the lock, it just has not seen it yet). The vCPU's own
+// lock state only says it waits, and for which ticket: the waiter right
+// behind the holder is next in line, and preempting it stalls everyone
+// behind it (lock waiter preemption).
 func (vm *VM) hints(id int) sched.Hints {
 	page := vm.layout.Page(id)
 	state := vm.mem.Load32(page + hypercall.OffLockState)
 	lockID := vm.mem.Load32(page + hypercall.OffLockID)
 	h := sched.Hints{
 		InCS:    vm.mem.Load32(page+hypercall.OffInCS) != 0,
-		Holding: state == hypercall.LockStateHolding,
 		Waiting: state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow,
 		LockID:  lockID,
 		Ticket:  vm.mem.Load32(page + hypercall.OffTicket),
 	}
+	if state != hypercall.LockStateNone && int(lockID) < vm.cfg.Locks {
+		g := vm.mem.Load64(vm.layout.LockSlot(int(lockID)) + hypercall.OffGranted)
+		if int(uint32(g))-1 == id {
+			h.Holding, h.Waiting = true, false
+		}
+	}
 	if h.Waiting {
 		if pos, ok := vm.ticketPosition(lockID, h.Ticket); ok {
-			h.Holding = pos == 0
 			h.NextInLine = pos == 1
 		}
 	}

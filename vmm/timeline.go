@@ -24,16 +24,19 @@ type Timeline struct {
 	Cut    bool // maxTimelineSlices reached
 
 	holdersOff []HolderOff
-	open       map[int]HolderOff // by vCPU index: preempted holding, not yet back
 }
 
-// HolderOff is a time its lock's holder spent preempted (from the LHP
-// preemption until it ran again): its running siblings waiting for that
-// lock spin through it, the waste slide 8 shows.
+// HolderOff is a time a lock spent with a vCPU that did not run: held by
+// it (preempted inside its critical section), or handed to it by a FIFO
+// release while it was off its pCPU (Handed). It is measured by the lock
+// damage times (the guest's published grant, from the moment the vCPU was
+// seen out of the guest until it runs again): its running siblings waiting
+// for that lock spin through it, the waste slide 8 shows.
 type HolderOff struct {
 	VM, VCPU int
 	Lock     uint32
 	From, To time.Duration
+	Handed   bool
 }
 
 // TimelineSlice is one stay of a vCPU on a pCPU, clipped to the window.
@@ -68,15 +71,6 @@ func (t *Timeline) init(m *Machine) {
 func (t *Timeline) record(r sched.Record, acquired uint64) {
 	switch r.Kind {
 	case sched.RecRan:
-		// The holder is back (the slice its LHP preemption ended is
-		// recorded right after the mark, and does not count).
-		if h, ok := t.open[r.V.Index]; ok && r.Start >= h.From {
-			h.To = r.Start
-			delete(t.open, r.V.Index)
-			if h.To > t.From && h.From < t.To {
-				t.holdersOff = append(t.holdersOff, h)
-			}
-		}
 		if r.At <= t.From || r.Start >= t.To || r.PCPU < 0 {
 			return
 		}
@@ -91,27 +85,20 @@ func (t *Timeline) record(r sched.Record, acquired uint64) {
 		t.Slices = append(t.Slices, TimelineSlice{PCPU: r.PCPU, VM: r.V.VM, VCPU: r.V.ID,
 			Start: max(r.Start, t.From), End: min(r.At, t.To), Why: r.Why, Acquired: acquired, WaitingFor: waiting})
 	case sched.RecMark:
-		if r.Why == "LHP" && r.PCPU >= 0 && r.Hints.Holding {
-			if t.open == nil {
-				t.open = map[int]HolderOff{}
-			}
-			t.open[r.V.Index] = HolderOff{VM: r.V.VM, VCPU: r.V.ID, Lock: r.Hints.LockID, From: r.At}
-		}
 		if (r.Why == "LHP" || r.Why == "LWP") && r.PCPU >= 0 && r.At >= t.From && r.At < t.To && len(t.Marks) < maxTimelineSlices {
 			t.Marks = append(t.Marks, TimelineMark{PCPU: r.PCPU, At: r.At, Kind: r.Why})
 		}
 	}
 }
 
-// HoldersOff are the times lock holders spent preempted within the window
-// (one still off when the run ended is off until the window's end).
-func (t *Timeline) HoldersOff() []HolderOff {
-	out := append([]HolderOff(nil), t.holdersOff...)
-	for _, h := range t.open {
-		if h.From < t.To {
-			h.To = t.To
-			out = append(out, h)
-		}
+// holderOff records one measured interval of lock damage.
+func (t *Timeline) holderOff(vm, lock int, iv lockDamage, end time.Duration) {
+	if end > t.From && iv.since < t.To && len(t.holdersOff) < maxTimelineSlices {
+		t.holdersOff = append(t.holdersOff, HolderOff{VM: vm, VCPU: iv.vcpu, Lock: uint32(lock),
+			From: max(iv.since, t.From), To: min(end, t.To), Handed: iv.handed})
 	}
-	return out
 }
+
+// HoldersOff are the measured times locks spent with vCPUs that did not
+// run, within the window.
+func (t *Timeline) HoldersOff() []HolderOff { return t.holdersOff }

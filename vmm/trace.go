@@ -42,13 +42,20 @@ func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
 	if tl != nil {
 		tl.init(m)
 	}
+	for i, d := range m.damage {
+		if d != nil && (w != nil || tl != nil) {
+			d.span = func(lock int, iv lockDamage, end time.Duration) {
+				if w != nil {
+					r.damageSpan(i, lock, iv, end)
+				}
+				if tl != nil {
+					tl.holderOff(i, lock, iv, end)
+				}
+			}
+		}
+	}
 	if w == nil {
 		return r
-	}
-	for i, d := range m.damage {
-		if d != nil {
-			d.span = func(lock int, iv lockDamage, end time.Duration) { r.damageSpan(i, lock, iv, end) }
-		}
 	}
 	w.ProcessName(pidPCPUs, "pCPUs")
 	w.SortIndex(pidPCPUs, 0, 0)
@@ -128,10 +135,16 @@ func (r *recorder) Record(rec sched.Record) {
 		if !r.m.pol.Exclusive() { // Linux time-slices them: a pCPU track would overlap
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
+		// A preemption's lock state is read when the vCPU was seen out of
+		// the guest, stop_latency_us after the slice's end.
+		stop := -1.0
+		if rec.StoppedAt > 0 {
+			stop = float64((rec.StoppedAt - rec.At).Nanoseconds()) / 1e3
+		}
 		r.w.Complete(v.Name, "run", pid, tid, rec.Start, rec.At-rec.Start,
 			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", rec.Why),
 			trace.S("lock_state_start", rec.StartHints.String()), trace.S("lock_state_end", rec.Hints.String()),
-			trace.N("acquisitions", float64(acquired)))
+			trace.N("stop_latency_us", stop), trace.N("acquisitions", float64(acquired)))
 		if id := r.flowTo[v.Index]; id != 0 {
 			r.w.FlowEnd("kick", id, pid, tid, rec.Start)
 			r.flowTo[v.Index] = 0

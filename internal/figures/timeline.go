@@ -41,7 +41,6 @@ func vmColor(i int) color.Color { return Palette[i%len(Palette)] }
 // slice in its VM's colour with the vCPU's name in it, idle rows behind.
 type gantt struct {
 	tl   *vmm.Timeline
-	off  []vmm.HolderOff
 	font font.Font
 }
 
@@ -71,20 +70,14 @@ func (g gantt) Plot(c draw.Canvas, p *plot.Plot) {
 		y := g.row(s.PCPU)
 		box(ms(s.Start), ms(s.End), y, vmColor(s.VM))
 		name := fmt.Sprintf("%s/cpu%d", g.tl.VMs[s.VM], s.VCPU)
-		// While its lock's holder is preempted, a sibling that was
-		// waiting for that lock (or took none) spins: hatch that part.
-		for _, h := range g.off {
-			if h.VM != s.VM || h.VCPU == s.VCPU || h.To <= s.Start || h.From >= s.End {
-				continue
-			}
-			if s.WaitingFor == int(h.Lock) || s.Acquired == 0 {
-				stripes(c, trX(ms(max(s.Start, h.From))), trX(ms(min(s.End, h.To))), trY(y-half), trY(y+half))
-			}
-		}
 		x0, x1 := trX(ms(s.Start)), trX(ms(s.End))
 		if x1-x0 > label.Width(name)+vg.Points(4) {
 			c.FillText(label, vg.Point{X: (x0 + x1) / 2, Y: trY(y)}, name)
 		}
+	}
+	for _, h := range Waste(g.tl) {
+		y := g.row(h.PCPU)
+		stripes(c, trX(ms(h.From)), trX(ms(h.To)), trY(y-half), trY(y+half))
 	}
 	for _, m := range g.tl.Marks {
 		clr, dy := lhpColor, 0.0
@@ -94,6 +87,32 @@ func (g gantt) Plot(c draw.Canvas, p *plot.Plot) {
 		x, y := trX(ms(m.At)), trY(g.row(m.PCPU)+half+0.04+dy)
 		c.DrawGlyph(draw.GlyphStyle{Color: clr, Radius: vg.Points(4), Shape: draw.PyramidGlyph{}}, vg.Point{X: x, Y: y})
 	}
+}
+
+// WasteSpan is a stretch of a pCPU row the picture hatches: a vCPU ran
+// there while its lock was with a sibling that did not run.
+type WasteSpan struct {
+	PCPU     int
+	From, To time.Duration
+}
+
+// Waste is what the timeline hatches: every part of a slice during which
+// the lock was measured to be with a sibling that did not run (held, or
+// handed to it), when the slice's vCPU was waiting for that lock as it
+// left its pCPU or took no lock at all in it, i.e. spun for it.
+func Waste(tl *vmm.Timeline) []WasteSpan {
+	var out []WasteSpan
+	for _, s := range tl.Slices {
+		for _, h := range tl.HoldersOff() {
+			if h.VM != s.VM || h.VCPU == s.VCPU || h.To <= s.Start || h.From >= s.End {
+				continue
+			}
+			if s.WaitingFor == int(h.Lock) || s.Acquired == 0 {
+				out = append(out, WasteSpan{PCPU: s.PCPU, From: max(s.Start, h.From), To: min(s.End, h.To)})
+			}
+		}
+	}
+	return out
 }
 
 // stripes hatches a box: a slice its vCPU spent waiting for a lock.
@@ -139,7 +158,7 @@ func Timeline(tl *vmm.Timeline, title, path string) error {
 	for i, cpu := range tl.PCPUs {
 		rows[len(tl.PCPUs)-1-i] = fmt.Sprintf("pCPU %d (CPU %d)", i, cpu)
 	}
-	g := gantt{tl: tl, off: tl.HoldersOff(), font: p.Legend.TextStyle.Font}
+	g := gantt{tl: tl, font: p.Legend.TextStyle.Font}
 	g.font.Size = vg.Points(7)
 	p.Add(g)
 	p.NominalY(rows...)
@@ -152,7 +171,7 @@ func Timeline(tl *vmm.Timeline, title, path string) error {
 	}
 	leg.Add("idle", swatch{clr: idleColor})
 	leg.Add("spinning: the lock's", swatch{clr: color.RGBA{0x80, 0x80, 0x80, 0xff}, striped: true})
-	leg.Add("holder is preempted")
+	leg.Add("holder does not run")
 	leg.Add("LHP", swatch{clr: lhpColor, glyph: true})
 	leg.Add("LWP", swatch{clr: lwpColor, glyph: true})
 	leg.Top, leg.Left = true, true
