@@ -78,6 +78,22 @@ var statusNames = map[sched.Status]string{
 	sched.Running: "running", sched.Runnable: "runnable (steal)", sched.Blocked: "blocked in WAIT",
 }
 
+// The viewers colour a slice by a hash of its name unless it names one of
+// their reserved colours (cname): vm0/cpu0 and vm0/cpu3 came out alike.
+// Each vCPU gets its own, by its index in the machine, from those that
+// catapult's viewer draws distinct (Perfetto colours by name).
+var vcpuColors = []string{"rail_response", "rail_load", "thread_state_iowait", "detailed_memory_dump",
+	"background_memory_dump", "rail_animation", "olive", "light_memory_dump", "thread_state_uninterruptible",
+	"cq_build_passed", "thread_state_unknown", "startup"}
+
+func vcpuColor(i int) string { return vcpuColors[i%len(vcpuColors)] }
+
+// markColor colours the scheduler's marks by kind.
+var markColor = map[string]string{
+	"LHP": "terrible", "LWP": "bad", "waiter-preempt": "yellow", "delay-grant": "good",
+	"co-stop": "grey", "probe": "white", "spin-preempt": "black",
+}
+
 // Lock tracks follow the vCPU tracks of a VM's process (thread ids from
 // here, one per lock).
 const tidLock0 = 1000
@@ -88,7 +104,7 @@ func (r *recorder) damageSpan(vmIndex, lock int, iv lockDamage, end time.Duratio
 	pid, tid := pidVM0+vmIndex, tidLock0+lock
 	if !r.lockTracks[[2]int{vmIndex, lock}] {
 		r.lockTracks[[2]int{vmIndex, lock}] = true
-		r.w.ThreadName(pid, tid, fmt.Sprintf("lock %d: with a vCPU that does not run", lock))
+		r.w.ThreadName(pid, tid, fmt.Sprintf("lock %d off-CPU", lock))
 		r.w.SortIndex(pid, tid, tid)
 	}
 	name := "held_preempted"
@@ -141,7 +157,7 @@ func (r *recorder) Record(rec sched.Record) {
 		if rec.StoppedAt > 0 {
 			stop = float64((rec.StoppedAt - rec.At).Nanoseconds()) / 1e3
 		}
-		r.w.Complete(v.Name, "run", pid, tid, rec.Start, rec.At-rec.Start,
+		r.w.CompleteColor(v.Name, "run", vcpuColor(v.Index), pid, tid, rec.Start, rec.At-rec.Start,
 			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", rec.Why),
 			trace.S("lock_state_start", rec.StartHints.String()), trace.S("lock_state_end", rec.Hints.String()),
 			trace.N("stop_latency_us", stop), trace.N("acquisitions", float64(acquired)))
@@ -161,7 +177,7 @@ func (r *recorder) Record(rec sched.Record) {
 		if rec.PCPU < 0 || !r.m.pol.Exclusive() {
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
-		r.w.Instant(rec.Why, "sched", pid, tid, rec.At, trace.S("vcpu", v.Name),
+		r.w.Instant(rec.Why, "sched", markColor[rec.Why], pid, tid, rec.At, trace.S("vcpu", v.Name),
 			trace.N("lock", float64(rec.Hints.LockID)), trace.N("ticket", float64(rec.Hints.Ticket)))
 	case sched.RecKick:
 		pid, tid := pidPCPUs, rec.PCPU+1
@@ -169,7 +185,7 @@ func (r *recorder) Record(rec sched.Record) {
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
 		r.flows++
-		r.w.Instant("kick", "sched", pid, tid, rec.At, trace.S("from", v.Name), trace.S("to", rec.Other.Name))
+		r.w.Instant("kick", "sched", "good", pid, tid, rec.At, trace.S("from", v.Name), trace.S("to", rec.Other.Name))
 		r.w.FlowStart("kick", r.flows, pid, tid, rec.At)
 		r.flowTo[rec.Other.Index] = r.flows
 	}

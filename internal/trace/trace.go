@@ -1,12 +1,17 @@
 // Package trace writes Chrome Trace Event Format JSON, the format
-// ui.perfetto.dev and chrome://tracing open directly, streamed to a file and
+// ui.perfetto.dev and catapult's trace viewer open, streamed to a file and
 // bounded in events. It knows nothing of lhpvm: vmm turns scheduler records
 // into its events.
 //
-// The file is one object: {"traceEvents": [...], "displayTimeUnit": "ns",
-// "otherData": {...}}. Timestamps are microseconds with nanosecond
-// fractions. When the limit is reached further events are counted, not
-// written, and otherData says how many were cut.
+// The file is one object: {"traceEvents": [...], "displayTimeUnit": "ms",
+// "otherData": {...}}. Times are integer nanoseconds here and written as
+// microseconds with their nanoseconds. Viewers read them as doubles and end
+// a slice at ts + dur: a slice written as it is could then end a hair past
+// the next one's start on its track (9686.874000000002 > 9686.874), which
+// Chrome's Performance panel answers by dropping the slice and speedscope
+// by nesting the track. So a slice's dur is written 1 ns shorter where the
+// doubles would overlap (appendDur). When the limit is reached further
+// events are counted, not written, and otherData says how many were cut.
 package trace
 
 import (
@@ -22,17 +27,24 @@ import (
 // DefaultLimit is the default bound on the events of one trace.
 const DefaultLimit = 1_000_000
 
-// Arg is one key of an event's args: a string or a number.
+// Arg is one key of an event's args: a string, a number or a boolean.
 type Arg struct {
-	Key string
-	Str string
-	Num float64
-	num bool
+	Key  string
+	Str  string
+	Num  float64
+	kind byte // 's', 'n', 'b'
 }
 
-// S is a string arg, N a numeric one.
-func S(k, v string) Arg         { return Arg{Key: k, Str: v} }
-func N(k string, v float64) Arg { return Arg{Key: k, Num: v, num: true} }
+// S is a string arg, N a numeric one, B a boolean one.
+func S(k, v string) Arg         { return Arg{Key: k, Str: v, kind: 's'} }
+func N(k string, v float64) Arg { return Arg{Key: k, Num: v, kind: 'n'} }
+func B(k string, v bool) Arg {
+	a := Arg{Key: k, kind: 'b'}
+	if v {
+		a.Num = 1
+	}
+	return a
+}
 
 // Writer streams one trace. It is not safe for concurrent use.
 type Writer struct {
@@ -61,7 +73,7 @@ func New(w io.WriteCloser, limit int) *Writer {
 		limit = DefaultLimit
 	}
 	t := &Writer{f: w, w: bufio.NewWriterSize(w, 64<<10), limit: limit}
-	t.write([]byte(`{"displayTimeUnit":"ns","traceEvents":[` + "\n"))
+	t.write([]byte(`{"displayTimeUnit":"ms","traceEvents":[` + "\n"))
 	return t
 }
 
@@ -95,9 +107,23 @@ func (t *Writer) Complete(name, cat string, pid, tid int, ts, dur time.Duration,
 	t.event(name, cat, 'X', pid, tid, ts, dur, nil, args...)
 }
 
-// Instant is a point on track (pid, tid).
-func (t *Writer) Instant(name, cat string, pid, tid int, ts time.Duration, args ...Arg) {
-	t.event(name, cat, 'i', pid, tid, ts, 0, []byte(`"s":"t",`), args...)
+// CompleteColor is Complete in one of the viewers' reserved colours
+// ("cname": "thread_state_running", "terrible", ...).
+func (t *Writer) CompleteColor(name, cat, cname string, pid, tid int, ts, dur time.Duration, args ...Arg) {
+	t.event(name, cat, 'X', pid, tid, ts, dur, cnameField(cname), args...)
+}
+
+// Instant is a point on track (pid, tid), in reserved colour cname ("" for
+// the viewer's choice).
+func (t *Writer) Instant(name, cat, cname string, pid, tid int, ts time.Duration, args ...Arg) {
+	t.event(name, cat, 'i', pid, tid, ts, 0, append([]byte(`"s":"t",`), cnameField(cname)...), args...)
+}
+
+func cnameField(cname string) []byte {
+	if cname == "" {
+		return nil
+	}
+	return append(appendString([]byte(`"cname":`), cname), ',')
 }
 
 // Counter sets the series of counter track name in process pid at ts.
@@ -154,7 +180,7 @@ func (t *Writer) event(name, cat string, ph byte, pid, tid int, ts, dur time.Dur
 	}
 	if ph == 'X' {
 		b = append(b, `,"dur":`...)
-		b = appendMicros(b, dur)
+		b = appendMicros(b, durWritten(ts, dur))
 	}
 	if len(args) > 0 {
 		b = append(b, `,"args":{`...)
@@ -171,6 +197,20 @@ func (t *Writer) write(b []byte) {
 	if t.err == nil {
 		_, t.err = t.w.Write(b)
 	}
+}
+
+// durWritten is the dur to write for a slice at ts: the largest, at most
+// dur, for which ts + dur read as microsecond doubles does not pass
+// (ts + dur) read so; the next slice on the track may start there. A
+// microsecond value with three decimals, parsed, is the double nearest to
+// ns/1000, the same as float64(ns)/1000.
+func durWritten(ts, dur time.Duration) time.Duration {
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	end := us(ts + dur)
+	for dur > 0 && us(ts)+us(dur) > end {
+		dur--
+	}
+	return dur
 }
 
 // appendMicros writes d in microseconds with its nanoseconds.
@@ -222,9 +262,12 @@ func appendArgs(b []byte, args []Arg) []byte {
 		}
 		b = appendString(b, a.Key)
 		b = append(b, ':')
-		if a.num {
+		switch a.kind {
+		case 'n':
 			b = strconv.AppendFloat(b, a.Num, 'g', -1, 64)
-		} else {
+		case 'b':
+			b = strconv.AppendBool(b, a.Num != 0)
+		default:
 			b = appendString(b, a.Str)
 		}
 	}
@@ -236,7 +279,7 @@ func appendArgs(b []byte, args []Arg) []byte {
 func (t *Writer) Close() error {
 	b := []byte("\n],\"otherData\":{")
 	meta := append(t.meta, N("events", float64(t.n)), N("dropped_events", float64(t.dropped)),
-		S("truncated", strconv.FormatBool(t.dropped > 0)))
+		B("truncated", t.dropped > 0))
 	b = appendArgs(b, meta)
 	b = append(b, "}}\n"...)
 	t.write(b)
