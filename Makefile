@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
+.PHONY: all build guest stub run test check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
 
 all: build
 
@@ -57,6 +57,14 @@ test-quick: build backends
 # busy throughout, as on a shared CI runner: no test may need a quiet host.
 test-busy: build
 	tests/busy.sh $(MAKE) $(if $(QUICK),test-quick,test)
+
+# A trace opened in catapult's trace viewer (Go's toolchain ships it),
+# offline in headless Chromium (Debian's package, installed when missing):
+# what the viewer shows must be what the run did (TestTraceInViewer; make
+# test runs it too where chromium is installed, and CI requires it).
+check-viewers: build
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	LHPVM_REQUIRE_VIEWER=1 $(GO) test -count=1 -run '^TestTraceInViewer$$' ./tests
 
 # The kvm suite in the emulated runner only (plain and -race), whatever
 # this host has: real KVM (kvm_amd) inside QEMU TCG with SVM.
