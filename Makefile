@@ -123,9 +123,9 @@ bench: build
 # The slides' timelines, drawn from real runs (README: "See LHP happen").
 pictures: build
 	mkdir -p docs
-	./$(BIN) run --scenario slide8-lhp-two-vms --duration 1s --quiet --timeline docs/slide8.svg
-	./$(BIN) run --scenario slide11-coscheduling --duration 1s --quiet --timeline docs/slide11.svg
-	./$(BIN) run --scenario slide12-fragmentation --duration 1s --quiet --timeline docs/slide12.svg
+	./$(BIN) run --scenario slide8-lhp-two-vms --duration 1s --quiet --timeline docs/slide8.png
+	./$(BIN) run --scenario slide11-coscheduling --duration 1s --quiet --timeline docs/slide11.png
+	./$(BIN) run --scenario slide12-fragmentation --duration 1s --quiet --timeline docs/slide12.png
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done

@@ -14,10 +14,10 @@ import (
 func plotResults(res *Results, dir string) error {
 	m := res.Matrix
 	// The groups of bars: locks, or an ablation's variants of its lock.
-	groups := m.Locks
+	groups, groupName := m.Locks, "lock"
 	key := func(n int, g, pol string) CellKey { return CellKey{VCPUs: n, Lock: g, Policy: pol} }
 	if m.Ablation != "" && len(m.Locks) == 1 {
-		groups = m.Variants
+		groups, groupName = m.Variants, m.Locks[0]+" variant"
 		key = func(n int, g, pol string) CellKey {
 			return CellKey{VCPUs: n, Lock: m.Locks[0], Variant: g, Policy: pol}
 		}
@@ -35,9 +35,9 @@ func plotResults(res *Results, dir string) error {
 	}
 	for _, n := range m.Sizes {
 		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
-			YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
+			XLabel: groupName, YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
 		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
-			YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
+			XLabel: groupName, YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
 		for _, pol := range m.Policies {
 			var r, s []float64
 			for _, g := range groups {
@@ -55,10 +55,11 @@ func plotResults(res *Results, dir string) error {
 		}
 	}
 	h := figures.Heat{Title: fmt.Sprintf("throughput against the reference, every cell (%s)", res.Meta.Backend),
+		XLabel: "policy, vCPUs on the pCPUs", YLabel: groupName, ScaleLabel: "throughput vs the reference",
 		Rows: groups, Min: 0, Max: 2}
 	for _, n := range m.Sizes {
 		for _, pol := range m.Policies {
-			h.Cols = append(h.Cols, fmt.Sprintf("%s, %d", pol, n))
+			h.Cols = append(h.Cols, fmt.Sprintf("%s, %d vCPUs", pol, n))
 		}
 	}
 	for _, g := range groups {

@@ -15,10 +15,10 @@ import (
 // Bars is a grouped bar chart: one group per Groups entry, one bar per
 // Series entry in each; Values[series][group], NaN where a cell did not run.
 type Bars struct {
-	Title, YLabel string
-	Groups        []string
-	Series        []string
-	Values        [][]float64
+	Title, XLabel, YLabel string
+	Groups                []string
+	Series                []string
+	Values                [][]float64
 	// RefLine draws a dashed line at this value (e.g. 1: the reference);
 	// 0: none.
 	RefLine float64
@@ -26,12 +26,16 @@ type Bars struct {
 
 // BarChart draws b to path (the format by its extension).
 func BarChart(b Bars, path string) error {
-	p := plot.New()
-	p.Title.Text = b.Title
+	p := newPlot(b.Title)
 	p.Y.Label.Text = b.YLabel
+	p.X.Label.Text = b.XLabel
 	p.Y.Min = 0
 	n := float64(len(b.Series))
 	w := vg.Points(min(18, 300/math.Max(1, n*float64(len(b.Groups)))))
+	// The legend gets a strip of its own right of the plot: inside, it
+	// would run over the bars.
+	leg := plot.NewLegend()
+	leg.Top, leg.Left = true, true
 	for i, name := range b.Series {
 		vals := make(plotter.Values, len(b.Groups))
 		for g := range b.Groups {
@@ -49,7 +53,7 @@ func BarChart(b Bars, path string) error {
 		bars.LineStyle.Width = 0
 		bars.Offset = w * vg.Length(float64(i)-(n-1)/2)
 		p.Add(bars)
-		p.Legend.Add(name, bars)
+		leg.Add(name, bars)
 	}
 	if b.RefLine > 0 {
 		line, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: b.RefLine}, {X: float64(len(b.Groups)) - 0.5, Y: b.RefLine}})
@@ -68,19 +72,28 @@ func BarChart(b Bars, path string) error {
 			}
 		}
 	}
-	p.Y.Max = top * 1.15 // room for the reference line and the legend
-	p.Legend.Top = true
+	p.Y.Max = top * 1.1 // room above the tallest bar and the reference line
 	p.NominalX(b.Groups...)
-	return p.Save(vg.Points(max(480, 40+float64(len(b.Groups))*float64(w)*(n+1.5)/1)), vg.Points(300), path)
+	// Half a group of room at either end: bars clear of the axes.
+	p.X.Min, p.X.Max = -0.75, float64(len(b.Groups))-0.25
+	lw := legendWidth(&leg, b.Series)
+	width := vg.Points(max(480, 60+float64(len(b.Groups))*float64(w)*(n+1.5))) + lw
+	height := vg.Points(max(300, float64(leg.Rectangle(draw.Canvas{}).Size().Y)+60))
+	return render(path, width, height, func(dc draw.Canvas) {
+		p.Draw(draw.Crop(dc, 0, -lw-vg.Points(8), 0, 0))
+		leg.Draw(draw.Crop(dc, dc.Size().X-lw, 0, 0, -vg.Points(24)))
+	})
 }
 
 // Heat is a matrix of values drawn as coloured cells with their value in
 // them; NaN cells are left blank.
 type Heat struct {
-	Title      string
-	Rows, Cols []string
-	Values     [][]float64 // [row][col]
-	Min, Max   float64     // the colour scale
+	Title          string
+	XLabel, YLabel string
+	Rows, Cols     []string
+	Values         [][]float64 // [row][col]
+	Min, Max       float64     // the colour scale
+	ScaleLabel     string      // what the colours measure
 }
 
 type heat struct {
@@ -118,10 +131,38 @@ func (h heat) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 }
 
-// Heatmap draws h to path: rows top to bottom, a diverging blue-red scale.
+// colorScale draws a colour map as a vertical bar of bands over [min,
+// max], as vector shapes (gonum's ColorBar is an image one pixel wide,
+// which SVG viewers keep one pixel wide, for its aspect ratio).
+type colorScale struct {
+	cmap interface {
+		At(float64) (color.Color, error)
+	}
+	min, max float64
+}
+
+func (s colorScale) DataRange() (xmin, xmax, ymin, ymax float64) { return 0, 1, s.min, s.max }
+
+func (s colorScale) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	const bands = 64
+	step := (s.max - s.min) / bands
+	for i := 0; i < bands; i++ {
+		lo := s.min + float64(i)*step
+		clr, err := s.cmap.At(lo + step/2)
+		if err != nil {
+			continue
+		}
+		c.FillPolygon(clr, []vg.Point{{X: trX(0), Y: trY(lo)}, {X: trX(1), Y: trY(lo)},
+			{X: trX(1), Y: trY(lo + step*1.05)}, {X: trX(0), Y: trY(lo + step*1.05)}}) // overlap: no seams
+	}
+}
+
+// Heatmap draws h to path: rows top to bottom, a diverging blue-red scale
+// with its colour bar and ticks on the right.
 func Heatmap(h Heat, path string) error {
-	p := plot.New()
-	p.Title.Text = h.Title
+	p := newPlot(h.Title)
+	p.X.Label.Text, p.Y.Label.Text = h.XLabel, h.YLabel
 	cmap := moreland.SmoothBlueRed()
 	cmap.SetMin(h.Min)
 	cmap.SetMax(h.Max)
@@ -135,7 +176,21 @@ func Heatmap(h Heat, path string) error {
 	p.X.Tick.Label.Rotation = math.Pi / 4
 	p.X.Tick.Label.XAlign = draw.XRight
 	p.X.Tick.Label.YAlign = draw.YCenter
-	width := max(400, 90+40*float64(len(h.Cols)))
-	height := max(220, 110+22*float64(len(h.Rows)))
-	return p.Save(vg.Points(width), vg.Points(height), path)
+	var longest vg.Length
+	for _, c := range h.Cols {
+		longest = max(longest, p.X.Tick.Label.Width(c))
+	}
+	// The colour bar: a plot of its own, one column of the scale.
+	bar := plot.New()
+	bar.HideX()
+	bar.Y.Label.Text = h.ScaleLabel
+	bar.Y.Min, bar.Y.Max = h.Min, h.Max
+	bar.Add(colorScale{cmap: cmap, min: h.Min, max: h.Max})
+	const barWidth = 95
+	width := vg.Points(max(400, 90+40*float64(len(h.Cols))+barWidth))
+	height := vg.Points(max(220, 110+22*float64(len(h.Rows)))) + longest*0.75
+	return render(path, width, height, func(dc draw.Canvas) {
+		p.Draw(draw.Crop(dc, 0, -vg.Points(barWidth+10), 0, 0))
+		bar.Draw(draw.Crop(dc, dc.Size().X-vg.Points(barWidth), 0, longest*0.75+vg.Points(30), -vg.Points(30)))
+	})
 }

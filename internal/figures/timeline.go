@@ -6,9 +6,6 @@ package figures
 import (
 	"fmt"
 	"image/color"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/lhpvm/lhpvm/vmm"
@@ -151,8 +148,7 @@ func Timeline(tl *vmm.Timeline, title, path string) error {
 	if len(tl.PCPUs) == 0 {
 		return fmt.Errorf("the timeline has no pCPUs")
 	}
-	p := plot.New()
-	p.Title.Text = title
+	p := newPlot(title)
 	p.X.Label.Text = "time since the start of scheduling (ms)"
 	rows := make([]string, len(tl.PCPUs))
 	for i, cpu := range tl.PCPUs {
@@ -166,32 +162,36 @@ func Timeline(tl *vmm.Timeline, title, path string) error {
 	// The legend gets a strip of its own right of the plot: inside, it
 	// would cover slices.
 	leg := plot.NewLegend()
+	var labels []string
+	add := func(label string, thumbs ...plot.Thumbnailer) {
+		leg.Add(label, thumbs...)
+		labels = append(labels, label)
+	}
 	for i, name := range tl.VMs {
-		leg.Add(name, swatch{clr: vmColor(i)})
+		add(name, swatch{clr: vmColor(i)})
 	}
-	leg.Add("idle", swatch{clr: idleColor})
-	leg.Add("spinning: the lock's", swatch{clr: color.RGBA{0x80, 0x80, 0x80, 0xff}, striped: true})
-	leg.Add("holder does not run")
-	leg.Add("LHP", swatch{clr: lhpColor, glyph: true})
-	leg.Add("LWP", swatch{clr: lwpColor, glyph: true})
+	add("idle", swatch{clr: idleColor})
+	add("spinning: its lock is", swatch{clr: color.RGBA{0x80, 0x80, 0x80, 0xff}, striped: true})
+	add("with a sibling that")
+	add("does not run")
+	add("LHP", swatch{clr: lhpColor, glyph: true})
+	add("LWP", swatch{clr: lwpColor, glyph: true})
 	leg.Top, leg.Left = true, true
-	const width, legendWidth = 820, 130
+	const width = 820
+	legendWidth := legendWidth(&leg, labels)
 	height := vg.Points(max(110+40*float64(len(tl.PCPUs)), float64(leg.Rectangle(draw.Canvas{}).Size().Y)+40))
-	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
-	c, err := draw.NewFormattedCanvas(vg.Points(width), height, format)
-	if err != nil {
-		return err
+	return render(path, vg.Points(width), height, func(dc draw.Canvas) {
+		p.Draw(draw.Crop(dc, 0, -legendWidth-vg.Points(8), 0, 0))
+		leg.Draw(draw.Crop(dc, dc.Size().X-legendWidth, 0, 0, -vg.Points(24)))
+	})
+}
+
+// legendWidth is how wide a strip leg needs for its entries' labels: the
+// widest, its thumbnail and its padding, measured with its font.
+func legendWidth(leg *plot.Legend, labels []string) vg.Length {
+	var w vg.Length
+	for _, l := range labels {
+		w = max(w, leg.TextStyle.Width(l))
 	}
-	dc := draw.New(c)
-	p.Draw(draw.Crop(dc, 0, -vg.Points(legendWidth), 0, 0))
-	leg.Draw(draw.Crop(dc, vg.Points(width-legendWidth+8), 0, 0, -vg.Points(24)))
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return w + leg.ThumbnailWidth + leg.Padding*2 + vg.Points(6)
 }
