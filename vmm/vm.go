@@ -23,6 +23,12 @@ var (
 	ErrLostWakeup  = errors.New("lost wakeup")
 	ErrCheckFailed = errors.New("self-check failed")
 	ErrGuestExit   = errors.New("guest exited with an error")
+	// ErrUnsupported: the guest did something its backend cannot carry
+	// out (hv.EventFailed): on ptrace, an access to the doorbell by an
+	// instruction other than MOV; on KVM, an instruction its emulator
+	// fails on (KVM_EXIT_INTERNAL_ERROR), a failed VM entry, an exit
+	// lhpvm does not know.
+	ErrUnsupported = errors.New("unsupported by the backend")
 	// ErrNoUserEntry: the backend runs only ring-3 code and the image
 	// declares no ring-3 entry (boot protocol v2).
 	ErrNoUserEntry = errors.New("the image declares no ring-3 entry")
