@@ -35,6 +35,11 @@ const (
 	// are all two bytes; SIGSYS reports the address after the instruction.
 	syscallInsnLen = 2
 	maxInsnLen     = 15
+	// The legacy vsyscall page: a call into it is a system call the
+	// kernel emulates (through seccomp, too); its SIGSYS reports the
+	// address called, not one after an instruction.
+	vsyscallStart = 0xffffffffff600000
+	vsyscallEnd   = vsyscallStart + 0x1000
 )
 
 // sigInfo is what decodeStop needs of a signal-delivery stop.
@@ -282,6 +287,9 @@ func decodeStop(si sigInfo, r *unix.PtraceRegs, code []byte) (hv.Event, access) 
 				ev.Arch = hv.ArchX32
 			}
 			f.RIP = si.Addr - syscallInsnLen
+			if si.Addr >= vsyscallStart && si.Addr < vsyscallEnd {
+				f.RIP = si.Addr // a call into the vsyscall page
+			}
 			ev.Fault = f
 			return ev, access{}
 		}

@@ -231,6 +231,17 @@ func TestSyscalls(t *testing.T) {
 	}
 }
 
+// TestVsyscall: a call into the vsyscall page (gettimeofday at its start)
+// is a system call the kernel emulates; it reports the address called.
+func TestVsyscall(t *testing.T) {
+	r := regs()
+	r.Rip = vsyscallStart
+	ev, _ := decodeStop(sigInfo{Signo: int32(unix.SIGSYS), Code: sysSeccomp, Addr: vsyscallStart, Syscall: 96, Arch: auditArchX8664}, &r, nil)
+	assert.Equal(t, hv.EventSyscall, ev.Kind)
+	assert.EqualValues(t, 96, ev.Nr)
+	assert.Equal(t, uint64(vsyscallStart), ev.Fault.RIP)
+}
+
 func TestOtherStops(t *testing.T) {
 	assert.True(t, sigInfo{Signo: int32(unix.SIGSEGV), Code: 0}.external(), "kill(2)")
 	assert.True(t, sigInfo{Signo: int32(unix.SIGSEGV), Code: -6}.external(), "tgkill(2)")
