@@ -94,6 +94,12 @@ var codeSeeds = []codeSeed{
 	{name: "db-call", doc: "CALL with RSP just above the doorbell", asm: "mov $0xd0000008, %esp; call 1f; 1: ret", hex: "bc080000d0e800000000c3"},
 	{name: "db-exec", doc: "executing the doorbell", asm: "mov $0xd0000000, %eax; jmp *%rax", hex: "b8000000d0ffe0", ptrace: `#PF \(vector 14\) error code 0x14 at RIP 0xd0000000`},
 	{name: "db-fs", doc: "FS based at the doorbell, a NULL call through it", asm: "mov $0xd0000000, %eax; wrfsbase %rax; movq $0, %fs:0; ret", hex: "b8000000d0f3480faed06448c704250000000000000000c3"},
+	// A REX prefix not right before the opcode is ignored by the CPU;
+	// ptrace's decoder refused such instructions (found by FuzzGuestCode
+	// as db-rex-xor: "undecodable instruction", where KVM carried it out).
+	{name: "db-rex-rex", doc: "EXIT 0 by a MOV with a REX.B the CPU ignores before its REX.W", asm: "movq $0, (%rdx); mov $0xd0000000, %ecx; mov $1, %eax; .byte 0x41; mov %rax, (%rcx)", hex: "48c70200000000b9000000d0b80100000041488901", want: "ok"},
+	{name: "db-rex-data16", doc: "a REX.W the CPU ignores before data16: a 2-byte store", asm: "mov $0xd0000000, %ecx; .byte 0x48; mov %ax, (%rcx); ret", hex: "b9000000d048668901c3", want: "ok", bad: 1},
+	{name: "db-rex-xor", doc: "XOR to the doorbell behind two REX prefixes (a FuzzGuestCode finding)", asm: "movl $0x30303030, (%rdx); mov $0xd0000000, %ecx; .byte 0x41, 0x42; xor %dh, (%rcx); xor %dh, (%rax); xor %dh, (%rax)", hex: "c70230303030b9000000d04142303130303030", ptrace: `doorbell access by "rex.X xor %sil,\(%rcx\)"`},
 	{name: "smc-doorbell", doc: "the doorbell store rewritten in place from 8 to 2 bytes", asm: "mov $0xd0000000, %ecx; xor %eax, %eax; lea 2f(%rip), %rbx; mov $2, %r8d; 2: movq %rax, (%rcx); movb $0x66, (%rbx); dec %r8d; jnz 2b; ret", hex: "b9000000d031c0488d1d0600000041b802000000488901c6036641ffc875f5c3", want: "ok", bad: 1},
 	{name: "syscall", doc: "syscall with RAX 0 (read)", asm: "syscall", hex: "0f05", want: "guest fault", ptrace: `attempted x86-64 syscall 0 \(read\) at RIP 0x[0-9a-f]+ RSP 0x[0-9a-f]+; blocked`},
 	{name: "syscall-write", doc: "write(1, page, 8)", asm: "mov $1, %eax; mov $1, %edi; mov %rdx, %rsi; mov $8, %edx; syscall; ret", hex: "b801000000bf010000004889d6ba080000000f05c3", want: "guest fault", ptrace: `attempted x86-64 syscall 1 \(write\) .*; blocked`},
