@@ -27,7 +27,7 @@ import (
 // watchdog a run may take before it counts as a hang (stopping a vCPU may
 // take up to vmm's stopGrace, 5 s; it should take microseconds).
 const (
-	fuzzWatchdog = 300 * time.Millisecond
+	fuzzWatchdog = 200 * time.Millisecond
 	seedWatchdog = time.Second
 	codeOverrun  = 3 * time.Second
 )
@@ -172,7 +172,7 @@ func fuzzing() bool {
 }
 
 // FuzzGuestCode runs ring-3 machine code as the guest, on every backend
-// this host has (workload code, 1 vCPU, a 300 ms watchdog). Whatever the
+// this host has (workload code, 1 vCPU, a 200 ms watchdog). Whatever the
 // code does, the run must end within the watchdog as a clean EXIT or an
 // error the guest caused (codeOutcomes), and leave nothing behind: not a
 // VMM panic, a hang, a stub process, an fd, or a system call performed by
