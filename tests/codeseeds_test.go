@@ -89,7 +89,7 @@ var codeSeeds = []codeSeed{
 	{name: "db-lock-cmpxchg", doc: "LOCK CMPXCHG on the doorbell", asm: "mov $0xd0000000, %ecx; lock cmpxchg %rbx, (%rcx); ret", hex: "b9000000d0f0480fb119c3", ptrace: `doorbell access by "lock cmpxchg`},
 	{name: "db-rep-movsq", doc: "REP MOVSQ into the doorbell", asm: "mov %rdx, %rsi; mov $0xd0000000, %edi; mov $2, %ecx; rep movsq; ret", hex: "4889d6bf000000d0b902000000f348a5c3", ptrace: `doorbell access by "rep movsq`},
 	{name: "db-rep-stosb", doc: "REP STOSB into the doorbell", asm: "mov $0xd0000000, %edi; mov $16, %ecx; rep stosb; ret", hex: "bf000000d0b910000000f3aac3", ptrace: `doorbell access by "rep stos`},
-	{name: "db-sse", doc: "an SSE store to the doorbell", asm: "mov $0xd0000000, %ecx; movq %xmm0, (%rcx); ret", hex: "b9000000d0660fd601c3", want: "unsupported", ptrace: `doorbell access by "movq %xmm0`},
+	{name: "db-sse", doc: "an SSE store to the doorbell", asm: "mov $0xd0000000, %ecx; movq %xmm0, (%rcx); ret", hex: "b9000000d0660fd601c3", ptrace: `doorbell access by "movq %xmm0`},
 	{name: "db-push", doc: "PUSH to the doorbell (RSP just above it)", asm: "mov $0xd0000008, %esp; push $1", hex: "bc080000d06a01", ptrace: `doorbell access by "pushq`},
 	{name: "db-call", doc: "CALL with RSP just above the doorbell", asm: "mov $0xd0000008, %esp; call 1f; 1: ret", hex: "bc080000d0e800000000c3"},
 	{name: "db-exec", doc: "executing the doorbell", asm: "mov $0xd0000000, %eax; jmp *%rax", hex: "b8000000d0ffe0", ptrace: `#PF \(vector 14\) error code 0x14 at RIP 0xd0000000`},
