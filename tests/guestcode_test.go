@@ -52,11 +52,11 @@ var codeOutcomes = []struct {
 
 // guestUnsupported is what of ErrUnsupported a guest may cause: on
 // ptrace, an access to the doorbell by an instruction other than MOV
-// (README, "Backends"), or by one its decoder (x86asm) does not know; on KVM, an instruction its emulator fails on
-// (KVM_EXIT_INTERNAL_ERROR, suberror 1 KVM_INTERNAL_ERROR_EMULATION: an
-// SSE store or an instruction fetch at the doorbell, or whatever PVM, which
-// emulates ring 0, cannot). Any other ErrUnsupported, a failed VM entry
-// say, is the VMM's doing.
+// (README, "Backends"), or by one its decoder (x86asm) does not know; on
+// KVM, an instruction its emulator fails on (KVM_EXIT_INTERNAL_ERROR,
+// suberror 1 KVM_INTERNAL_ERROR_EMULATION: on PVM an SSE store or an
+// instruction fetch at the doorbell, or ring-0 code it cannot emulate). Any
+// other ErrUnsupported, a failed VM entry say, is the VMM's doing.
 var guestUnsupported = regexp.MustCompile(`: doorbell access by ".*", which lhpvm does not emulate|: undecodable instruction |: KVM exit INTERNAL_ERROR \(detail 0x1\)`)
 
 // codeOutcome names how a run ended: "ok", one of codeOutcomes, or "" for an
