@@ -79,9 +79,12 @@ test-kvm: build
 model:
 	guest/model/check.sh
 
-# Everything that parses what a user or a guest hands lhpvm.
+# Everything that parses what a user or a guest hands lhpvm, and the whole
+# VMM under guests made of random ring-3 code (FuzzGuestCode: every backend
+# this host has, each input a VM).
 FUZZ_TARGETS = ./vmm:FuzzParseELF ./vmm:FuzzHypercalls ./internal/scenario:FuzzParse \
-	./sched:FuzzCPUList ./cmd/lhpvm:FuzzParseSize ./internal/ptrace:FuzzDecodeStop
+	./sched:FuzzCPUList ./cmd/lhpvm:FuzzParseSize ./internal/ptrace:FuzzDecodeStop \
+	./tests:FuzzGuestCode
 FUZZTIME ?= 1m
 
 # Which backends this host has: the end-to-end tests run on those.

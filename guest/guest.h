@@ -199,6 +199,7 @@ workload_fn workload_syscall_write;
 workload_fn workload_syscall_open;
 workload_fn workload_syscall_execve;
 workload_fn workload_syscall_int80;
+workload_fn workload_code;
 
 /* The IDT (boot.S); only fault_triple touches it from C. */
 extern uint8_t lhpvm_idt[IDT_BYTES];

@@ -81,6 +81,8 @@ int guest_main(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *
 		return workload_syscall_execve(bi, id, page);
 	case LHPVM_WORKLOAD_SYSCALL_INT80:
 		return workload_syscall_int80(bi, id, page);
+	case LHPVM_WORKLOAD_CODE:
+		return workload_code(bi, id, page);
 	default:
 		printf("lhpvm guest: unknown workload %u\n", bi->workload);
 		return 2;

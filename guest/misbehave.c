@@ -1,6 +1,7 @@
 /*
  * misbehave.c - test workloads that misbehave on purpose: runaway spinning,
- * faults, a triple fault, bad hypercalls, and a lost wakeup.
+ * faults, a triple fault, bad hypercalls, a lost wakeup, host system calls,
+ * and whatever machine code a fuzzer hands the VMM.
  */
 #include "guest.h"
 
@@ -259,4 +260,75 @@ int workload_syscall_int80(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm
 			     : "a"(8 /* __NR_creat, i386 */), "b"((uint32_t)(uintptr_t)LHPVM_ESCAPE_PATH), "c"(0644)
 			     : "memory");
 	return escaped("int $0x80 creat", ret);
+}
+
+/* ---- code --------------------------------------------------------------- */
+
+/*
+ * call_code(bi, id, page, code): call the code with RDI, RSI, RDX as given,
+ * every other register but RSP zero (so a run depends on the code alone),
+ * and return if it does. The SysV callee-saved registers are restored, and
+ * DF cleared, for the C code after it; nothing else of the caller survives
+ * a call that does not come back, and nothing needs to.
+ */
+void call_code(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page, uintptr_t code);
+__asm__(".text\n"
+	".globl call_code\n"
+	".type call_code, @function\n"
+	"call_code:\n"
+	"	pushq %rbx\n"
+	"	pushq %rbp\n"
+	"	pushq %r12\n"
+	"	pushq %r13\n"
+	"	pushq %r14\n"
+	"	pushq %r15\n"
+	"	movq %rcx, %r11\n"
+	"	xorl %eax, %eax\n"
+	"	xorl %ebx, %ebx\n"
+	"	xorl %ecx, %ecx\n"
+	"	xorl %ebp, %ebp\n"
+	"	xorl %r8d, %r8d\n"
+	"	xorl %r9d, %r9d\n"
+	"	xorl %r10d, %r10d\n"
+	"	xorl %r12d, %r12d\n"
+	"	xorl %r13d, %r13d\n"
+	"	xorl %r14d, %r14d\n"
+	"	xorl %r15d, %r15d\n"
+	"	pushq %r11\n"
+	"	xorl %r11d, %r11d\n"
+	"	call *(%rsp)\n"
+	"	addq $8, %rsp\n"
+	"	cld\n"
+	"	popq %r15\n"
+	"	popq %r14\n"
+	"	popq %r13\n"
+	"	popq %r12\n"
+	"	popq %rbp\n"
+	"	popq %rbx\n"
+	"	ret\n"
+	".size call_code, . - call_code\n");
+
+/*
+ * Every vCPU calls the code the VMM copied into its page at bi->code_gpa
+ * (the rest of the page is int3, so running off its end is a #BP), and
+ * EXITs 0 if it returns. What the code does - fault, make host system
+ * calls, ring the doorbell any way it likes, overwrite the guest - is the
+ * VMM's to survive.
+ */
+int workload_code(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_page *page)
+{
+	uint64_t code = bi->code_gpa;
+
+	if (code == 0 || code % LHPVM_PAGE_SIZE != 0 || code >= bi->mem_bytes ||
+	    bi->code_len > LHPVM_MAX_CODE_LEN) {
+		printf("code: bad code page 0x%lx (%lu bytes)\n", code, bi->code_len);
+		return 2;
+	}
+	page->start_tsc = rdtsc_ordered();
+	call_code(bi, id, page, (uintptr_t)code);
+	/* The code may have moved RSP: find the page from bi, not the stack. */
+	page = (struct lhpvm_vcpu_page *)(bi->vcpu_blocks_gpa + (uint64_t)id * LHPVM_VCPU_BLOCK_SIZE);
+	page->end_tsc = rdtsc_ordered();
+	page->ops = 1;
+	return 0;
 }

@@ -127,7 +127,16 @@ const (
 	WorkloadSyscallOpen   = 23 // syscall: openat(AT_FDCWD, EscapePath, O_CREAT|O_WRONLY), then creat
 	WorkloadSyscallExecve = 24 // syscall: execve("/bin/sh", {"sh", "-c", "touch " EscapePath})
 	WorkloadSyscallInt80  = 25 // int $0x80: the i386 creat(EscapePath)
+	// WorkloadCode: every vCPU calls the machine code the VMM copied to
+	// BootInfo.CodeGPA (CodeLen bytes, the rest of the page int3), with
+	// RDI = BootInfo, RSI = vCPU id, RDX = its VCPUPage, RSP on its ring-3
+	// stack (the return address on top) and every other register zero. If
+	// the code returns, the vCPU EXITs 0. For fuzzing the VMM with guests.
+	WorkloadCode = 26
 )
+
+// MaxCodeLen bounds WorkloadCode's code: one page.
+const MaxCodeLen = PageSize
 
 // EscapePath is the file the syscall workloads try to create on the host;
 // tests check that it never appears.
@@ -215,7 +224,11 @@ type BootInfo struct {
 	// SpinThresholdHead: spins of pvqspin's queue head before it WAITs
 	// (0: SpinThreshold).
 	SpinThresholdHead uint64
-	_                 [47]uint64
+	// CodeGPA, CodeLen: WorkloadCode's code page and how many bytes of it
+	// are code (0, 0 for other workloads).
+	CodeGPA uint64
+	CodeLen uint64
+	_       [45]uint64
 	// Written by the VMM while the guest runs (own cache line).
 	Stop uint32 // non-zero: finish the current operation and EXIT
 	_    [15]uint32

@@ -12,7 +12,8 @@ import (
 
 // The end-to-end tests need a few things built with go and gcc: the lhpvm
 // binary their CLI tests run, the README guest, the C reference programs of
-// the benchmarks. Each is built once per test process, by the recipe below.
+// the benchmarks. Each is built once per test process, when a test first
+// needs it, by the recipe below.
 //
 // The emulated kvm runner (tests/kvmrunner) has neither go nor gcc. It runs
 // this test binary on the host first with LHPVM_PREBUILD=DIR, which builds
@@ -136,11 +137,6 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	built.dir = dir
-	if lhpvmBin, err = buildArtifact("lhpvm"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

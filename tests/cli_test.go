@@ -20,13 +20,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var lhpvmBin string
+// lhpvmBin is the lhpvm binary the CLI tests run, built on first use, so
+// that a process that runs none of them (a fuzz worker of FuzzGuestCode)
+// does not build it.
+func lhpvmBin(t testing.TB) string {
+	t.Helper()
+	return artifact(t, "lhpvm")
+}
 
 // lhpvm runs the CLI and returns stdout, stderr and the exit code.
 func lhpvm(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(lhpvmBin, args...)
+	cmd := exec.Command(lhpvmBin(t), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
@@ -56,6 +62,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"non-ELF image", []string{"run", "--image", notELF}, "not an ELF file"},
 		{"missing image", []string{"run", "--image", "/nonexistent/guest.elf"}, "no such file"},
 		{"unknown workload", []string{"run", "--workload", "nope"}, `unknown workload "nope"`},
+		{"workload code", []string{"run", "--workload", "code"}, "--workload code: runs machine code that only a test can supply"},
 		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
 		{"bad pcpus", []string{"run", "--pcpus", "0-x"}, "--pcpus"},
 		{"unavailable pcpu", []string{"run", "--pcpus", "4000"}, "CPU 4000 is not available"},
@@ -129,7 +136,7 @@ func usage(t *testing.T, want string, args ...string) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lhpvmBin, args...)
+	cmd := exec.CommandContext(ctx, lhpvmBin(t), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	require.Error(t, err, "must fail: %v", args)

@@ -141,7 +141,7 @@ func TestExperimentProgress(t *testing.T) {
 		if _, err := exec.LookPath("script"); err != nil {
 			t.Skip("no script(1) to give the command a terminal")
 		}
-		cmd := exec.Command("script", "-qec", lhpvmBin+" "+strings.Join(args, " "), "/dev/null")
+		cmd := exec.Command("script", "-qec", lhpvmBin(t)+" "+strings.Join(args, " "), "/dev/null")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, string(out))
 		assert.Contains(t, string(out), "\r", "the bar redraws in place on a terminal")

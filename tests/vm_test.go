@@ -325,7 +325,7 @@ func TestKill9LeavesNoStub(t *testing.T) {
 			t.Skip("only the ptrace backend has stub processes")
 		}
 		require.NoError(t, host.BecomeSubreaper())
-		cmd := exec.Command(lhpvmBin, "run", "--backend", h.Name(), "--workload", "spin", "--vcpus", "4",
+		cmd := exec.Command(lhpvmBin(t), "run", "--backend", h.Name(), "--workload", "spin", "--vcpus", "4",
 			"--pcpus", "0", "--timeout", "60s", "--quiet")
 		require.NoError(t, cmd.Start())
 		var stubs []int

@@ -65,8 +65,10 @@ func (vm *VM) HandleExit(v *vcpu.VCPU, ev hv.Event) vcpu.Action {
 	case hv.EventPortIO:
 		return vm.fail(fmt.Errorf("%w: vCPU %d: port I/O %s port %#x is not emulated%s",
 			ErrGuestFault, id, rw(ev.Write), ev.Addr, vm.regsNow(v)))
+	case hv.EventFailed:
+		return vm.fail(fmt.Errorf("%w: vCPU %d: %s%s", ErrUnsupported, id, ev.Reason, vm.regsNow(v)))
 	default:
-		return vm.fail(fmt.Errorf("vCPU %d: %s%s", id, ev.Reason, vm.regsNow(v)))
+		return vm.fail(fmt.Errorf("vCPU %d: %v exit%s", id, ev.Kind, vm.regsNow(v)))
 	}
 }
 

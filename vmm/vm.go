@@ -23,6 +23,12 @@ var (
 	ErrLostWakeup  = errors.New("lost wakeup")
 	ErrCheckFailed = errors.New("self-check failed")
 	ErrGuestExit   = errors.New("guest exited with an error")
+	// ErrUnsupported: the guest did something its backend cannot carry
+	// out (hv.EventFailed): on ptrace, an access to the doorbell by an
+	// instruction other than MOV; on KVM, an instruction its emulator
+	// fails on (KVM_EXIT_INTERNAL_ERROR), a failed VM entry, an exit
+	// lhpvm does not know.
+	ErrUnsupported = errors.New("unsupported by the backend")
 	// ErrNoUserEntry: the backend runs only ring-3 code and the image
 	// declares no ring-3 entry (boot protocol v2).
 	ErrNoUserEntry = errors.New("the image declares no ring-3 entry")
@@ -41,6 +47,10 @@ type Config struct {
 	// is asked to stop when every other VM of the machine has finished.
 	UntilOthers bool
 	Console     io.Writer // guest PRINT output; nil: discarded
+	// Code is the machine code workload code calls on every vCPU (at most
+	// hypercall.MaxCodeLen bytes; empty: the page is all int3). Other
+	// workloads take none.
+	Code []byte
 
 	// Lock lab parameters, passed through BootInfo.
 	LockKind      uint32
@@ -64,6 +74,8 @@ type VM struct {
 	layout Layout
 	img    *Image
 	tscKHz uint64
+	// codeGPA is workload code's code page (0: another workload).
+	codeGPA uint64
 
 	hv    Hypervisor
 	bvm   BackendVM
@@ -114,6 +126,9 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 			return nil, fmt.Errorf("%s %d: must be one of %s (0-%d)", k.Key, v, strings.Join(k.Values, ", "), len(k.Values)-1)
 		}
 	}
+	if err := checkCode(cfg); err != nil {
+		return nil, err
+	}
 	layout, err := NewLayout(cfg.MemBytes, cfg.VCPUs)
 	if err != nil {
 		return nil, err
@@ -129,6 +144,11 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
 	}
 	vm := &VM{cfg: cfg, layout: layout, img: img, hv: h}
+	if cfg.Workload.ID == hypercall.WorkloadCode {
+		if vm.codeGPA, err = codePage(layout, img); err != nil {
+			return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
+		}
+	}
 	defer func() {
 		if err != nil {
 			vm.Close()
@@ -139,6 +159,9 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 	}
 	mem := vm.mem.Bytes()
 	img.Load(mem)
+	if vm.codeGPA != 0 {
+		loadCode(mem[vm.codeGPA:vm.codeGPA+hypercall.PageSize], cfg.Code)
+	}
 	cr3, err := buildPageTables(mem, cfg.MemBytes)
 	if err != nil {
 		return nil, err
@@ -166,6 +189,39 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 	return vm, nil
 }
 
+// checkCode checks Config.Code: at most a page, and for workload code only.
+func checkCode(cfg Config) error {
+	if len(cfg.Code) > hypercall.MaxCodeLen {
+		return fmt.Errorf("code of %d bytes: at most %d", len(cfg.Code), hypercall.MaxCodeLen)
+	}
+	if len(cfg.Code) > 0 && cfg.Workload.ID != hypercall.WorkloadCode {
+		return fmt.Errorf("code (%d bytes) is for workload code only, not %q", len(cfg.Code), cfg.Workload.Name)
+	}
+	return nil
+}
+
+// codePage places workload code's code page: the last page of the image
+// window, right below the lock area, far from the built-in guest's image
+// (which it must not overlap).
+func codePage(l Layout, img *Image) (uint64, error) {
+	page := Range{l.Image.End - hypercall.PageSize, l.Image.End}
+	for _, s := range img.Segments {
+		if seg := (Range{s.Addr, s.Addr + s.MemSz}); seg.overlaps(page) {
+			return 0, badImage("segment %v overlaps the code page %v of workload code", seg, page)
+		}
+	}
+	return page.Start, nil
+}
+
+// loadCode fills the code page: the code, then int3 to its end, so code
+// that runs off its end stops with a #BP.
+func loadCode(page, code []byte) {
+	n := copy(page, code)
+	for i := n; i < len(page); i++ {
+		page[i] = 0xcc
+	}
+}
+
 // CheckImage reports whether backend h can start img: a backend that runs
 // only ring-3 code needs the image's ring-3 entry note.
 func CheckImage(h Hypervisor, img *Image) error {
@@ -188,6 +244,9 @@ func (vm *VM) writeBootInfo(mem []byte) {
 		ThinkCycles: c.ThinkCycles, SpinThreshold: c.SpinThreshold, Flags: c.Flags,
 		PVSteal: c.PV.Steal, PVPending: c.PV.Pending, PVPrevCheck: c.PV.PrevCheck, PVKick: c.PV.Kick,
 		SpinThresholdHead: c.PV.SpinThresholdHead,
+	}
+	if vm.codeGPA != 0 {
+		bi.CodeGPA, bi.CodeLen = vm.codeGPA, uint64(len(c.Code))
 	}
 	w := sliceWriter{b: mem[hypercall.BootInfoGPA:hypercall.PageTableGPA]}
 	_ = binary.Write(&w, binary.LittleEndian, &bi)

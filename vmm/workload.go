@@ -32,6 +32,7 @@ var workloads = []Workload{
 	{Name: "syscall-open", ID: hypercall.WorkloadSyscallOpen, Doc: "tries to create a host file with openat(2), then creat(2)", Test: true},
 	{Name: "syscall-execve", ID: hypercall.WorkloadSyscallExecve, Doc: "tries to execve(2) a host shell", Test: true},
 	{Name: "syscall-int80", ID: hypercall.WorkloadSyscallInt80, Doc: "tries the i386 creat(2) through int $0x80", Test: true},
+	{Name: "code", ID: hypercall.WorkloadCode, Doc: "calls machine code a test supplies (vmm.Config.Code; the fuzz target FuzzGuestCode)", Test: true},
 }
 
 // LookupWorkload finds a workload by name.

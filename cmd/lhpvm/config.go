@@ -391,6 +391,9 @@ func vmConfig(v scenario.VM, i int, w where, image []byte, path string, timed bo
 	if err != nil {
 		return cfg, fmt.Errorf("%s: %w", at("workload", "workload"), err)
 	}
+	if wl.ID == hypercall.WorkloadCode {
+		return cfg, fmt.Errorf("%s %s: runs machine code that only a test can supply (vmm.Config.Code)", at("workload", "workload"), wl.Name)
+	}
 	if v.VCPUs < 1 || v.VCPUs > hypercall.MaxVCPUs {
 		return cfg, fmt.Errorf("%s %d: must be between 1 and %d", at("vcpus", "vcpus"), v.VCPUs, hypercall.MaxVCPUs)
 	}

@@ -80,6 +80,9 @@
 #define LHPVM_WORKLOAD_SYSCALL_OPEN 23
 #define LHPVM_WORKLOAD_SYSCALL_EXECVE 24
 #define LHPVM_WORKLOAD_SYSCALL_INT80 25
+#define LHPVM_WORKLOAD_CODE 26
+
+#define LHPVM_MAX_CODE_LEN 4096
 
 #define LHPVM_ESCAPE_PATH "/tmp/lhpvm-guest-escaped"
 
@@ -144,7 +147,9 @@ struct lhpvm_boot_info {
 	uint32_t pv_kick;
 	uint32_t _pad0;
 	uint64_t spin_threshold_head;
-	uint64_t _pad1[47];
+	uint64_t code_gpa;
+	uint64_t code_len;
+	uint64_t _pad1[45];
 	uint32_t stop;
 	uint32_t _pad2[15];
 };
@@ -171,6 +176,8 @@ _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_pending) == 112, "B
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_prev_check) == 116, "BootInfo.PVPrevCheck offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_kick) == 120, "BootInfo.PVKick offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, spin_threshold_head) == 128, "BootInfo.SpinThresholdHead offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, code_gpa) == 136, "BootInfo.CodeGPA offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, code_len) == 144, "BootInfo.CodeLen offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, stop) == 512, "BootInfo.Stop offset");
 
 struct lhpvm_vcpu_page {

@@ -93,3 +93,27 @@ func EachB(b *testing.B, f func(b *testing.B, h vmm.Hypervisor)) {
 		b.Run(name, func(b *testing.B) { f(b, Open(b, name)) })
 	}
 }
+
+// Available returns every backend this host can run, for a test (a fuzz
+// target) that runs each input on all of them rather than as subtests. A
+// backend the host lacks is logged, or fails t if it is required; t is
+// skipped only when there is none at all.
+func Available(t testing.TB) []vmm.Hypervisor {
+	t.Helper()
+	var hs []vmm.Hypervisor
+	for _, name := range backend.Names() {
+		h, err := open(name)
+		switch {
+		case err == nil:
+			hs = append(hs, h)
+		case Required(name):
+			t.Fatalf("backend %s is required (%s) but not usable here: %v", name, RequireEnv, err)
+		default:
+			t.Logf("not on backend %s: %v (name it in %s to fail instead)", name, err, RequireEnv)
+		}
+	}
+	if len(hs) == 0 {
+		t.Skip("no backend is usable on this host")
+	}
+	return hs
+}

@@ -35,6 +35,11 @@ const (
 	// are all two bytes; SIGSYS reports the address after the instruction.
 	syscallInsnLen = 2
 	maxInsnLen     = 15
+	// The legacy vsyscall page: a call into it is a system call the
+	// kernel emulates (through seccomp, too); its SIGSYS reports the
+	// address called, not one after an instruction.
+	vsyscallStart = 0xffffffffff600000
+	vsyscallEnd   = vsyscallStart + 0x1000
 )
 
 // sigInfo is what decodeStop needs of a signal-delivery stop.
@@ -69,11 +74,11 @@ type access struct {
 // naming the instruction; KVM fails the same way on an access it cannot
 // emulate (KVM_EXIT_INTERNAL_ERROR).
 func decodeAccess(code []byte) (access, error) {
-	inst, err := x86asm.Decode(code, 64)
+	inst, ignored, err := decodeInsn(code)
 	if err != nil {
 		return access{}, fmt.Errorf("undecodable instruction % x: %v", code[:min(len(code), maxInsnLen)], err)
 	}
-	a := access{insnLen: inst.Len, size: inst.MemBytes}
+	a := access{insnLen: ignored + inst.Len, size: inst.MemBytes}
 	unsupported := func() (access, error) {
 		return access{}, fmt.Errorf("doorbell access by %q, which lhpvm does not emulate (only MOV to or from a general register or an immediate)",
 			x86asm.GNUSyntax(inst, 0, nil))
@@ -107,6 +112,42 @@ func decodeAccess(code []byte) (access, error) {
 		return unsupported()
 	}
 	return a, nil
+}
+
+// decodeInsn decodes the instruction at the start of code as the CPU
+// executes it. A REX prefix that does not immediately precede the opcode
+// (one followed by another prefix, REX or legacy) is ignored by the CPU, but
+// x86asm refuses the instruction; decodeInsn drops such prefixes first and
+// says how many bytes it dropped, which belong to the instruction's length.
+func decodeInsn(code []byte) (x86asm.Inst, int, error) {
+	isREX := func(b byte) bool { return b&0xf0 == 0x40 }
+	isPrefix := func(b byte) bool {
+		switch b {
+		case 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0x66, 0x67:
+			return true
+		}
+		return isREX(b)
+	}
+	var buf [maxInsnLen]byte
+	kept, ignored := buf[:0], 0
+	i := 0
+	for ; i < len(code) && i < maxInsnLen && isPrefix(code[i]); i++ {
+		if isREX(code[i]) && i+1 < len(code) && isPrefix(code[i+1]) {
+			ignored++
+			continue
+		}
+		kept = append(kept, code[i])
+	}
+	if ignored == 0 {
+		inst, err := x86asm.Decode(code, 64)
+		return inst, 0, err
+	}
+	kept = append(kept, code[i:min(len(code), maxInsnLen)]...)
+	inst, err := x86asm.Decode(kept, 64)
+	if err == nil && ignored+inst.Len > maxInsnLen {
+		err = fmt.Errorf("%d bytes long, the CPU's limit is %d", ignored+inst.Len, maxInsnLen)
+	}
+	return inst, ignored, err
 }
 
 // gpr is the index (RAX 0 ... R15 15, in encoding order) of the 64-bit
@@ -282,6 +323,9 @@ func decodeStop(si sigInfo, r *unix.PtraceRegs, code []byte) (hv.Event, access) 
 				ev.Arch = hv.ArchX32
 			}
 			f.RIP = si.Addr - syscallInsnLen
+			if si.Addr >= vsyscallStart && si.Addr < vsyscallEnd {
+				f.RIP = si.Addr // a call into the vsyscall page
+			}
 			ev.Fault = f
 			return ev, access{}
 		}
@@ -319,7 +363,7 @@ func doorbellEvent(addr uint64, r *unix.PtraceRegs, a access) hv.Event {
 // order puts the destination first) of anything but a compare or test, or a
 // stack push. An undecodable instruction counts as a read.
 func writesMemory(code []byte) bool {
-	inst, err := x86asm.Decode(code, 64)
+	inst, _, err := decodeInsn(code)
 	if err != nil {
 		return false
 	}

@@ -55,6 +55,16 @@ func TestDoorbellStores(t *testing.T) {
 			hv.Event{Kind: hv.EventHypercall, Nr: 3, Addr: db, Len: 8, Write: true}},
 		{"data16 REX.W mov: still 8 bytes", []byte{0x66, 0x48, 0x89, 0x02}, db,
 			hv.Event{Kind: hv.EventHypercall, Nr: 4, Addr: db, Len: 8, Write: true}},
+		// A REX prefix not right before the opcode is ignored by the CPU
+		// (x86asm refuses it): only the last one counts.
+		{"REX.B, then REX.W mov %rax,(%rdx)", []byte{0x41, 0x48, 0x89, 0x02}, db,
+			hv.Event{Kind: hv.EventHypercall, Nr: 4, Addr: db, Len: 8, Write: true}},
+		{"three REX, then REX.W mov %rax,(%rdx)", []byte{0x40, 0x4f, 0x41, 0x48, 0x89, 0x02}, db,
+			hv.Event{Kind: hv.EventHypercall, Nr: 4, Addr: db, Len: 8, Write: true}},
+		{"REX.W before data16: mov %ax,(%rdx)", []byte{0x48, 0x66, 0x89, 0x02}, db,
+			hv.Event{Kind: hv.EventBadDoorbell, Addr: db, Len: 2, Write: true}},
+		{"REX.W before %fs: mov %eax,%fs:(%rdx)", []byte{0x48, 0x64, 0x89, 0x02}, db,
+			hv.Event{Kind: hv.EventBadDoorbell, Addr: db, Len: 4, Write: true}},
 		{"mov %eax,(%rdx)", []byte{0x89, 0x02}, db, hv.Event{Kind: hv.EventBadDoorbell, Addr: db, Len: 4, Write: true}},
 		{"movl $0,(%rdx)", []byte{0xc7, 0x02, 0, 0, 0, 0}, db, hv.Event{Kind: hv.EventBadDoorbell, Addr: db, Len: 4, Write: true}},
 		{"mov %ax,(%rdx)", []byte{0x66, 0x89, 0x02}, db, hv.Event{Kind: hv.EventBadDoorbell, Addr: db, Len: 2, Write: true}},
@@ -119,6 +129,9 @@ func TestDoorbellUnemulated(t *testing.T) {
 		"mov (%rdx),%ds":      {0x8e, 0x1a},
 		"rep stosq":           {0xf3, 0x48, 0xab},
 		"undecodable":         {0xff, 0xff},
+		"xor with two REX":    {0x41, 0x42, 0x30, 0x31},
+		"REX, nothing more":   {0x48, 0x48},
+		"16 bytes with REX":   {0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x48, 0xc7, 0x02, 0, 0, 0, 0},
 		"truncated":           {0x48, 0xc7},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -229,6 +242,17 @@ func TestSyscalls(t *testing.T) {
 			assert.Equal(t, rip, ev.Fault.RIP)
 		})
 	}
+}
+
+// TestVsyscall: a call into the vsyscall page (gettimeofday at its start)
+// is a system call the kernel emulates; it reports the address called.
+func TestVsyscall(t *testing.T) {
+	r := regs()
+	r.Rip = vsyscallStart
+	ev, _ := decodeStop(sigInfo{Signo: int32(unix.SIGSYS), Code: sysSeccomp, Addr: vsyscallStart, Syscall: 96, Arch: auditArchX8664}, &r, nil)
+	assert.Equal(t, hv.EventSyscall, ev.Kind)
+	assert.EqualValues(t, 96, ev.Nr)
+	assert.Equal(t, uint64(vsyscallStart), ev.Fault.RIP)
 }
 
 func TestOtherStops(t *testing.T) {
