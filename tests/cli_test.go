@@ -391,7 +391,7 @@ vms:
 			vm := r.VMs[0]
 			names := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head",
 				"pv_wait_early", "pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake",
-				"pv_hash_hops", "pv_latency_kick", "pv_latency_wake"}
+				"pv_hash_hops", "pv_latency_kick_ns", "pv_latency_wake_ns"}
 			for _, n := range names {
 				assert.Contains(t, vm.LockEvents, n)
 			}

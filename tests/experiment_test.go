@@ -29,8 +29,10 @@ type expResults struct {
 	} `json:"meta"`
 	Shards     []struct{ I, N int } `json:"shards"`
 	References []struct {
-		Shard     int     `json:"shard"`
-		OpsPerSec float64 `json:"ops_per_s"`
+		Shard     int               `json:"shard"`
+		OpsPerSec float64           `json:"acq_per_s"`
+		Before    []json.RawMessage `json:"before"`
+		After     []json.RawMessage `json:"after"`
 	} `json:"references"`
 	Cells []struct {
 		VCPUs    int     `json:"vcpus"`
@@ -38,7 +40,7 @@ type expResults struct {
 		Policy   string  `json:"policy"`
 		Shard    int     `json:"shard"`
 		OK       bool    `json:"ok"`
-		Relative float64 `json:"relative"`
+		Relative float64 `json:"vs_ref"`
 		Runs     []struct {
 			OK bool `json:"ok"`
 		} `json:"runs"`
@@ -60,8 +62,28 @@ func cellKeys(r expResults) []string {
 	return ks
 }
 
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	return rows
+}
+
+func indexOf(xs []string, x string) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
 // TestExperimentOut: --out writes results.json with every cell, its runs
-// and the metadata, results.csv with a row per run and per median, and SVG
+// and the metadata, runs.csv with a row per run (references too) and
+// cells.csv one per cell, with the same column names as the JSON, and SVG
 // plots; two shards merged hold exactly the unsharded run's cells; merge
 // refuses what is not all the shards of one sweep.
 func TestExperimentOut(t *testing.T) {
@@ -89,12 +111,15 @@ func TestExperimentOut(t *testing.T) {
 			assert.Len(t, c.Runs, 2, "every run is kept")
 			assert.Greater(t, c.Relative, 0.0)
 		}
-		f, err := os.Open(filepath.Join(dir, "all", "results.csv"))
-		require.NoError(t, err)
-		rows, err := csv.NewReader(f).ReadAll()
-		f.Close()
-		require.NoError(t, err)
-		assert.Len(t, rows, 1+8*2+8, "a header, a row per run, a row per cell's median")
+		runs, cells := readCSV(t, filepath.Join(dir, "all", "runs.csv")), readCSV(t, filepath.Join(dir, "all", "cells.csv"))
+		refRuns := len(all.References[0].Before) + len(all.References[0].After)
+		assert.Len(t, runs, 1+8*2+refRuns, "a header, a row per run of every cell and of the reference")
+		assert.Len(t, cells, 1+8, "a header, a row per cell")
+		for _, col := range []string{"acq_per_s", "vs_ref", "lhp_events", "duration_s", "pcpus", "ref_acq_per_s", "pv_latency_wake_ns"} {
+			assert.Contains(t, runs[0], col)
+			assert.Contains(t, cells[0], col)
+		}
+		assert.Equal(t, "0.3", runs[1][indexOf(runs[0], "duration_s")], "every row has the run length")
 		for _, plot := range []string{"throughput-2vcpus.svg", "throughput-4vcpus.svg", "spin-4vcpus.svg", "heatmap.svg"} {
 			var doc struct{ XMLName xml.Name }
 			require.NoError(t, xml.Unmarshal(readFile(t, filepath.Join(dir, "all", plot)), &doc), plot)
@@ -112,7 +137,8 @@ func TestExperimentOut(t *testing.T) {
 		assert.Equal(t, cellKeys(all), cellKeys(merged), "the merged shards hold the unsharded run's cells, in its order")
 		assert.Len(t, merged.References, 2, "each shard's own reference")
 		assert.FileExists(t, filepath.Join(dir, "merged", "heatmap.svg"))
-		assert.FileExists(t, filepath.Join(dir, "merged", "results.csv"))
+		assert.FileExists(t, filepath.Join(dir, "merged", "cells.csv"))
+		assert.FileExists(t, filepath.Join(dir, "merged", "runs.csv"))
 
 		for name, args := range map[string][]string{
 			"missing":     {filepath.Join(dir, "s1")},
@@ -193,12 +219,8 @@ func TestExperimentAblation(t *testing.T) {
 				assert.Zero(t, c.LockEvents["pv_lock_stealing"])
 			}
 		}
-		f, err := os.Open(filepath.Join(dir, "results.csv"))
-		require.NoError(t, err)
-		rows, err := csv.NewReader(f).ReadAll()
-		f.Close()
-		require.NoError(t, err)
-		require.Len(t, rows, 1+5+5)
+		rows := readCSV(t, filepath.Join(dir, "cells.csv"))
+		require.Len(t, rows, 1+5)
 		assert.Contains(t, rows[0], "variant")
 		assert.Contains(t, rows[0], "pv_lock_stealing")
 		assert.Contains(t, rows[0], "granted_preempted_ns")

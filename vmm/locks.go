@@ -157,8 +157,8 @@ type LockEvents struct {
 	// PVLatencyKick: average time a KICK hypercall takes (ns);
 	// PVLatencyWake: average time from a KICK to the kicked vCPU running
 	// again in the guest (ns).
-	PVLatencyKick float64 `json:"pv_latency_kick"`
-	PVLatencyWake float64 `json:"pv_latency_wake"`
+	PVLatencyKick float64 `json:"pv_latency_kick_ns"`
+	PVLatencyWake float64 `json:"pv_latency_wake_ns"`
 
 	hashOps, hashHops, kicks, kickCycles, wakeCycles uint64
 }
@@ -196,7 +196,7 @@ func (e *LockEvents) finish(tscKHz uint64) {
 }
 
 // Named lists the events by their Linux names, in lock_events_list.h's
-// order, for a table.
+// order, for a table; the two Linux reports in ns say so (_ns).
 func (e *LockEvents) Named() []NamedEvent {
 	return []NamedEvent{
 		{"lock_slowpath", float64(e.LockSlowpath)}, {"lock_pending", float64(e.LockPending)},
@@ -204,7 +204,7 @@ func (e *LockEvents) Named() []NamedEvent {
 		{"pv_wait_head", float64(e.PVWaitHead)}, {"pv_wait_early", float64(e.PVWaitEarly)},
 		{"pv_wait_again", float64(e.PVWaitAgain)}, {"pv_spurious_wakeup", float64(e.PVSpuriousWakeup)},
 		{"pv_kick_unlock", float64(e.PVKickUnlock)}, {"pv_kick_wake", float64(e.PVKickWake)},
-		{"pv_hash_hops", e.PVHashHops}, {"pv_latency_kick", e.PVLatencyKick}, {"pv_latency_wake", e.PVLatencyWake},
+		{"pv_hash_hops", e.PVHashHops}, {"pv_latency_kick_ns", e.PVLatencyKick}, {"pv_latency_wake_ns", e.PVLatencyWake},
 	}
 }
 

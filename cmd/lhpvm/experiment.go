@@ -88,7 +88,7 @@ times per variant.`,
 	fl.IntVar(&f.repeat, "repeat", 3, "runs per cell; the cell shows the run with the median throughput")
 	fl.BoolVar(&f.json, "json", false, "print the rows as JSON")
 	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
-	fl.StringVar(&f.out, "out", "", "write results.csv, results.json and SVG plots into this directory")
+	fl.StringVar(&f.out, "out", "", "write results.json, runs.csv, cells.csv and SVG plots into this directory")
 	fl.StringVar(&f.shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge)")
 	fl.StringVar(&f.trace, "trace", "", "write a Perfetto trace of every run into this directory")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")

@@ -13,7 +13,7 @@ func newMergeCmd() *cobra.Command {
 		Use:   "merge --out DIR SHARD_DIR...",
 		Short: "Merge the --out directories of an experiment's shards into one",
 		Long: `Merge the results of 'lhpvm experiment --shard I/N --out SHARD_DIR' runs into the
-files one unsharded run writes (results.csv, results.json, the plots), and
+files one unsharded run writes (results.json, runs.csv, cells.csv, the plots), and
 print the table. The shards must be all of 1..N, each once, of the same
 matrix; each cell keeps the reference of the shard that measured it (ratios
 only hold within one machine).`,
@@ -30,7 +30,7 @@ only hold within one machine).`,
 			return report(cmd.OutOrStdout(), res, out, asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "write the merged results.csv, results.json and plots into this directory")
+	cmd.Flags().StringVar(&out, "out", "", "write the merged results.json, runs.csv, cells.csv and plots into this directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the merged results as JSON")
 	return cmd
 }

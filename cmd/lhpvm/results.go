@@ -110,7 +110,7 @@ type RunResult struct {
 	OK        bool    `json:"ok"`
 	Refused   bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
 	Error     string  `json:"error"`
-	OpsPerSec float64 `json:"ops_per_s"`
+	OpsPerSec float64 `json:"acq_per_s"`
 	ElapsedS  float64 `json:"elapsed_s"`
 	Measured
 }
@@ -139,10 +139,10 @@ type Cell struct {
 	OK           bool        `json:"ok"`
 	Refused      bool        `json:"refused"`
 	Error        string      `json:"error"`
-	OpsPerSec    float64     `json:"ops_per_s"` // the median run's
-	MinOpsPerSec float64     `json:"min_ops_per_s"`
-	MaxOpsPerSec float64     `json:"max_ops_per_s"`
-	Relative     float64     `json:"relative"` // to its shard's reference
+	OpsPerSec    float64     `json:"acq_per_s"` // the median of its runs
+	MinOpsPerSec float64     `json:"min_acq_per_s"`
+	MaxOpsPerSec float64     `json:"max_acq_per_s"`
+	Relative     float64     `json:"vs_ref"` // to its shard's reference
 	Measured                 // the median run's
 	// Noisy: the reference of its shard drifted more than noisyDrift
 	// between before and after the matrix.
@@ -155,9 +155,9 @@ type Reference struct {
 	Shard     int         `json:"shard"`
 	Before    []RunResult `json:"before"`
 	After     []RunResult `json:"after"`
-	OpsPerSec float64     `json:"ops_per_s"` // the median of all of them
-	Min       float64     `json:"min_ops_per_s"`
-	Max       float64     `json:"max_ops_per_s"`
+	OpsPerSec float64     `json:"acq_per_s"` // the median of all of them
+	Min       float64     `json:"min_acq_per_s"`
+	Max       float64     `json:"max_acq_per_s"`
 	Drift     float64     `json:"drift"` // |median after - median before| / median before
 }
 
@@ -222,8 +222,8 @@ func (c *Cell) summarize(ref *Reference) {
 // SummaryRule says in the results how the reference and each cell were
 // summarised from their runs.
 var SummaryRule = map[string]string{
-	"reference":         "ops_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
-	"cell_ops_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
+	"reference":         "acq_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
+	"cell_acq_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
 	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
 	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", noisyDrift*100),
 	"noisy_drift_limit": strconv.FormatFloat(noisyDrift, 'g', -1, 64),
@@ -299,7 +299,7 @@ func (res *Results) reference(i int) *Reference {
 	return nil
 }
 
-// write puts results.json, results.csv and the plots into dir.
+// write puts results.json, runs.csv, cells.csv and the plots into dir.
 func (res *Results) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -311,63 +311,126 @@ func (res *Results) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "results.csv"))
-	if err != nil {
-		return err
-	}
-	if err := res.writeCSV(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
+	for name, write := range map[string]func(io.Writer) error{"runs.csv": res.writeRunsCSV, "cells.csv": res.writeCellsCSV} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := write(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
 	return plotResults(res, dir)
 }
 
-// writeCSV is one row per cell and run, then one per cell with "median"
-// in the run column.
-func (res *Results) writeCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
-	head := []string{"vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s",
-		"min_acq_per_s", "max_acq_per_s", "vs_ref", "spin_fraction", "lhp", "lwp", "acquire_p99_ns",
-		"held_preempted_ns", "granted_preempted_ns"}
+// The CSV files: runs.csv has a row per run (every cell's and every
+// reference's), cells.csv a row per cell (its summary); neither mixes the
+// two, so a column's mean counts nothing twice. Their columns carry their
+// units and have results.json's names; every row says its run length,
+// pCPU count and reference.
+
+// csvKey are the columns that say which cell (or reference) a row is.
+var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
+
+// csvMeasures are a run's measures, as in results.json, then its lock
+// events (with units: vmm.LockEvents).
+func csvMeasures() []string {
+	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns"}
 	for _, e := range (&vmm.LockEvents{}).Named() {
-		head = append(head, e.Name)
+		h = append(h, e.Name)
 	}
-	_ = cw.Write(append(head, "noisy", "error"))
-	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+	return h
+}
+
+func csvG(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+
+func (m Measured) csv() []string {
 	ns := func(p *int64) string {
 		if p == nil {
 			return ""
 		}
 		return strconv.FormatInt(*p, 10)
 	}
-	row := func(c Cell, run, ok, refused, acq, lo, hi, rel string, r Measured, errText string) {
-		rec := []string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Variant, c.Policy, strconv.Itoa(c.Shard),
-			run, ok, refused, acq, lo, hi, rel, g(r.SpinFraction), strconv.FormatUint(r.LHPEvents, 10),
-			strconv.FormatUint(r.LWPEvents, 10), g(r.AcquireP99Ns), ns(r.HeldPreemptedNs), ns(r.GrantedPreemptedNs)}
-		for _, e := range r.LockEvents.Named() {
-			rec = append(rec, g(e.Value))
+	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
+		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs)}
+	for _, e := range m.LockEvents.Named() {
+		rec = append(rec, csvG(e.Value))
+	}
+	return rec
+}
+
+// csvCommon are the columns every row has: run length, pCPUs, reference.
+func (res *Results) csvCommon(ref *Reference) []string {
+	d, _ := time.ParseDuration(res.Matrix.Duration)
+	refOps := ""
+	if ref != nil {
+		refOps = csvG(ref.OpsPerSec)
+	}
+	return []string{csvG(d.Seconds()), strconv.Itoa(len(res.Meta.PCPUs)), refOps}
+}
+
+var csvCommonHead = []string{"duration_s", "pcpus", "ref_acq_per_s"}
+
+// writeRunsCSV writes runs.csv: kind is "cell", "reference_before" or
+// "reference_after"; run is the run's number within its cell or reference.
+func (res *Results) writeRunsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	head := append(append([]string{"kind"}, csvKey...), "run", "ok", "refused", "acq_per_s", "vs_ref")
+	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "error")
+	_ = cw.Write(head)
+	row := func(kind string, key []string, ref *Reference, i int, r RunResult) {
+		vs := ""
+		if ref != nil && ref.OpsPerSec > 0 {
+			vs = csvG(r.OpsPerSec / ref.OpsPerSec)
 		}
-		_ = cw.Write(append(rec, strconv.FormatBool(c.Noisy), errText))
+		rec := append(append([]string{kind}, key...), strconv.Itoa(i+1), strconv.FormatBool(r.OK),
+			strconv.FormatBool(r.Refused), csvG(r.OpsPerSec), vs)
+		rec = append(append(append(rec, res.csvCommon(ref)...), r.Measured.csv()...), r.Error)
+		_ = cw.Write(rec)
+	}
+	for k := range res.References {
+		ref := &res.References[k]
+		key := []string{"2", "1", "ticket", "", "rr", strconv.Itoa(ref.Shard)}
+		for i, r := range ref.Before {
+			row("reference_before", key, ref, i, r)
+		}
+		for i, r := range ref.After {
+			row("reference_after", key, ref, i, r)
+		}
 	}
 	for _, c := range res.Cells {
 		ref := res.reference(c.Shard)
 		for i, r := range c.Runs {
-			rel := ""
-			if ref != nil && ref.OpsPerSec > 0 {
-				rel = g(r.OpsPerSec / ref.OpsPerSec)
-			}
-			row(c, strconv.Itoa(i+1), strconv.FormatBool(r.OK), strconv.FormatBool(r.Refused), g(r.OpsPerSec), "", "", rel, r.Measured, r.Error)
+			row("cell", c.csvKey(), ref, i, r)
 		}
-	}
-	for _, c := range res.Cells {
-		row(c, "median", strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused), g(c.OpsPerSec), g(c.MinOpsPerSec),
-			g(c.MaxOpsPerSec), g(c.Relative), c.Measured, c.Error)
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// writeCellsCSV writes cells.csv: each cell's summary (SummaryRule).
+func (res *Results) writeCellsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	head := append(append([]string{}, csvKey...), "runs", "ok", "refused", "acq_per_s", "min_acq_per_s", "max_acq_per_s", "vs_ref")
+	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "noisy", "error")
+	_ = cw.Write(head)
+	for _, c := range res.Cells {
+		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused),
+			csvG(c.OpsPerSec), csvG(c.MinOpsPerSec), csvG(c.MaxOpsPerSec), csvG(c.Relative))
+		rec = append(append(append(rec, res.csvCommon(res.reference(c.Shard))...), c.Measured.csv()...),
+			strconv.FormatBool(c.Noisy), c.Error)
+		_ = cw.Write(rec)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func (c Cell) csvKey() []string {
+	return []string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Variant, c.Policy, strconv.Itoa(c.Shard)}
 }
 
 // printTable prints the cells as the markdown table the README quotes.

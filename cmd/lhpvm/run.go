@@ -478,7 +478,7 @@ func printLockEvents(out io.Writer, r *vmm.VMResult) {
 	}
 	row("all", all)
 	w.Flush()
-	fmt.Fprintln(out, "(pv_hash_hops: average probes per hash insertion; pv_latency_kick, pv_latency_wake: average ns)")
+	fmt.Fprintln(out, "(pv_hash_hops: average probes per hash insertion; pv_latency_kick_ns, pv_latency_wake_ns: averages)")
 }
 
 // printDamage says how long the locks spent with a vCPU that did not run.
