@@ -58,14 +58,16 @@ struct cfg {
 	uint32_t flags;
 	bool chaos;
 	bool expect_fail;
-	uint64_t min_waits; /* soak: at least this many WAITs and KICKs */
-	double timeout_s;
+	uint64_t duration_ms; /* time-bounded run: stop after this (0: iteration-sized) */
+	uint64_t min_acq;     /* time-bounded: not before this many acquisitions in all */
+	uint64_t min_waits;   /* soak: at least this many WAITs and KICKs */
+	double timeout_s;     /* hang detector: this long past the deadline (or start) */
 };
 
 static const struct cfg defaults = {
-	.lock = "ticket", .kind = LHPVM_LOCK_TICKET, .threads = 4, .iters = 5000,
+	.lock = "ticket", .kind = LHPVM_LOCK_TICKET, .threads = 4, .iters = 0,
 	.spin_threshold = 0, .cs_cycles = 200, .think_cycles = 200, .locks = 1,
-	.timeout_s = 60,
+	.duration_ms = 1000, .timeout_s = 60,
 };
 
 static const char *const good_locks[] = {
@@ -242,8 +244,23 @@ static void cfg_str(const struct cfg *c, char *buf, size_t n)
 			 steal_names[c->pv_steal], pending_names[c->pv_pending],
 			 prev_check_names[c->pv_prev_check], kick_names[c->pv_kick],
 			 c->spin_threshold_head);
-	snprintf(buf, n, "%-9s threads=%u iters=%lu spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s%s",
-		 c->lock, c->threads, c->iters, c->spin_threshold, c->cs_cycles, c->think_cycles,
+	char size[96];
+	int k;
+
+	/* "iters=N" (iteration-sized) or "Dms [iters<=N] [min-acq=N]" (time-bounded). */
+	if (!c->duration_ms) {
+		k = snprintf(size, sizeof(size), "iters=%lu", c->iters);
+	} else {
+		k = snprintf(size, sizeof(size), "%lums", c->duration_ms);
+		if (c->iters)
+			k += snprintf(size + k, sizeof(size) - k, " iters<=%lu", c->iters);
+		if (c->min_acq)
+			k += snprintf(size + k, sizeof(size) - k, " min-acq=%lu", c->min_acq);
+	}
+	if (c->min_waits)
+		snprintf(size + k, sizeof(size) - k, " min-waits=%lu", c->min_waits);
+	snprintf(buf, n, "%-9s threads=%u %s spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s%s",
+		 c->lock, c->threads, size, c->spin_threshold, c->cs_cycles, c->think_cycles,
 		 c->locks ? c->locks : 1, pv,
 		 c->flags & LHPVM_FLAG_PREEMPTED_AWARE ? " aware" : "",
 		 c->flags & LHPVM_FLAG_DELAY_HINT ? " hint" : "",
@@ -268,6 +285,11 @@ static void describe_threads(FILE *f)
 			fprintf(f, ", in WAIT(%#lx, expected %u; now %u)", wa,
 				__atomic_load_n(&h->wait_val, __ATOMIC_RELAXED),
 				__atomic_load_n((uint32_t *)(uintptr_t)wa, __ATOMIC_RELAXED));
+		/* A KICK pending for a thread still in WAIT: woken, not yet run. */
+		fprintf(f, ", WAITs %lu, KICKs in %lu%s",
+			__atomic_load_n(&h->wait_calls, __ATOMIC_RELAXED),
+			__atomic_load_n(&h->kicks_received, __ATOMIC_RELAXED),
+			__atomic_load_n(&h->kick_pending, __ATOMIC_RELAXED) ? ", KICK pending" : "");
 		fprintf(f, "\n");
 	}
 	for (uint32_t i = 0; i < (bi->nr_locks ? bi->nr_locks : 1); i++)
@@ -303,6 +325,55 @@ static const char *lock_left_free(uint32_t kind, struct lhpvm_lock_slot *s)
 	}
 }
 
+/*
+ * The run so far, as the driver sees it while the vCPU threads go:
+ * acquisitions and owner-check failures from the pages (plain stores by the
+ * threads: TSan must not see these reads, which are only a progress
+ * estimate), WAITs and KICKs from host.c's own atomic counts (which the end
+ * of the run checks against the pages').
+ */
+struct progress {
+	uint64_t acq, fails, waits, kicks;
+};
+
+static struct progress progress_now(uint32_t n)
+{
+	struct progress pr = { 0 };
+
+#if TSAN
+	__tsan_ignore_thread_begin();
+#endif
+	for (uint32_t i = 0; i < n; i++) {
+		pr.acq += __atomic_load_n(&page_of(i)->acquisitions, __ATOMIC_RELAXED);
+		pr.fails += __atomic_load_n(&page_of(i)->check_failures, __ATOMIC_RELAXED);
+		pr.waits += __atomic_load_n(&host_vcpus[i].wait_calls, __ATOMIC_RELAXED);
+		pr.kicks += __atomic_load_n(&host_vcpus[i].kicks_received, __ATOMIC_RELAXED);
+	}
+#if TSAN
+	__tsan_ignore_thread_end();
+#endif
+	return pr;
+}
+
+/*
+ * A time-bounded run's minimum work, which its deadline waits for: the
+ * amount of work a run shows must not depend on how busy the machine is,
+ * only how long it takes to get there does. NULL once done, else what is
+ * missing.
+ */
+static const char *work_missing(const struct cfg *c, const struct progress *pr, char *buf, size_t n)
+{
+	if (pr->acq < c->min_acq)
+		snprintf(buf, n, "%lu of %lu acquisitions", pr->acq, c->min_acq);
+	else if (pr->waits < c->min_waits || pr->kicks < c->min_waits)
+		snprintf(buf, n, "%lu WAITs and %lu KICKs of %lu each", pr->waits, pr->kicks, c->min_waits);
+	else if (c->expect_fail && pr->fails == 0)
+		snprintf(buf, n, "no owner-check failure yet");
+	else
+		return NULL;
+	return buf;
+}
+
 static int run_child(const struct cfg *c)
 {
 	uint32_t n = c->threads, nlocks = c->locks ? c->locks : 1;
@@ -311,9 +382,10 @@ static int run_child(const struct cfg *c)
 	uint64_t steals = 0, pendings = 0, hashed = 0;
 	uint64_t last_wakes;
 	const char *why = NULL;
-	char whybuf[256], cs[160];
-	double t0, elapsed;
+	char whybuf[256], cs[256], stopbuf[32] = "";
+	double t0, elapsed, t_stop = 0, duration = c->duration_ms / 1e3;
 	int stuck = 0, bad_ret = 0;
+	bool stopped = false;
 	pthread_t chaos;
 
 	bi = aligned_alloc(4096, 4096);
@@ -336,7 +408,7 @@ static int run_child(const struct cfg *c)
 	bi->abi_version = LHPVM_VERSION;
 	bi->nr_vcpus = n;
 	bi->workload = LHPVM_WORKLOAD_LOCK;
-	bi->iterations = c->iters;
+	bi->iterations = c->iters; /* 0: until bi->stop */
 	bi->vcpu_blocks_gpa = (uintptr_t)blocks;
 	bi->vcpu_block_size = LHPVM_VCPU_BLOCK_SIZE;
 	bi->locks_gpa = (uintptr_t)slots;
@@ -376,23 +448,47 @@ static int run_child(const struct cfg *c)
 		return 2;
 	}
 
-	/* Watch: lost wakeup, or timeout. */
+	/* Watch: the deadline (set stop once the minimum work is done: the
+	 * threads leave between acquisitions, as in the VMM), lost wakeup,
+	 * timeout. */
 	last_wakes = __atomic_load_n(&host_wakes, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&finished, __ATOMIC_SEQ_CST) < n) {
 		uint32_t live, in_wait;
 		uint64_t wakes;
+		double t;
 
 		usleep(10000);
+		t = now_s() - t0;
+		if (duration > 0 && !stopped && t >= duration) {
+			struct progress pr = progress_now(n);
+
+			if (!work_missing(c, &pr, whybuf, sizeof(whybuf))) {
+				__atomic_store_n(&bi->stop, 1, __ATOMIC_RELEASE);
+				stopped = true;
+				t_stop = t;
+			}
+		}
 		live = n - __atomic_load_n(&finished, __ATOMIC_SEQ_CST);
 		in_wait = __atomic_load_n(&host_in_wait, __ATOMIC_SEQ_CST);
 		wakes = __atomic_load_n(&host_wakes, __ATOMIC_SEQ_CST);
 		stuck = (live > 0 && in_wait == live && wakes == last_wakes) ? stuck + 1 : 0;
 		last_wakes = wakes;
-		if (stuck >= 50 || now_s() - t0 > c->timeout_s) {
+		if (stuck >= 50 || t > duration + c->timeout_s) {
+			struct progress pr = progress_now(n);
+			const char *missing = work_missing(c, &pr, whybuf, sizeof(whybuf));
+
 			cfg_str(c, cs, sizeof(cs));
-			printf("FAIL  %s: %s\n", cs,
-			       stuck >= 50 ? "lost wakeup: every live thread is blocked in WAIT and none is left to KICK it"
-					   : "timeout: the run did not finish");
+			if (stuck >= 50)
+				printf("FAIL  %s: lost wakeup: every live thread is blocked in WAIT and none is left to KICK it\n",
+				       cs);
+			else if (stopped)
+				printf("FAIL  %s: timeout: stopped at %.3fs, threads still running at %.3fs\n", cs,
+				       t_stop, t);
+			else if (duration > 0 && missing)
+				printf("FAIL  %s: timeout: %.3fs past the deadline, the minimum work not done: %s\n", cs,
+				       t - duration, missing);
+			else
+				printf("FAIL  %s: timeout: the run did not finish in %.3fs\n", cs, t);
 			describe_threads(stdout);
 			fflush(stdout);
 			_exit(stuck >= 50 ? 2 : 3);
@@ -456,10 +552,18 @@ static int run_child(const struct cfg *c)
 			why = "NOT CAUGHT: counter exact and no owner-check failure";
 		}
 	} else {
-		if (!why && acq != (uint64_t)n * c->iters) {
+		/* Exact against what was done: all the iterations unless the
+		 * deadline stopped the run, then at most that many each. */
+		if (!why && !stopped && acq != (uint64_t)n * c->iters) {
 			snprintf(whybuf, sizeof(whybuf), "acquisitions %lu != %u * %lu", acq, n, c->iters);
 			why = whybuf;
 		}
+		for (uint32_t i = 0; i < n && !why && stopped && c->iters; i++)
+			if (page_of(i)->acquisitions > c->iters) {
+				snprintf(whybuf, sizeof(whybuf), "vCPU %u: %lu acquisitions, more than %lu",
+					 i, page_of(i)->acquisitions, c->iters);
+				why = whybuf;
+			}
 		if (!why && counters != acq) {
 			snprintf(whybuf, sizeof(whybuf), "counters add up to %lu, acquisitions %lu", counters, acq);
 			why = whybuf;
@@ -486,6 +590,12 @@ static int run_child(const struct cfg *c)
 				 kicks, waits, kicks_recv, wait_calls);
 			why = whybuf;
 		}
+		/* A time-bounded run stops only once these hold; a run that
+		 * ran out of iterations first may still miss them. */
+		if (!why && acq < c->min_acq) {
+			snprintf(whybuf, sizeof(whybuf), "too short: %lu acquisitions (want >= %lu)", acq, c->min_acq);
+			why = whybuf;
+		}
 		if (!why && (waits < c->min_waits || kicks < c->min_waits)) {
 			snprintf(whybuf, sizeof(whybuf), "soak too gentle: %lu waits, %lu kicks (want >= %lu each)",
 				 waits, kicks, c->min_waits);
@@ -493,11 +603,14 @@ static int run_child(const struct cfg *c)
 		}
 	}
 
+	if (stopped)
+		snprintf(stopbuf, sizeof(stopbuf), " (stop at %.3fs)", t_stop);
 	cfg_str(c, cs, sizeof(cs));
 	printf("%s  %s: acq=%lu counter=%lu owner-fails=%lu slow=%lu waits=%lu kicks=%lu yields=%lu "
-	       "steals=%lu pending=%lu hashed=%lu preemptions=%lu %.3fs %.0f acq/s%s%s\n",
+	       "steals=%lu pending=%lu hashed=%lu preemptions=%lu %.3fs%s %.0f acq/s%s%s\n",
 	       why ? "FAIL" : "PASS", cs, acq, counters, fails, slow, waits, kicks, yields,
-	       steals, pendings, hashed, chaos_preemptions, elapsed, elapsed > 0 ? acq / elapsed : 0.0,
+	       steals, pendings, hashed, chaos_preemptions, elapsed, stopbuf,
+	       elapsed > 0 ? acq / elapsed : 0.0,
 	       why ? ": " : (c->expect_fail ? ": caught" : ""), why ? why : "");
 	fflush(stdout);
 	return why ? 1 : 0;
@@ -512,7 +625,7 @@ static void run(struct cfg c)
 	pid_t pid;
 	int status;
 	double deadline;
-	char cs[160];
+	char cs[256];
 
 	cfg_str(&c, cs, sizeof(cs));
 	fflush(stdout);
@@ -523,7 +636,7 @@ static void run(struct cfg c)
 	}
 	if (pid == 0)
 		exit(run_child(&c)); /* exit, not _exit: TSan's exit code */
-	deadline = now_s() + c.timeout_s + 30;
+	deadline = now_s() + c.duration_ms / 1e3 + c.timeout_s + 30;
 	for (;;) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
@@ -570,7 +683,19 @@ static struct cfg with_lock(struct cfg c, const char *name)
 	return c;
 }
 
-/* The suite `make check` runs. scale divides the iteration counts. */
+/*
+ * A suite case: time-bounded, ms long but at least min_acq acquisitions in
+ * all, no iteration cap (both divided by scale, for --quick).
+ */
+static struct cfg timed(struct cfg c, uint64_t ms, uint64_t min_acq, unsigned scale)
+{
+	c.iters = 0;
+	c.duration_ms = ms / scale;
+	c.min_acq = min_acq / scale;
+	return c;
+}
+
+/* The suite `make check` runs. scale divides the durations and the minimum work. */
 static void suite(unsigned scale)
 {
 	static const uint32_t nthreads[] = { 1, 2, 4, 8 };
@@ -581,7 +706,7 @@ static void suite(unsigned scale)
 		for (size_t t = 0; t < sizeof(nthreads) / sizeof(nthreads[0]); t++) {
 			c = with_lock(defaults, good_locks[i]);
 			c.threads = nthreads[t];
-			c.iters = 4000 / scale;
+			c = timed(c, 150, 250 * c.threads, scale);
 			run(c);
 		}
 
@@ -597,7 +722,7 @@ static void suite(unsigned scale)
 				c.spin_threshold = thr;
 				c.spin_threshold_head = thr;
 				c.pv_steal = LHPVM_PV_STEAL_OFF;
-				c.iters = 5000 / scale;
+				c = timed(c, 200, 1000, scale);
 				c.cs_cycles = 20000; /* ~8 us: 64 spins never cover it */
 				c.think_cycles = 0;
 				c.min_waits = 1000 / scale;
@@ -613,7 +738,7 @@ static void suite(unsigned scale)
 			c = with_lock(defaults, i == 0 ? "pvticket" : "pvqspin");
 			c.threads = n;
 			c.spin_threshold = 1;
-			c.iters = 50000 / scale;
+			c = timed(c, 750, 20000, scale);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			/* No WAIT minimum: how often the two race depends on
@@ -625,7 +750,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < NGOOD; i++) {
 		c = with_lock(defaults, good_locks[i]);
 		c.threads = 4;
-		c.iters = 3000 / scale;
+		c = timed(c, 150, 1000, scale);
 		c.spin_threshold = 256;
 		c.cs_cycles = 1000;
 		c.flags = LHPVM_FLAG_DELAY_HINT | LHPVM_FLAG_PREEMPTED_AWARE;
@@ -637,7 +762,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < 3; i++) {
 		c = with_lock(defaults, (const char *[]){ "pticket", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
-		c.iters = 2000 / scale;
+		c = timed(c, 200, 1000, scale);
 		c.spin_threshold = 1024;
 		c.chaos = true;
 		run(c);
@@ -647,7 +772,7 @@ static void suite(unsigned scale)
 		c = with_lock(defaults, (const char *[]){ "mcs", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
 		c.locks = 3;
-		c.iters = 3000 / scale;
+		c = timed(c, 200, 1000, scale);
 		c.spin_threshold = 64;
 		run(c);
 	}
@@ -661,7 +786,7 @@ static void suite(unsigned scale)
 				for (uint32_t k = 0; k < 2; k++) {
 					c = with_lock(defaults, "pvqspin");
 					c.threads = 4;
-					c.iters = 2000 / scale;
+					c = timed(c, 100, 1000, scale);
 					c.spin_threshold = 512;
 					c.spin_threshold_head = 64;
 					c.cs_cycles = 2000;
@@ -680,7 +805,7 @@ static void suite(unsigned scale)
 			c.threads = 3;
 			c.spin_threshold = 1;
 			c.spin_threshold_head = 1;
-			c.iters = 30000 / scale;
+			c = timed(c, 750, 20000, scale);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			c.pv_kick = k;
@@ -692,7 +817,7 @@ static void suite(unsigned scale)
 	for (uint32_t n = 2; n <= 3; n++) {
 		c = with_lock(defaults, "qspinlock");
 		c.threads = n;
-		c.iters = 50000 / scale;
+		c = timed(c, 1500, 10000, scale);
 		c.cs_cycles = 0;
 		c.think_cycles = 0;
 		run(c);
@@ -702,7 +827,7 @@ static void suite(unsigned scale)
 	for (uint32_t n = 2; n <= 4; n *= 2) {
 		c = with_lock(defaults, "broken");
 		c.threads = n;
-		c.iters = 20000 / scale;
+		c = timed(c, 100, 1000, scale);
 		c.cs_cycles = 500;
 		c.expect_fail = true;
 		run(c);
@@ -714,10 +839,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: locktest [--quick]                 run the check suite\n"
 		"       locktest --lock NAME [options]     one run\n"
-		"options: --threads N (4)  --iters N (5000)  --spin-threshold N (0: 1<<15)\n"
+		"options: --threads N (4)  --spin-threshold N (0: 1<<15)\n"
 		"         --cs-cycles N (200)  --think-cycles N (200)  --locks N (1)\n"
 		"         --delay-hint  --preempted-aware  --chaos  --expect-fail\n"
-		"         --min-waits N  --timeout SECONDS (60)\n"
+		"size:    --duration MS (1000): stop the threads MS after the start, once\n"
+		"           --min-acq N acquisitions (0) and --min-waits N WAITs and KICKs\n"
+		"           (0) are done (an --expect-fail run: and a failed owner check)\n"
+		"         --iters N: alone, exactly N acquisitions per thread (no deadline);\n"
+		"           with --duration, at most N\n"
+		"         --timeout SECONDS (60): hang detector, fail a run going this long\n"
+		"           past its deadline (iteration-sized: past its start)\n"
 		"pvqspin: --pv-steal hybrid|off|once  --pv-pending on|off\n"
 		"         --pv-prev-check node|off|preempted  --pv-kick deferred|immediate\n"
 		"         --spin-threshold-head N (0: the spin threshold)\n"
@@ -736,7 +867,7 @@ static uint32_t knob(const char *v, const char *const *names, uint32_t n)
 int main(int argc, char **argv)
 {
 	struct cfg c = defaults;
-	bool one = false;
+	bool one = false, iters_given = false, duration_given = false;
 	unsigned scale = 1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -750,7 +881,7 @@ int main(int argc, char **argv)
 		continue;                                                     \
 	}
 		NUM("--threads", threads)
-		NUM("--iters", iters)
+		NUM("--min-acq", min_acq)
 		NUM("--spin-threshold", spin_threshold)
 		NUM("--cs-cycles", cs_cycles)
 		NUM("--think-cycles", think_cycles)
@@ -758,7 +889,15 @@ int main(int argc, char **argv)
 		NUM("--min-waits", min_waits)
 		NUM("--spin-threshold-head", spin_threshold_head)
 #undef NUM
-		if (strcmp(a, "--lock") == 0 && v) {
+		if (strcmp(a, "--iters") == 0 && v) {
+			c.iters = strtoull(v, NULL, 0);
+			iters_given = true;
+			i++;
+		} else if (strcmp(a, "--duration") == 0 && v) {
+			c.duration_ms = strtoull(v, NULL, 0);
+			duration_given = true;
+			i++;
+		} else if (strcmp(a, "--lock") == 0 && v) {
 			c = with_lock(c, v);
 			one = true;
 			i++;
@@ -797,6 +936,13 @@ int main(int argc, char **argv)
 	}
 	if (c.threads < 1 || c.threads > LHPVM_MAX_VCPUS || c.locks > LHPVM_MAX_LOCKS) {
 		fprintf(stderr, "locktest: bad --threads or --locks\n");
+		return 2;
+	}
+	/* --iters alone: an iteration-sized run, exactly that many each. */
+	if (iters_given && !duration_given)
+		c.duration_ms = 0;
+	if (c.iters == 0 && c.duration_ms == 0) {
+		fprintf(stderr, "locktest: a run needs --iters or --duration\n");
 		return 2;
 	}
 
