@@ -711,20 +711,27 @@ static struct cfg with_lock(struct cfg c, const char *name)
 	return c;
 }
 
+/* --quick (for TSan, 5-15x slower): half the time, a quarter of the minimum
+ * work (and of the soaks' minimum WAITs). */
+static unsigned time_scale = 1, work_scale = 1;
+
 /*
  * A suite case: time-bounded, ms long but at least min_acq acquisitions in
- * all, no iteration cap (both divided by scale, for --quick).
+ * all, with no iteration cap. The durations size the suite (about 25 s of
+ * runs, 12 s with --quick); each minimum is a few times less than what a
+ * quiet 2-CPU machine does in that time, so that with a CPU kept busy it
+ * still comes within seconds, far below the 60 s timeout.
  */
-static struct cfg timed(struct cfg c, uint64_t ms, uint64_t min_acq, unsigned scale)
+static struct cfg timed(struct cfg c, uint64_t ms, uint64_t min_acq)
 {
 	c.iters = 0;
-	c.duration_ms = ms / scale;
-	c.min_acq = min_acq / scale;
+	c.duration_ms = ms / time_scale;
+	c.min_acq = min_acq / work_scale;
 	return c;
 }
 
-/* The suite `make check` runs. scale divides the durations and the minimum work. */
-static void suite(unsigned scale)
+/* The suite `make check` runs. */
+static void suite(void)
 {
 	static const uint32_t nthreads[] = { 1, 2, 4, 8 };
 	struct cfg c;
@@ -734,7 +741,7 @@ static void suite(unsigned scale)
 		for (size_t t = 0; t < sizeof(nthreads) / sizeof(nthreads[0]); t++) {
 			c = with_lock(defaults, good_locks[i]);
 			c.threads = nthreads[t];
-			c = timed(c, 150, 250 * c.threads, scale);
+			c = timed(c, 150, 250 * c.threads);
 			run(c);
 		}
 
@@ -750,23 +757,24 @@ static void suite(unsigned scale)
 				c.spin_threshold = thr;
 				c.spin_threshold_head = thr;
 				c.pv_steal = LHPVM_PV_STEAL_OFF;
-				c = timed(c, 200, 1000, scale);
+				c = timed(c, 200, 1000);
 				c.cs_cycles = 20000; /* ~8 us: 64 spins never cover it */
 				c.think_cycles = 0;
-				c.min_waits = 1000 / scale;
+				c.min_waits = 1000 / work_scale;
 				run(c);
 			}
 
 	/* Fence stress: no CS, no think, spin threshold 1 - WAIT/KICK races
 	 * as tight as they get. Dropping either side's store->load fence of
 	 * pvticket or pvqspin makes these lose a wakeup within ~1e5
-	 * acquisitions (checked by mutating a copy). */
+	 * acquisitions (checked by mutating a copy; 750 ms is 1e5 or more on a
+	 * quiet machine, the minimum 2e4 on any). */
 	for (size_t i = 0; i < 2; i++)
 		for (uint32_t n = 2; n <= 3; n++) {
 			c = with_lock(defaults, i == 0 ? "pvticket" : "pvqspin");
 			c.threads = n;
 			c.spin_threshold = 1;
-			c = timed(c, 750, 20000, scale);
+			c = timed(c, 750, 20000);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			/* No WAIT minimum: how often the two race depends on
@@ -778,7 +786,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < NGOOD; i++) {
 		c = with_lock(defaults, good_locks[i]);
 		c.threads = 4;
-		c = timed(c, 150, 1000, scale);
+		c = timed(c, 150, 1000);
 		c.spin_threshold = 256;
 		c.cs_cycles = 1000;
 		c.flags = LHPVM_FLAG_DELAY_HINT | LHPVM_FLAG_PREEMPTED_AWARE;
@@ -790,7 +798,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < 3; i++) {
 		c = with_lock(defaults, (const char *[]){ "pticket", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
-		c = timed(c, 200, 1000, scale);
+		c = timed(c, 200, 1000);
 		c.spin_threshold = 1024;
 		c.chaos = true;
 		run(c);
@@ -800,7 +808,7 @@ static void suite(unsigned scale)
 		c = with_lock(defaults, (const char *[]){ "mcs", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
 		c.locks = 3;
-		c = timed(c, 200, 1000, scale);
+		c = timed(c, 200, 1000);
 		c.spin_threshold = 64;
 		run(c);
 	}
@@ -814,7 +822,7 @@ static void suite(unsigned scale)
 				for (uint32_t k = 0; k < 2; k++) {
 					c = with_lock(defaults, "pvqspin");
 					c.threads = 4;
-					c = timed(c, 100, 1000, scale);
+					c = timed(c, 100, 1000);
 					c.spin_threshold = 512;
 					c.spin_threshold_head = 64;
 					c.cs_cycles = 2000;
@@ -833,7 +841,7 @@ static void suite(unsigned scale)
 			c.threads = 3;
 			c.spin_threshold = 1;
 			c.spin_threshold_head = 1;
-			c = timed(c, 750, 20000, scale);
+			c = timed(c, 750, 20000);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			c.pv_kick = k;
@@ -845,7 +853,7 @@ static void suite(unsigned scale)
 	for (uint32_t n = 2; n <= 3; n++) {
 		c = with_lock(defaults, "qspinlock");
 		c.threads = n;
-		c = timed(c, 1500, 10000, scale);
+		c = timed(c, 1500, 10000);
 		c.cs_cycles = 0;
 		c.think_cycles = 0;
 		run(c);
@@ -855,7 +863,7 @@ static void suite(unsigned scale)
 	for (uint32_t n = 2; n <= 4; n *= 2) {
 		c = with_lock(defaults, "broken");
 		c.threads = n;
-		c = timed(c, 100, 1000, scale);
+		c = timed(c, 100, 1000);
 		c.cs_cycles = 500;
 		c.expect_fail = true;
 		run(c);
@@ -896,7 +904,6 @@ int main(int argc, char **argv)
 {
 	struct cfg c = defaults;
 	bool one = false, iters_given = false, duration_given = false;
-	unsigned scale = 1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
@@ -953,7 +960,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--expect-fail") == 0) {
 			c.expect_fail = true;
 		} else if (strcmp(a, "--quick") == 0) {
-			scale = 4;
+			time_scale = 2;
+			work_scale = 4;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			usage(stdout);
 			return 0;
@@ -977,7 +985,7 @@ int main(int argc, char **argv)
 	if (one)
 		run(c);
 	else
-		suite(scale);
+		suite();
 	printf("%u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
