@@ -3,13 +3,29 @@
  * lockbench.c (workload_lock), one pthread per "vCPU", a fake boot info,
  * lock area and vCPU pages in host memory, WAIT/KICK on futexes (host.c).
  *
+ * Runs are sized by time: the driver sets bi->stop (BootInfo.Stop, as the
+ * VMM does) at the run's deadline and each thread leaves lockbench's loop
+ * between two acquisitions (iterations 0: until stop). With more threads
+ * than free CPUs a FIFO lock (ticket, mcs, pvticket, qspinlock, pticket,
+ * pvqspin without stealing) hands the lock to waiters the host has
+ * descheduled, and its rate falls many times over when something keeps a CPU
+ * busy: an iteration count has no run time, a duration has. So every case
+ * of the suite is time-bounded, not only those: "fewer threads than CPUs"
+ * is no promise on a busy host either. The minimum work a run must show
+ * does not shrink with the load, only takes longer: the deadline waits for
+ * --min-acq acquisitions, --min-waits WAITs and KICKs (soaks) and, for
+ * --expect-fail, a failed owner check. --iters N alone is the old
+ * iteration-sized run (exactly N per thread); with --duration, a cap.
+ *
  * Every run is a forked child, so a hung or crashed run is reported and the
- * rest still run. A child checks: every thread returned 0, sum of the slot
- * counters == sum of acquisitions == threads * iterations, no owner-check
- * failures, every lock left free, the page counters agree with the host's
- * own KICK/WAIT counts, and (soak runs) enough WAITs and KICKs happened.
- * A lost wakeup (every live thread blocked in WAIT, no wake for 500 ms) or a
- * run over its timeout fails with a description of each thread.
+ * rest still run. A child checks, exactly, against what was done: every
+ * thread returned 0, sum of the slot counters == sum of acquisitions (==
+ * threads * iterations if no deadline stopped it), no owner-check failures,
+ * every lock left free, the page counters agree with the host's own
+ * KICK/WAIT counts, and the minimum work is there. Two hang detectors: a
+ * lost wakeup (every live thread blocked in WAIT with no KICK pending, no
+ * wake for 500 ms) and a timeout, --timeout seconds (60) past the deadline,
+ * far above any run's time; either fails with a description of each thread.
  * --expect-fail inverts the verdict for the broken lock: it must be caught.
  *
  * Optional --chaos simulates preemption: a thread marks a random "vCPU"
@@ -58,14 +74,16 @@ struct cfg {
 	uint32_t flags;
 	bool chaos;
 	bool expect_fail;
-	uint64_t min_waits; /* soak: at least this many WAITs and KICKs */
-	double timeout_s;
+	uint64_t duration_ms; /* time-bounded run: stop after this (0: iteration-sized) */
+	uint64_t min_acq;     /* time-bounded: not before this many acquisitions in all */
+	uint64_t min_waits;   /* soak: at least this many WAITs and KICKs */
+	double timeout_s;     /* hang detector: this long past the deadline (or start) */
 };
 
 static const struct cfg defaults = {
-	.lock = "ticket", .kind = LHPVM_LOCK_TICKET, .threads = 4, .iters = 5000,
+	.lock = "ticket", .kind = LHPVM_LOCK_TICKET, .threads = 4, .iters = 0,
 	.spin_threshold = 0, .cs_cycles = 200, .think_cycles = 200, .locks = 1,
-	.timeout_s = 60,
+	.duration_ms = 1000, .timeout_s = 60,
 };
 
 static const char *const good_locks[] = {
@@ -242,8 +260,23 @@ static void cfg_str(const struct cfg *c, char *buf, size_t n)
 			 steal_names[c->pv_steal], pending_names[c->pv_pending],
 			 prev_check_names[c->pv_prev_check], kick_names[c->pv_kick],
 			 c->spin_threshold_head);
-	snprintf(buf, n, "%-9s threads=%u iters=%lu spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s%s",
-		 c->lock, c->threads, c->iters, c->spin_threshold, c->cs_cycles, c->think_cycles,
+	char size[96];
+	int k;
+
+	/* "iters=N" (iteration-sized) or "Dms [iters<=N] [min-acq=N]" (time-bounded). */
+	if (!c->duration_ms) {
+		k = snprintf(size, sizeof(size), "iters=%lu", c->iters);
+	} else {
+		k = snprintf(size, sizeof(size), "%lums", c->duration_ms);
+		if (c->iters)
+			k += snprintf(size + k, sizeof(size) - k, " iters<=%lu", c->iters);
+		if (c->min_acq)
+			k += snprintf(size + k, sizeof(size) - k, " min-acq=%lu", c->min_acq);
+	}
+	if (c->min_waits)
+		snprintf(size + k, sizeof(size) - k, " min-waits=%lu", c->min_waits);
+	snprintf(buf, n, "%-9s threads=%u %s spin=%lu cs=%lu think=%lu locks=%u%s%s%s%s%s",
+		 c->lock, c->threads, size, c->spin_threshold, c->cs_cycles, c->think_cycles,
 		 c->locks ? c->locks : 1, pv,
 		 c->flags & LHPVM_FLAG_PREEMPTED_AWARE ? " aware" : "",
 		 c->flags & LHPVM_FLAG_DELAY_HINT ? " hint" : "",
@@ -251,8 +284,28 @@ static void cfg_str(const struct cfg *c, char *buf, size_t n)
 		 c->expect_fail ? " expect-fail" : "");
 }
 
+/*
+ * Is a thread in WAIT with a KICK pending? Then it has been woken and is not
+ * lost, only not yet run: on a busy host a woken thread was seen to wait
+ * over 500 ms for its CPU. (A KICK to the wrong vCPU is no cover: its WAIT
+ * consumes the KICK when it returns.)
+ */
+static bool kicked_in_wait(uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (__atomic_load_n(&host_vcpus[i].wait_addr, __ATOMIC_SEQ_CST) &&
+		    __atomic_load_n(&host_vcpus[i].kick_pending, __ATOMIC_SEQ_CST))
+			return true;
+	return false;
+}
+
+static double run_t0;     /* the run's start, on both clocks: */
+static uint64_t run_tsc0; /* describe_threads converts TSC stamps */
+
 static void describe_threads(FILE *f)
 {
+	double tsc_per_s = (rdtsc_ordered() - run_tsc0) / (now_s() - run_t0);
+
 	for (uint32_t i = 0; i < bi->nr_vcpus; i++) {
 		struct lhpvm_vcpu_page *p = page_of(i);
 		struct host_vcpu *h = &host_vcpus[i];
@@ -268,6 +321,17 @@ static void describe_threads(FILE *f)
 			fprintf(f, ", in WAIT(%#lx, expected %u; now %u)", wa,
 				__atomic_load_n(&h->wait_val, __ATOMIC_RELAXED),
 				__atomic_load_n((uint32_t *)(uintptr_t)wa, __ATOMIC_RELAXED));
+		/* A KICK pending for a thread still in WAIT: woken, not yet run. */
+		fprintf(f, ", WAITs %lu, KICKs in %lu",
+			__atomic_load_n(&h->wait_calls, __ATOMIC_RELAXED),
+			__atomic_load_n(&h->kicks_received, __ATOMIC_RELAXED));
+		if (__atomic_load_n(&h->kick_pending, __ATOMIC_RELAXED)) {
+			uint64_t k = __atomic_load_n(&p->kick_tsc, __ATOMIC_RELAXED);
+
+			fprintf(f, ", KICK pending");
+			if (k)
+				fprintf(f, " (kicked %.0f ms ago)", (rdtsc_ordered() - k) / tsc_per_s * 1e3);
+		}
 		fprintf(f, "\n");
 	}
 	for (uint32_t i = 0; i < (bi->nr_locks ? bi->nr_locks : 1); i++)
@@ -303,6 +367,55 @@ static const char *lock_left_free(uint32_t kind, struct lhpvm_lock_slot *s)
 	}
 }
 
+/*
+ * The run so far, as the driver sees it while the vCPU threads go:
+ * acquisitions and owner-check failures from the pages (plain stores by the
+ * threads: TSan must not see these reads, which are only a progress
+ * estimate), WAITs and KICKs from host.c's own atomic counts (which the end
+ * of the run checks against the pages').
+ */
+struct progress {
+	uint64_t acq, fails, waits, kicks;
+};
+
+static struct progress progress_now(uint32_t n)
+{
+	struct progress pr = { 0 };
+
+#if TSAN
+	__tsan_ignore_thread_begin();
+#endif
+	for (uint32_t i = 0; i < n; i++) {
+		pr.acq += __atomic_load_n(&page_of(i)->acquisitions, __ATOMIC_RELAXED);
+		pr.fails += __atomic_load_n(&page_of(i)->check_failures, __ATOMIC_RELAXED);
+		pr.waits += __atomic_load_n(&host_vcpus[i].wait_calls, __ATOMIC_RELAXED);
+		pr.kicks += __atomic_load_n(&host_vcpus[i].kicks_received, __ATOMIC_RELAXED);
+	}
+#if TSAN
+	__tsan_ignore_thread_end();
+#endif
+	return pr;
+}
+
+/*
+ * A time-bounded run's minimum work, which its deadline waits for: the
+ * amount of work a run shows must not depend on how busy the machine is,
+ * only how long it takes to get there does. NULL once done, else what is
+ * missing.
+ */
+static const char *work_missing(const struct cfg *c, const struct progress *pr, char *buf, size_t n)
+{
+	if (pr->acq < c->min_acq)
+		snprintf(buf, n, "%lu of %lu acquisitions", pr->acq, c->min_acq);
+	else if (pr->waits < c->min_waits || pr->kicks < c->min_waits)
+		snprintf(buf, n, "%lu WAITs and %lu KICKs of %lu each", pr->waits, pr->kicks, c->min_waits);
+	else if (c->expect_fail && pr->fails == 0)
+		snprintf(buf, n, "NOT CAUGHT yet: no failed owner check");
+	else
+		return NULL;
+	return buf;
+}
+
 static int run_child(const struct cfg *c)
 {
 	uint32_t n = c->threads, nlocks = c->locks ? c->locks : 1;
@@ -311,9 +424,10 @@ static int run_child(const struct cfg *c)
 	uint64_t steals = 0, pendings = 0, hashed = 0;
 	uint64_t last_wakes;
 	const char *why = NULL;
-	char whybuf[256], cs[160];
-	double t0, elapsed;
+	char whybuf[256], cs[256], stopbuf[32] = "";
+	double t0, elapsed, t_stop = 0, duration = c->duration_ms / 1e3;
 	int stuck = 0, bad_ret = 0;
+	bool stopped = false;
 	pthread_t chaos;
 
 	bi = aligned_alloc(4096, 4096);
@@ -336,7 +450,7 @@ static int run_child(const struct cfg *c)
 	bi->abi_version = LHPVM_VERSION;
 	bi->nr_vcpus = n;
 	bi->workload = LHPVM_WORKLOAD_LOCK;
-	bi->iterations = c->iters;
+	bi->iterations = c->iters; /* 0: until bi->stop */
 	bi->vcpu_blocks_gpa = (uintptr_t)blocks;
 	bi->vcpu_block_size = LHPVM_VCPU_BLOCK_SIZE;
 	bi->locks_gpa = (uintptr_t)slots;
@@ -370,29 +484,54 @@ static int run_child(const struct cfg *c)
 			return 2;
 		}
 	pthread_barrier_wait(&start_barrier);
-	t0 = now_s();
+	t0 = run_t0 = now_s();
+	run_tsc0 = rdtsc_ordered();
 	if (c->chaos && pthread_create(&chaos, NULL, chaos_thread, (void *)(uintptr_t)(n * 7919u + 1))) {
 		perror("pthread_create");
 		return 2;
 	}
 
-	/* Watch: lost wakeup, or timeout. */
+	/* Watch: the deadline (set stop once the minimum work is done: the
+	 * threads leave between acquisitions, as in the VMM), lost wakeup,
+	 * timeout. */
 	last_wakes = __atomic_load_n(&host_wakes, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&finished, __ATOMIC_SEQ_CST) < n) {
 		uint32_t live, in_wait;
 		uint64_t wakes;
+		double t;
 
 		usleep(10000);
+		t = now_s() - t0;
+		if (duration > 0 && !stopped && t >= duration) {
+			struct progress pr = progress_now(n);
+
+			if (!work_missing(c, &pr, whybuf, sizeof(whybuf))) {
+				__atomic_store_n(&bi->stop, 1, __ATOMIC_RELEASE);
+				stopped = true;
+				t_stop = t;
+			}
+		}
 		live = n - __atomic_load_n(&finished, __ATOMIC_SEQ_CST);
 		in_wait = __atomic_load_n(&host_in_wait, __ATOMIC_SEQ_CST);
 		wakes = __atomic_load_n(&host_wakes, __ATOMIC_SEQ_CST);
-		stuck = (live > 0 && in_wait == live && wakes == last_wakes) ? stuck + 1 : 0;
+		stuck = (live > 0 && in_wait == live && wakes == last_wakes && !kicked_in_wait(n)) ? stuck + 1 : 0;
 		last_wakes = wakes;
-		if (stuck >= 50 || now_s() - t0 > c->timeout_s) {
+		if (stuck >= 50 || t > duration + c->timeout_s) {
+			struct progress pr = progress_now(n);
+			const char *missing = work_missing(c, &pr, whybuf, sizeof(whybuf));
+
 			cfg_str(c, cs, sizeof(cs));
-			printf("FAIL  %s: %s\n", cs,
-			       stuck >= 50 ? "lost wakeup: every live thread is blocked in WAIT and none is left to KICK it"
-					   : "timeout: the run did not finish");
+			if (stuck >= 50)
+				printf("FAIL  %s: lost wakeup: every live thread is blocked in WAIT and none is left to KICK it\n",
+				       cs);
+			else if (stopped)
+				printf("FAIL  %s: timeout: stopped at %.3fs, threads still running at %.3fs\n", cs,
+				       t_stop, t);
+			else if (duration > 0 && missing)
+				printf("FAIL  %s: timeout: %.3fs past the deadline, the minimum work not done: %s\n", cs,
+				       t - duration, missing);
+			else
+				printf("FAIL  %s: timeout: the run did not finish in %.3fs\n", cs, t);
 			describe_threads(stdout);
 			fflush(stdout);
 			_exit(stuck >= 50 ? 2 : 3);
@@ -456,10 +595,18 @@ static int run_child(const struct cfg *c)
 			why = "NOT CAUGHT: counter exact and no owner-check failure";
 		}
 	} else {
-		if (!why && acq != (uint64_t)n * c->iters) {
+		/* Exact against what was done: all the iterations unless the
+		 * deadline stopped the run, then at most that many each. */
+		if (!why && !stopped && acq != (uint64_t)n * c->iters) {
 			snprintf(whybuf, sizeof(whybuf), "acquisitions %lu != %u * %lu", acq, n, c->iters);
 			why = whybuf;
 		}
+		for (uint32_t i = 0; i < n && !why && stopped && c->iters; i++)
+			if (page_of(i)->acquisitions > c->iters) {
+				snprintf(whybuf, sizeof(whybuf), "vCPU %u: %lu acquisitions, more than %lu",
+					 i, page_of(i)->acquisitions, c->iters);
+				why = whybuf;
+			}
 		if (!why && counters != acq) {
 			snprintf(whybuf, sizeof(whybuf), "counters add up to %lu, acquisitions %lu", counters, acq);
 			why = whybuf;
@@ -486,6 +633,12 @@ static int run_child(const struct cfg *c)
 				 kicks, waits, kicks_recv, wait_calls);
 			why = whybuf;
 		}
+		/* A time-bounded run stops only once these hold; a run that
+		 * ran out of iterations first may still miss them. */
+		if (!why && acq < c->min_acq) {
+			snprintf(whybuf, sizeof(whybuf), "too short: %lu acquisitions (want >= %lu)", acq, c->min_acq);
+			why = whybuf;
+		}
 		if (!why && (waits < c->min_waits || kicks < c->min_waits)) {
 			snprintf(whybuf, sizeof(whybuf), "soak too gentle: %lu waits, %lu kicks (want >= %lu each)",
 				 waits, kicks, c->min_waits);
@@ -493,11 +646,14 @@ static int run_child(const struct cfg *c)
 		}
 	}
 
+	if (stopped)
+		snprintf(stopbuf, sizeof(stopbuf), " (stop at %.3fs)", t_stop);
 	cfg_str(c, cs, sizeof(cs));
 	printf("%s  %s: acq=%lu counter=%lu owner-fails=%lu slow=%lu waits=%lu kicks=%lu yields=%lu "
-	       "steals=%lu pending=%lu hashed=%lu preemptions=%lu %.3fs %.0f acq/s%s%s\n",
+	       "steals=%lu pending=%lu hashed=%lu preemptions=%lu %.3fs%s %.0f acq/s%s%s\n",
 	       why ? "FAIL" : "PASS", cs, acq, counters, fails, slow, waits, kicks, yields,
-	       steals, pendings, hashed, chaos_preemptions, elapsed, elapsed > 0 ? acq / elapsed : 0.0,
+	       steals, pendings, hashed, chaos_preemptions, elapsed, stopbuf,
+	       elapsed > 0 ? acq / elapsed : 0.0,
 	       why ? ": " : (c->expect_fail ? ": caught" : ""), why ? why : "");
 	fflush(stdout);
 	return why ? 1 : 0;
@@ -512,7 +668,7 @@ static void run(struct cfg c)
 	pid_t pid;
 	int status;
 	double deadline;
-	char cs[160];
+	char cs[256];
 
 	cfg_str(&c, cs, sizeof(cs));
 	fflush(stdout);
@@ -523,7 +679,7 @@ static void run(struct cfg c)
 	}
 	if (pid == 0)
 		exit(run_child(&c)); /* exit, not _exit: TSan's exit code */
-	deadline = now_s() + c.timeout_s + 30;
+	deadline = now_s() + c.duration_ms / 1e3 + c.timeout_s + 30;
 	for (;;) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
@@ -570,8 +726,27 @@ static struct cfg with_lock(struct cfg c, const char *name)
 	return c;
 }
 
-/* The suite `make check` runs. scale divides the iteration counts. */
-static void suite(unsigned scale)
+/* --quick (for TSan, 5-15x slower): half the time, a quarter of the minimum
+ * work (and of the soaks' minimum WAITs). */
+static unsigned time_scale = 1, work_scale = 1;
+
+/*
+ * A suite case: time-bounded, ms long but at least min_acq acquisitions in
+ * all, with no iteration cap. The durations size the suite (about 25 s of
+ * runs, 12 s with --quick); each minimum is a few times less than what a
+ * quiet 2-CPU machine does in that time, so that with a CPU kept busy it
+ * still comes within seconds, far below the 60 s timeout.
+ */
+static struct cfg timed(struct cfg c, uint64_t ms, uint64_t min_acq)
+{
+	c.iters = 0;
+	c.duration_ms = ms / time_scale;
+	c.min_acq = min_acq / work_scale;
+	return c;
+}
+
+/* The suite `make check` runs. */
+static void suite(void)
 {
 	static const uint32_t nthreads[] = { 1, 2, 4, 8 };
 	struct cfg c;
@@ -581,7 +756,7 @@ static void suite(unsigned scale)
 		for (size_t t = 0; t < sizeof(nthreads) / sizeof(nthreads[0]); t++) {
 			c = with_lock(defaults, good_locks[i]);
 			c.threads = nthreads[t];
-			c.iters = 4000 / scale;
+			c = timed(c, 150, 250 * c.threads);
 			run(c);
 		}
 
@@ -597,23 +772,24 @@ static void suite(unsigned scale)
 				c.spin_threshold = thr;
 				c.spin_threshold_head = thr;
 				c.pv_steal = LHPVM_PV_STEAL_OFF;
-				c.iters = 5000 / scale;
+				c = timed(c, 200, 1000);
 				c.cs_cycles = 20000; /* ~8 us: 64 spins never cover it */
 				c.think_cycles = 0;
-				c.min_waits = 1000 / scale;
+				c.min_waits = 1000 / work_scale;
 				run(c);
 			}
 
 	/* Fence stress: no CS, no think, spin threshold 1 - WAIT/KICK races
 	 * as tight as they get. Dropping either side's store->load fence of
 	 * pvticket or pvqspin makes these lose a wakeup within ~1e5
-	 * acquisitions (checked by mutating a copy). */
+	 * acquisitions (checked by mutating a copy; 750 ms is 1e5 or more on a
+	 * quiet machine, the minimum 2e4 on any). */
 	for (size_t i = 0; i < 2; i++)
 		for (uint32_t n = 2; n <= 3; n++) {
 			c = with_lock(defaults, i == 0 ? "pvticket" : "pvqspin");
 			c.threads = n;
 			c.spin_threshold = 1;
-			c.iters = 50000 / scale;
+			c = timed(c, 750, 20000);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			/* No WAIT minimum: how often the two race depends on
@@ -625,7 +801,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < NGOOD; i++) {
 		c = with_lock(defaults, good_locks[i]);
 		c.threads = 4;
-		c.iters = 3000 / scale;
+		c = timed(c, 150, 1000);
 		c.spin_threshold = 256;
 		c.cs_cycles = 1000;
 		c.flags = LHPVM_FLAG_DELAY_HINT | LHPVM_FLAG_PREEMPTED_AWARE;
@@ -637,7 +813,7 @@ static void suite(unsigned scale)
 	for (size_t i = 0; i < 3; i++) {
 		c = with_lock(defaults, (const char *[]){ "pticket", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
-		c.iters = 2000 / scale;
+		c = timed(c, 200, 1000);
 		c.spin_threshold = 1024;
 		c.chaos = true;
 		run(c);
@@ -647,7 +823,7 @@ static void suite(unsigned scale)
 		c = with_lock(defaults, (const char *[]){ "mcs", "pvticket", "pvqspin" }[i]);
 		c.threads = 8;
 		c.locks = 3;
-		c.iters = 3000 / scale;
+		c = timed(c, 200, 1000);
 		c.spin_threshold = 64;
 		run(c);
 	}
@@ -661,7 +837,7 @@ static void suite(unsigned scale)
 				for (uint32_t k = 0; k < 2; k++) {
 					c = with_lock(defaults, "pvqspin");
 					c.threads = 4;
-					c.iters = 2000 / scale;
+					c = timed(c, 100, 1000);
 					c.spin_threshold = 512;
 					c.spin_threshold_head = 64;
 					c.cs_cycles = 2000;
@@ -680,7 +856,7 @@ static void suite(unsigned scale)
 			c.threads = 3;
 			c.spin_threshold = 1;
 			c.spin_threshold_head = 1;
-			c.iters = 30000 / scale;
+			c = timed(c, 750, 20000);
 			c.cs_cycles = 0;
 			c.think_cycles = 0;
 			c.pv_kick = k;
@@ -688,11 +864,13 @@ static void suite(unsigned scale)
 			run(c);
 		}
 	/* qspinlock's pending fast path against its queue: two and three
-	 * threads, no CS, no think. */
+	 * threads, no CS, no think. The case of the timeouts on a busy
+	 * machine: three threads do some 7e4 acquisitions in 1.5 s, but with a
+	 * CPU kept busy as few as 650 a second, hence the low minimum. */
 	for (uint32_t n = 2; n <= 3; n++) {
 		c = with_lock(defaults, "qspinlock");
 		c.threads = n;
-		c.iters = 50000 / scale;
+		c = timed(c, 1500, 3000);
 		c.cs_cycles = 0;
 		c.think_cycles = 0;
 		run(c);
@@ -702,7 +880,7 @@ static void suite(unsigned scale)
 	for (uint32_t n = 2; n <= 4; n *= 2) {
 		c = with_lock(defaults, "broken");
 		c.threads = n;
-		c.iters = 20000 / scale;
+		c = timed(c, 100, 1000);
 		c.cs_cycles = 500;
 		c.expect_fail = true;
 		run(c);
@@ -714,10 +892,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: locktest [--quick]                 run the check suite\n"
 		"       locktest --lock NAME [options]     one run\n"
-		"options: --threads N (4)  --iters N (5000)  --spin-threshold N (0: 1<<15)\n"
+		"options: --threads N (4)  --spin-threshold N (0: 1<<15)\n"
 		"         --cs-cycles N (200)  --think-cycles N (200)  --locks N (1)\n"
 		"         --delay-hint  --preempted-aware  --chaos  --expect-fail\n"
-		"         --min-waits N  --timeout SECONDS (60)\n"
+		"size:    --duration MS (1000): stop the threads MS after the start, once\n"
+		"           --min-acq N acquisitions (0) and --min-waits N WAITs and KICKs\n"
+		"           (0) are done (an --expect-fail run: and a failed owner check)\n"
+		"         --iters N: alone, exactly N acquisitions per thread (no deadline);\n"
+		"           with --duration, at most N\n"
+		"         --timeout SECONDS (60): hang detector, fail a run going this long\n"
+		"           past its deadline (iteration-sized: past its start)\n"
 		"pvqspin: --pv-steal hybrid|off|once  --pv-pending on|off\n"
 		"         --pv-prev-check node|off|preempted  --pv-kick deferred|immediate\n"
 		"         --spin-threshold-head N (0: the spin threshold)\n"
@@ -736,8 +920,7 @@ static uint32_t knob(const char *v, const char *const *names, uint32_t n)
 int main(int argc, char **argv)
 {
 	struct cfg c = defaults;
-	bool one = false;
-	unsigned scale = 1;
+	bool one = false, iters_given = false, duration_given = false;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
@@ -750,7 +933,7 @@ int main(int argc, char **argv)
 		continue;                                                     \
 	}
 		NUM("--threads", threads)
-		NUM("--iters", iters)
+		NUM("--min-acq", min_acq)
 		NUM("--spin-threshold", spin_threshold)
 		NUM("--cs-cycles", cs_cycles)
 		NUM("--think-cycles", think_cycles)
@@ -758,7 +941,15 @@ int main(int argc, char **argv)
 		NUM("--min-waits", min_waits)
 		NUM("--spin-threshold-head", spin_threshold_head)
 #undef NUM
-		if (strcmp(a, "--lock") == 0 && v) {
+		if (strcmp(a, "--iters") == 0 && v) {
+			c.iters = strtoull(v, NULL, 0);
+			iters_given = true;
+			i++;
+		} else if (strcmp(a, "--duration") == 0 && v) {
+			c.duration_ms = strtoull(v, NULL, 0);
+			duration_given = true;
+			i++;
+		} else if (strcmp(a, "--lock") == 0 && v) {
 			c = with_lock(c, v);
 			one = true;
 			i++;
@@ -786,7 +977,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--expect-fail") == 0) {
 			c.expect_fail = true;
 		} else if (strcmp(a, "--quick") == 0) {
-			scale = 4;
+			time_scale = 2;
+			work_scale = 4;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			usage(stdout);
 			return 0;
@@ -799,11 +991,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "locktest: bad --threads or --locks\n");
 		return 2;
 	}
+	/* --iters alone: an iteration-sized run, exactly that many each. */
+	if (iters_given && !duration_given)
+		c.duration_ms = 0;
+	if (c.iters == 0 && c.duration_ms == 0) {
+		fprintf(stderr, "locktest: a run needs --iters or --duration\n");
+		return 2;
+	}
 
 	if (one)
 		run(c);
 	else
-		suite(scale);
+		suite();
 	printf("%u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
