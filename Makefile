@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
+.PHONY: all build guest stub run test check-tree check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
 
 all: build
 
@@ -39,7 +39,7 @@ run: build
 # packages); tests/gotest.sh says which, and how many subtests ran on each
 # backend. A backend that cannot run is skipped, unless
 # LHPVM_REQUIRE_BACKENDS names it.
-test: build check-fmt backends
+test: build check-fmt check-tree backends
 	$(GO) vet ./...
 	$(MAKE) -C guest/hosttest check
 	$(MAKE) model
@@ -111,6 +111,17 @@ soak: build
 		for pol in host rr rr+pv monitor+pv; do \
 		./$(BIN) run --workload lock --lock $$lock --vcpus 8 --spin-threshold 1 --sched $$pol \
 			--duration 10s --quiet || exit 1; done; done
+
+# Nothing built is committed but the guest image and the stub, which carry
+# their source hash (and tests that fail when they are stale): no other
+# executable, and no file over 1 MB.
+KEPT_BINARIES := guest/prebuilt/lhpvm-guest.elf internal/ptrace/stub/lhpvm-stub
+check-tree:
+	@bad=$$(git ls-files -z | while IFS= read -r -d '' f; do \
+		case " $(KEPT_BINARIES) " in *" $$f "*) continue;; esac; \
+		if [ -f "$$f" ] && { [ "$$(head -c4 "$$f" | od -An -c | tr -d ' ')" = "177ELF" ] || [ $$(stat -c %s "$$f") -gt 1000000 ]; }; then echo "$$f"; fi; \
+	done); \
+	if [ -n "$$bad" ]; then echo "built or oversized files are committed (make check-tree):"; echo "$$bad"; exit 1; fi
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
