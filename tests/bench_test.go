@@ -12,6 +12,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/vcpu"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ import (
 
 // goHypercallNs runs n NULL hypercalls in the guest and returns the round
 // trip as the guest measured it with rdtsc.
-func goHypercallNs(b *testing.B, h vmm.Hypervisor, n int) float64 {
+func goHypercallNs(b *testing.B, h hv.Hypervisor, n int) float64 {
 	cfg := config(b, "null", 1)
 	cfg.Iterations = uint64(n)
 	mc := machine(b)
@@ -34,7 +35,7 @@ func goHypercallNs(b *testing.B, h vmm.Hypervisor, n int) float64 {
 // same machine in the same run: tests/refvmm (one KVM_EXIT_MMIO from ring 3)
 // for kvm, tests/reftracer (one ptrace SIGSEGV stop, served with the same
 // requests the Go tracer makes) for ptrace.
-func reference(b *testing.B, h vmm.Hypervisor) string {
+func reference(b *testing.B, h hv.Hypervisor) string {
 	name := "refvmm"
 	if h.UserOnly() {
 		name = "reftracer"
@@ -63,7 +64,7 @@ func median(xs []float64) float64 {
 // pCPU (on ptrace: tracer and stub together). One b.N = one round of 2000
 // calls each.
 func BenchmarkHypercall(b *testing.B) {
-	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+	backendtest.EachB(b, func(b *testing.B, h hv.Hypervisor) {
 		bin := reference(b, h)
 		const n = 2000
 		var goNs, cNs []float64
@@ -81,7 +82,7 @@ func BenchmarkHypercall(b *testing.B) {
 // BenchmarkBootToFirstHypercall: from vmm.New (KVM_CREATE_VM, memory, image,
 // boot state, one vCPU) to the guest's first hypercall reaching the VMM.
 func BenchmarkBootToFirstHypercall(b *testing.B) {
-	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+	backendtest.EachB(b, func(b *testing.B, h hv.Hypervisor) {
 		cfg := config(b, "hello", 1)
 		var total time.Duration
 		for b.Loop() {
@@ -117,7 +118,7 @@ func p50(ds []time.Duration) float64 {
 // the interrupted run (the guest stopped); park-ns until the state is
 // Parked. Medians; one op is rounds kicks.
 func BenchmarkKick(b *testing.B) {
-	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+	backendtest.EachB(b, func(b *testing.B, h hv.Hypervisor) {
 		cfg := config(b, "spin", 1)
 		vm, err := vmm.New(h, cfg)
 		require.NoError(b, err)
@@ -158,7 +159,7 @@ func BenchmarkKick(b *testing.B) {
 // vCPU is parked and the incoming one runs. switch-ns is the median; one op
 // is rounds switches.
 func BenchmarkSwitch(b *testing.B) {
-	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+	backendtest.EachB(b, func(b *testing.B, h hv.Hypervisor) {
 		cpus := pcpus(b)
 		if len(cpus) < 2 {
 			b.Skip("needs 2 host CPUs: one for the vCPUs, one for the benchmark")

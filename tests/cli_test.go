@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
-	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -244,7 +244,7 @@ func TestCLIRunsThatCannotStart(t *testing.T) {
 // at pause instructions, preemptions land where the guest pauses, and a
 // vCPU is hardly ever preempted inside its critical section (docs/kvm.md).
 func TestCLIExperimentFails(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--locks", "ticket,broken", "--policies", "host,gang",
 			"--sizes", "4", "--duration", "100ms", "--repeat", "1", "--quiet")...)
 		assert.Equal(t, 1, code, stderr)
@@ -308,10 +308,10 @@ func runJSON(t *testing.T, wantCode int, args ...string) report {
 }
 
 // on names backend h for a CLI run.
-func on(h vmm.Hypervisor, args ...string) []string { return append(args, "--backend", h.Name()) }
+func on(h hv.Hypervisor, args ...string) []string { return append(args, "--backend", h.Name()) }
 
 func TestCLIRun(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		t.Run("hello", func(t *testing.T) {
 			r := runJSON(t, 0, on(h, "run", "--workload", "hello", "--vcpus", "8", "--pcpus", "0,1")...)
 			require.True(t, r.OK, r.Error)
@@ -446,7 +446,7 @@ func TestCLIWorkloads(t *testing.T) {
 func TestREADMEGuest(t *testing.T) {
 	img := artifact(t, "readme-guest")
 	noNote := artifact(t, "readme-guest-no-note")
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		stdout, stderr, code := lhpvm(t, on(h, "run", "--image", img, "--vcpus", "3")...)
 		require.Equal(t, 0, code, stderr)
 		for i := 0; i < 3; i++ {

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
-	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -87,7 +87,7 @@ func indexOf(xs []string, x string) int {
 // plots; two shards merged hold exactly the unsharded run's cells; merge
 // refuses what is not all the shards of one sweep.
 func TestExperimentOut(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		dir := t.TempDir()
 		matrix := []string{"--sizes", "2,4", "--policies", "rr,pv", "--locks", "ticket,tas", "--duration", "300ms", "--repeat", "2", "--quiet"}
 		exp := func(out string, extra ...string) {
@@ -156,7 +156,7 @@ func TestExperimentOut(t *testing.T) {
 // TestExperimentProgress: a progress bar on a terminal, and in a pipe one
 // line per run and no carriage return.
 func TestExperimentProgress(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		args := on(h, "experiment", "--sizes", "4", "--policies", "rr", "--locks", "tas", "--duration", "200ms", "--repeat", "1")
 		_, stderr, code := lhpvm(t, args...)
 		require.Equal(t, 0, code, stderr)
@@ -180,7 +180,7 @@ func TestExperimentProgress(t *testing.T) {
 // and writes it with --out: a cell per variant and policy (no-boost only
 // where the policy has pv), with the lock events and damage times.
 func TestExperimentAblation(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		dir := filepath.Join(t.TempDir(), "abl")
 		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--ablation", "pvqspin", "--variants", "full,no-steal,no-boost",
 			"--sizes", "4", "--duration", "200ms", "--repeat", "1", "--quiet", "--out", dir)...)

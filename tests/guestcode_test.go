@@ -15,6 +15,7 @@ import (
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,7 +80,7 @@ func codeOutcome(res *vmm.Result) string {
 // runCode runs code in a 1-vCPU VM on h and checks everything the VMM
 // promises whatever a guest does: the run ends in time as one of
 // codeOutcomes, and leaves no process, no fd and no file on the host.
-func runCode(t testing.TB, h vmm.Hypervisor, code []byte, watchdog time.Duration) *vmm.Result {
+func runCode(t testing.TB, h hv.Hypervisor, code []byte, watchdog time.Duration) *vmm.Result {
 	t.Helper()
 	fds0, err := openFDs()
 	require.NoError(t, err)
@@ -148,7 +149,7 @@ func openFDs() (map[int]string, error) {
 // FuzzGuestCode runs an input, and checks the outcome a seed says it has.
 func TestGuestCode(t *testing.T) {
 	require.NoError(t, os.RemoveAll(hypercall.EscapePath))
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		runCode(t, h, []byte{0xc3}, seedWatchdog) // see FuzzGuestCode
 		for _, s := range codeSeeds {
 			t.Run(s.name, func(t *testing.T) {
@@ -190,7 +191,7 @@ func FuzzGuestCode(f *testing.F) {
 	}
 	var (
 		once sync.Once
-		hs   []vmm.Hypervisor
+		hs   []hv.Hypervisor
 	)
 	f.Fuzz(func(t *testing.T, code []byte) {
 		once.Do(func() {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,7 +40,7 @@ func lockMachine(t testing.TB, policy string, d time.Duration) vmm.MachineConfig
 // on the machine (the emulated kvm runner is 10-100 times slower than a
 // host, a busy CI runner lends a CPU away); what it must get right does not.
 // Only a run that failed its own checks, or the last one, is returned.
-func runUntil(t testing.TB, h vmm.Hypervisor, mc vmm.MachineConfig, enough func(*vmm.Result) bool, cfgs ...vmm.Config) *vmm.Result {
+func runUntil(t testing.TB, h hv.Hypervisor, mc vmm.MachineConfig, enough func(*vmm.Result) bool, cfgs ...vmm.Config) *vmm.Result {
 	t.Helper()
 	last := mc.Duration * 32
 	for {
@@ -52,7 +53,7 @@ func runUntil(t testing.TB, h vmm.Hypervisor, mc vmm.MachineConfig, enough func(
 	}
 }
 
-func runLock(t testing.TB, h vmm.Hypervisor, cfg vmm.Config) *vmm.Result {
+func runLock(t testing.TB, h hv.Hypervisor, cfg vmm.Config) *vmm.Result {
 	return runM(t, h, lockMachine(t, "host", 150*time.Millisecond), cfg)
 }
 
@@ -71,7 +72,7 @@ func requireExact(t *testing.T, res *vmm.Result) {
 
 // TestLocks: every lock is exact with 1, 2, 4 and 8 vCPUs on (up to) 2 pCPUs.
 func TestLocks(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, lock := range vmm.LockNames(false) {
 			for _, n := range []int{1, 2, 4, 8} {
 				t.Run(fmt.Sprintf("%s/%d-vcpus", lock, n), func(t *testing.T) {
@@ -84,7 +85,7 @@ func TestLocks(t *testing.T) {
 
 // TestLockOptions: --delay-hint and --preempted-aware combine with every lock.
 func TestLockOptions(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, lock := range vmm.LockNames(false) {
 			for name, flags := range map[string]uint32{
 				"delay-hint": hypercall.FlagDelayHint, "preempted-aware": hypercall.FlagPreemptedAware,
@@ -101,7 +102,7 @@ func TestLockOptions(t *testing.T) {
 }
 
 func TestManyLocks(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := lockConfig(t, "mcs", 8)
 		cfg.Locks = 3
 		requireExact(t, runLock(t, h, cfg))
@@ -110,7 +111,7 @@ func TestManyLocks(t *testing.T) {
 
 // TestBrokenLockIsCaught proves the self-check can fail.
 func TestBrokenLockIsCaught(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := lockConfig(t, "broken", 4)
 		cfg.CSCycles = 5000
 		r := runLock(t, h, cfg)
@@ -123,7 +124,7 @@ func TestBrokenLockIsCaught(t *testing.T) {
 // TestPVSoak: with a spin threshold of 1 nearly every contended acquisition
 // of a pv lock goes through WAIT and KICK; none may be lost.
 func TestPVSoak(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, lock := range []string{"pvticket", "pvqspin"} {
 			t.Run(lock, func(t *testing.T) {
 				cfg := lockConfig(t, lock, 4)
@@ -143,11 +144,11 @@ func TestPVSoak(t *testing.T) {
 // spin through preempted holders' time slices, so the spin fraction rises.
 // The gap is an order of magnitude on our hosts; the test only asks for more.
 func TestOvercommitSpins(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}
-		frac := func(h vmm.Hypervisor, n int) float64 {
+		frac := func(h hv.Hypervisor, n int) float64 {
 			res := runM(t, h, lockMachine(t, "host", 300*time.Millisecond), lockConfig(t, "ticket", n))
 			requireExact(t, res)
 			return res.VMs[0].LockStats.SpinFraction
@@ -162,7 +163,7 @@ func TestOvercommitSpins(t *testing.T) {
 // virt_spin_lock are exact at 1, 2 and 8 vCPUs on 2 pCPUs under every
 // policy (4 vCPUs: TestEveryPolicyEveryLock).
 func TestQueuedLocksEveryPolicy(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}
@@ -196,7 +197,7 @@ func TestQueuedLocksEveryPolicy(t *testing.T) {
 // 4 vCPUs on 2 pCPUs, under pv with the kicked vCPU boosted and under rr,
 // and the events follow the knobs.
 func TestPVQSpinKnobs(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}

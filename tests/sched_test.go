@@ -8,6 +8,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -61,7 +62,7 @@ func overcommitted(t *testing.T, policy, lock string) []vmm.Config {
 // TestEveryPolicyEveryLock: 4 vCPUs on 2 pCPUs, exact counters, no lost
 // wakeup, for every lock under every policy (and combination).
 func TestEveryPolicyEveryLock(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}
@@ -91,7 +92,7 @@ func TestEveryPolicyEveryLock(t *testing.T) {
 // Preemptions are counted for what they are, so the run is lengthened
 // where too few happened to show one (runUntil).
 func TestRRShowsLHP(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}
@@ -113,7 +114,7 @@ func TestRRShowsLHP(t *testing.T) {
 
 // TestScale: 1024 vCPUs in 16 VMs on 2 pCPUs, every counter exact.
 func TestScale(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		var cfgs []vmm.Config
 		for i := 0; i < 16; i++ {
 			cfg := config(t, "counter", 64)
@@ -137,7 +138,7 @@ func TestScale(t *testing.T) {
 
 // TestBuiltinScenarios: every shipped scenario runs and checks itself.
 func TestBuiltinScenarios(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, name := range scenarios.Names() {
 			t.Run(name, func(t *testing.T) {
 				r := runJSON(t, 0, on(h, "run", "--scenario", name, "--duration", "300ms", "--quiet")...)

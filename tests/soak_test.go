@@ -11,6 +11,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,7 +54,7 @@ func measure(t *testing.T) resources {
 // runtime's idle ones, and its RSS has not grown. make test runs a few;
 // make soak runs 500 per backend with a CPU hog on.
 func TestSoak(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}

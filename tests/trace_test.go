@@ -13,6 +13,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/figures"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
@@ -53,7 +54,7 @@ type runReport struct {
 // slices on one pCPU that never overlap, each vCPU's slices summing to its
 // run_ns, state tracks, kick arrows, counter tracks.
 func TestTrace(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, tt := range []struct{ name, lock, policy string }{
 			{"ticket under rr", "ticket", "rr"},
 			{"pvticket under rr+pv", "pvticket", "rr+pv"},
@@ -126,7 +127,7 @@ func TestTrace(t *testing.T) {
 
 // TestTraceLimit: a trace cut by --trace-limit stays valid and says so.
 func TestTraceLimit(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		path := filepath.Join(t.TempDir(), "t.json")
 		r := runJSON(t, 0, on(h, "run", "--workload", "lock", "--vcpus", "4", "--pcpus", "0,1", "--sched", "rr",
 			"--slice", "1ms", "--duration", "300ms", "--trace", path, "--trace-limit", "100", "--quiet")...)
@@ -144,7 +145,7 @@ func TestTraceLimit(t *testing.T) {
 // TestTimeline: --timeline draws an SVG of who held each pCPU; under host
 // there is none to draw, and that is a usage error.
 func TestTimeline(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		path := filepath.Join(t.TempDir(), "s8.svg")
 		_, stderr, code := lhpvm(t, on(h, "run", "--scenario", "slide8-lhp-two-vms", "--duration", "300ms",
 			"--timeline", path, "--timeline-window", "0-200ms", "--quiet")...)
@@ -172,7 +173,7 @@ func TestTimeline(t *testing.T) {
 // traced (tas, because a FIFO lock's throughput under overcommit swings
 // twofold from run to run and would hide the ratio).
 func BenchmarkTraceOverhead(b *testing.B) {
-	backendtest.EachB(b, func(b *testing.B, h vmm.Hypervisor) {
+	backendtest.EachB(b, func(b *testing.B, h hv.Hypervisor) {
 		once := func(traced bool) float64 {
 			cfg := lockConfig(b, "tas", 4)
 			mc := lockMachine(b, "rr", 300*time.Millisecond)
@@ -220,7 +221,7 @@ func slide8(t *testing.T, d time.Duration) (vmm.MachineConfig, []vmm.Config) {
 // not is a hand-over to a waiter already off its pCPU; and the picture
 // hatches waste. A run too short to show waste here is run again, longer.
 func TestSlide8Accounting(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for d := time.Second; ; d *= 2 {
 			mc, cfgs := slide8(t, d)
 			path := filepath.Join(t.TempDir(), "s8.json")

@@ -14,6 +14,7 @@ import (
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/vcpu"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -41,7 +42,7 @@ func machine(t testing.TB) vmm.MachineConfig {
 }
 
 // runM builds the VMs, runs them under one scheduler and closes them.
-func runM(t testing.TB, h vmm.Hypervisor, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+func runM(t testing.TB, h hv.Hypervisor, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	t.Helper()
 	var vms []*vmm.VM
 	for i, cfg := range cfgs {
@@ -63,13 +64,13 @@ func runM(t testing.TB, h vmm.Hypervisor, mc vmm.MachineConfig, cfgs ...vmm.Conf
 }
 
 // run runs one VM on the default machine.
-func run(t testing.TB, h vmm.Hypervisor, cfg vmm.Config) *vmm.Result {
+func run(t testing.TB, h hv.Hypervisor, cfg vmm.Config) *vmm.Result {
 	t.Helper()
 	return runM(t, h, machine(t), cfg)
 }
 
 func TestHello(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, n := range []int{1, 2, 8, 64} {
 			t.Run(fmt.Sprintf("%d-vcpus", n), func(t *testing.T) {
 				var out bytes.Buffer
@@ -90,7 +91,7 @@ func TestHello(t *testing.T) {
 }
 
 func TestCounterExact(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := config(t, "counter", 4)
 		cfg.Iterations = 200000
 		res := run(t, h, cfg)
@@ -104,7 +105,7 @@ func TestCounterExact(t *testing.T) {
 }
 
 func TestDurationBoundsTheRun(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		mc := machine(t)
 		mc.Duration = 200 * time.Millisecond
 		start := time.Now()
@@ -118,7 +119,7 @@ func TestDurationBoundsTheRun(t *testing.T) {
 }
 
 func TestNullHypercall(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := config(t, "null", 1)
 		cfg.Iterations = 2000
 		res := run(t, h, cfg)
@@ -132,7 +133,7 @@ func TestNullHypercall(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		// Without ring 0 (ptrace) the guest's IDT is never used: wrecking
 		// it changes nothing, and its ud2 is reported as what it is.
 		triple := "triple fault (KVM_EXIT_SHUTDOWN)"
@@ -167,7 +168,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestWatchdogEndsRunawayGuest(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		mc := machine(t)
 		mc.Timeout = 500 * time.Millisecond
 		start := time.Now()
@@ -179,7 +180,7 @@ func TestWatchdogEndsRunawayGuest(t *testing.T) {
 }
 
 func TestLostWakeupIsReported(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		r := run(t, h, config(t, "wait-forever", 2))
 		assert.ErrorIs(t, r.Err, vmm.ErrLostWakeup)
 		assert.Contains(t, r.Error, "vCPU 0 in WAIT(")
@@ -188,7 +189,7 @@ func TestLostWakeupIsReported(t *testing.T) {
 }
 
 func TestHostileHypercalls(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		res := run(t, h, config(t, "hostile", 2))
 		require.True(t, res.OK, "every bad call got its error code and the VM survived: %s", res.Error)
 		for _, v := range res.VMs[0].VCPU {
@@ -201,7 +202,7 @@ func TestHostileHypercalls(t *testing.T) {
 // TestKickParksSpinningVCPU: a kick takes a vCPU spinning in ring 3 out of
 // KVM_RUN; it parks, resumes, and stops on request.
 func TestKickParksSpinningVCPU(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := config(t, "spin", 1)
 		vm, err := vmm.New(h, cfg)
 		require.NoError(t, err)
@@ -230,7 +231,7 @@ func TestKickParksSpinningVCPU(t *testing.T) {
 // TestNoLeaks: 1000 create/run/close cycles leave no fds, no threads, and
 // no processes or zombies (a ptrace stub is reaped by its vCPU's thread).
 func TestNoLeaks(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cycles := 1000
 		if testing.Short() {
 			cycles = 100
@@ -267,7 +268,7 @@ func TestNoLeaks(t *testing.T) {
 // directly is stopped before its call takes effect, and the run fails
 // naming what it tried.
 func TestHostSyscallsAreBlocked(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		for _, tt := range []struct{ workload, ptrace, kvm string }{
 			{"syscall-write", `attempted x86-64 syscall 1 \(write\) at RIP`, "#UD"},
 			{"syscall-open", `attempted x86-64 syscall 257 \(openat\) at RIP`, "#UD"},
@@ -320,7 +321,7 @@ func TestHostSyscallsAreBlocked(t *testing.T) {
 // PDEATHSIG). The test becomes a subreaper so the orphaned stubs are its to
 // reap, and it sees how each ended.
 func TestKill9LeavesNoStub(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if !h.UserOnly() {
 			t.Skip("only the ptrace backend has stub processes")
 		}
@@ -361,7 +362,7 @@ func childrenNamed(pid int, name string) []int {
 // TestProbeReadsRIP: a probe takes a vCPU spinning in ring 3 out of the
 // guest just long enough to read its RIP, and it runs on.
 func TestProbeReadsRIP(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		vm, err := vmm.New(h, config(t, "spin", 1))
 		require.NoError(t, err)
 		defer vm.Close()
@@ -394,7 +395,7 @@ func TestProbeReadsRIP(t *testing.T) {
 // EINTR then must be retried, not reported: KVM_CREATE_VM did return EINTR
 // that way, failing a run now and then.
 func TestSetupUnderSignals(t *testing.T) {
-	backendtest.Each(t, func(t *testing.T, h vmm.Hypervisor) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		tid := host.Gettid()

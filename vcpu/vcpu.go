@@ -72,7 +72,7 @@ type VCPU struct {
 	ID   int
 	PCPU int // host CPU the thread is pinned to; -1: not pinned
 
-	b Backend
+	b hv.VCPU
 	h Handler
 
 	state    atomic.Int32
@@ -102,7 +102,7 @@ type VCPU struct {
 }
 
 // New wraps a created backend vCPU. It does not start it.
-func New(id, pcpu int, b Backend, h Handler) *VCPU {
+func New(id, pcpu int, b hv.VCPU, h Handler) *VCPU {
 	v := &VCPU{ID: id, PCPU: pcpu, b: b, h: h, stopping: make(chan struct{}), done: make(chan struct{})}
 	v.cond = sync.NewCond(&v.mu)
 	v.want.Store(int32(pcpu))
@@ -111,7 +111,7 @@ func New(id, pcpu int, b Backend, h Handler) *VCPU {
 
 // Backend is the backend vCPU. Its Regs, SpecialRegs and CompleteRead may
 // be called from a Handler (on the vCPU's thread).
-func (v *VCPU) Backend() Backend { return v.b }
+func (v *VCPU) Backend() hv.VCPU { return v.b }
 
 // State is the current state.
 func (v *VCPU) State() State { return State(v.state.Load()) }

@@ -9,7 +9,6 @@ import (
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/sched"
-	"github.com/lhpvm/lhpvm/vcpu"
 	"github.com/stretchr/testify/require"
 )
 
@@ -18,16 +17,17 @@ import (
 // What is under test is the handler, not a backend.
 type idleHV struct{}
 
-func (idleHV) Name() string                             { return "idle" }
-func (idleHV) MaxVCPUs() int                            { return 0 }
-func (idleHV) UserOnly() bool                           { return false }
-func (idleHV) CreateVM(*host.Memory) (BackendVM, error) { return idleVM{}, nil }
+func (idleHV) Name() string                         { return "idle" }
+func (idleHV) MaxVCPUs() int                        { return 0 }
+func (idleHV) UserOnly() bool                       { return false }
+func (idleHV) CreateVM(*host.Memory) (hv.VM, error) { return idleVM{}, nil }
+func (idleHV) Close() error                         { return nil }
 
 type idleVM struct{}
 
-func (idleVM) CreateVCPU(int, hv.Entry) (vcpu.Backend, error) { return idleCPU{}, nil }
-func (idleVM) TSCkHz() (uint64, error)                        { return 2_000_000, nil }
-func (idleVM) Close() error                                   { return nil }
+func (idleVM) CreateVCPU(int, hv.Entry) (hv.VCPU, error) { return idleCPU{}, nil }
+func (idleVM) TSCkHz() (uint64, error)                   { return 2_000_000, nil }
+func (idleVM) Close() error                              { return nil }
 
 type idleCPU struct{}
 

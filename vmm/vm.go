@@ -12,6 +12,7 @@ import (
 	"github.com/lhpvm/lhpvm/guest/prebuilt"
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vcpu"
 )
@@ -77,13 +78,13 @@ type VM struct {
 	// codeGPA is workload code's code page (0: another workload).
 	codeGPA uint64
 
-	hv    Hypervisor
-	bvm   BackendVM
-	mem   *host.Memory
-	bcpus []vcpu.Backend
-	vcpus []*vcpu.VCPU
-	hs    []vcpuHost
-	con   *console
+	backend hv.Hypervisor
+	bvm     hv.VM
+	mem     *host.Memory
+	bcpus   []hv.VCPU
+	vcpus   []*vcpu.VCPU
+	hs      []vcpuHost
+	con     *console
 
 	firstHC atomic.Int64 // when the first hypercall arrived (UnixNano)
 
@@ -105,7 +106,7 @@ type vcpuHost struct {
 
 // New builds a VM on backend h: guest memory, the image, boot state and
 // vCPUs. Close it.
-func New(h Hypervisor, cfg Config) (_ *VM, err error) {
+func New(h hv.Hypervisor, cfg Config) (_ *VM, err error) {
 	if cfg.MemBytes == 0 {
 		cfg.MemBytes = defaultMem
 	}
@@ -143,7 +144,7 @@ func New(h Hypervisor, cfg Config) (_ *VM, err error) {
 	if err := CheckImage(h, img); err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
 	}
-	vm := &VM{cfg: cfg, layout: layout, img: img, hv: h}
+	vm := &VM{cfg: cfg, layout: layout, img: img, backend: h}
 	if cfg.Workload.ID == hypercall.WorkloadCode {
 		if vm.codeGPA, err = codePage(layout, img); err != nil {
 			return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
@@ -224,7 +225,7 @@ func loadCode(page, code []byte) {
 
 // CheckImage reports whether backend h can start img: a backend that runs
 // only ring-3 code needs the image's ring-3 entry note.
-func CheckImage(h Hypervisor, img *Image) error {
+func CheckImage(h hv.Hypervisor, img *Image) error {
 	if h.UserOnly() && img.UserEntry == 0 {
 		return fmt.Errorf("%w (an LHPVM note of type %d, boot protocol v2): the %s backend runs only ring-3 code",
 			ErrNoUserEntry, hypercall.NoteUserEntry, h.Name())
@@ -282,7 +283,7 @@ func (vm *VM) VCPUs() []*vcpu.VCPU { return vm.vcpus }
 func (vm *VM) Memory() *host.Memory { return vm.mem }
 
 // Backend is the name of the backend the VM runs on.
-func (vm *VM) Backend() string { return vm.hv.Name() }
+func (vm *VM) Backend() string { return vm.backend.Name() }
 
 // Layout is the guest memory layout.
 func (vm *VM) Layout() Layout { return vm.layout }

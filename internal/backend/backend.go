@@ -1,6 +1,6 @@
 // Package backend is the one place that names lhpvm's execution backends:
 // it lists them, tells what this host has and why not, and opens one as a
-// vmm.Hypervisor. Like gVisor's platforms, each is registered by name and
+// hv.Hypervisor. Like gVisor's platforms, each is registered by name and
 // chosen by one flag (--backend auto|kvm|ptrace); auto prefers KVM.
 package backend
 
@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/internal/ptrace"
-	"github.com/lhpvm/lhpvm/vcpu"
-	"github.com/lhpvm/lhpvm/vmm"
 )
 
 // Auto is the backend name that picks the best one this host has.
@@ -29,7 +26,7 @@ var ErrUnavailable = errors.New("backend not available on this host")
 type entry struct {
 	name string
 	doc  string
-	open func() (vmm.Hypervisor, error)
+	open func() (hv.Hypervisor, error)
 }
 
 // backends in order of preference for auto.
@@ -67,7 +64,7 @@ func Probe() []Status {
 		h, err := b.open()
 		if err == nil {
 			s.Available = true
-			closeHV(h)
+			h.Close()
 		} else {
 			s.Reason = err.Error()
 		}
@@ -78,7 +75,7 @@ func Probe() []Status {
 
 // Choice is an opened backend and why it was chosen.
 type Choice struct {
-	vmm.Hypervisor
+	hv.Hypervisor
 	Reason string
 }
 
@@ -125,106 +122,20 @@ func Check(name string) error {
 	return fmt.Errorf("%w %q (have: %s, or %s)", ErrUnknown, name, strings.Join(Names(), ", "), Auto)
 }
 
-// Close releases what Open holds (KVM's /dev/kvm fd).
-func (c *Choice) Close() error { return closeHV(c.Hypervisor) }
-
-func closeHV(h vmm.Hypervisor) error {
-	if c, ok := h.(interface{ Close() error }); ok {
-		return c.Close()
-	}
-	return nil
-}
-
-// Each backend satisfies its consumers' interfaces; checked here, at build
-// time, because as converts at run time.
-var (
-	_ vmm.Hypervisor = (*kvmHV)(nil)
-	_ vmm.BackendVM  = kvmVM{}
-	_ vcpu.Backend   = (*kvm.VCPU)(nil)
-	_ vmm.Hypervisor = ptraceHV{}
-	_ vmm.BackendVM  = ptraceVM{}
-	_ vcpu.Backend   = (*ptrace.VCPU)(nil)
-)
-
-// kvmHV adapts internal/kvm to vmm.Hypervisor.
-type kvmHV struct {
-	sys *kvm.System
-	max int
-}
-
-// openKVM opens /dev/kvm and creates (and closes) a VM: a /dev/kvm that
-// opens but cannot make a VM (a nested host that refuses) is no KVM.
-func openKVM() (vmm.Hypervisor, error) {
+// openKVM and openPtrace open a backend as an hv.Hypervisor: a nil one
+// with an error, never a typed nil inside the interface.
+func openKVM() (hv.Hypervisor, error) {
 	sys, err := kvm.Open()
 	if err != nil {
 		return nil, err
 	}
-	mem, err := host.NewMemory(2 << 20)
-	if err != nil {
-		sys.Close()
-		return nil, err
-	}
-	defer mem.Close()
-	vm, err := sys.CreateVM(mem)
-	if err != nil {
-		sys.Close()
-		return nil, err
-	}
-	vm.Close()
-	max, err := sys.MaxVCPUs()
-	if err != nil {
-		max = 0
-	}
-	return &kvmHV{sys: sys, max: max}, nil
+	return sys, nil
 }
 
-func (k *kvmHV) Name() string   { return "kvm" }
-func (k *kvmHV) MaxVCPUs() int  { return k.max }
-func (k *kvmHV) UserOnly() bool { return false }
-func (k *kvmHV) Close() error   { return k.sys.Close() }
-func (k *kvmHV) CreateVM(mem *host.Memory) (vmm.BackendVM, error) {
-	vm, err := k.sys.CreateVM(mem)
-	return as[vmm.BackendVM](kvmVM{vm}, err)
-}
-
-type kvmVM struct{ *kvm.VM }
-
-func (vm kvmVM) CreateVCPU(id int, e hv.Entry) (vcpu.Backend, error) {
-	return as[vcpu.Backend](vm.VM.CreateVCPU(id, e))
-}
-
-// as returns a backend's concrete result as the interface its consumer
-// declares (Go has no covariant returns), and a nil interface, never a typed
-// nil inside one, with an error.
-func as[I any, T any](v T, err error) (I, error) {
-	var zero I
-	if err != nil {
-		return zero, err
-	}
-	return any(v).(I), nil
-}
-
-// ptraceHV adapts internal/ptrace to vmm.Hypervisor.
-type ptraceHV struct{ sys *ptrace.System }
-
-func openPtrace() (vmm.Hypervisor, error) {
+func openPtrace() (hv.Hypervisor, error) {
 	sys, err := ptrace.Open()
 	if err != nil {
 		return nil, err
 	}
-	return ptraceHV{sys}, nil
-}
-
-func (p ptraceHV) Name() string   { return "ptrace" }
-func (p ptraceHV) MaxVCPUs() int  { return p.sys.MaxVCPUs() }
-func (p ptraceHV) UserOnly() bool { return true }
-func (p ptraceHV) CreateVM(mem *host.Memory) (vmm.BackendVM, error) {
-	vm, err := p.sys.CreateVM(mem)
-	return as[vmm.BackendVM](ptraceVM{vm}, err)
-}
-
-type ptraceVM struct{ *ptrace.VM }
-
-func (vm ptraceVM) CreateVCPU(id int, e hv.Entry) (vcpu.Backend, error) {
-	return as[vcpu.Backend](vm.VM.CreateVCPU(id, e))
+	return sys, nil
 }

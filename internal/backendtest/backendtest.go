@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/lhpvm/lhpvm/internal/backend"
-	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/lhpvm/lhpvm/internal/hv"
 )
 
 // RequireEnv lists the backends whose absence fails a test (comma-separated).
@@ -66,7 +66,7 @@ func open(name string) (*backend.Choice, error) {
 
 // Open returns backend name for t, or skips t (fails it, if the backend is
 // required) when this host cannot run it.
-func Open(t testing.TB, name string) vmm.Hypervisor {
+func Open(t testing.TB, name string) hv.Hypervisor {
 	t.Helper()
 	h, err := open(name)
 	if err != nil {
@@ -79,7 +79,7 @@ func Open(t testing.TB, name string) vmm.Hypervisor {
 }
 
 // Each runs f once per backend as a subtest named by the backend.
-func Each(t *testing.T, f func(t *testing.T, h vmm.Hypervisor)) {
+func Each(t *testing.T, f func(t *testing.T, h hv.Hypervisor)) {
 	t.Helper()
 	for _, name := range backend.Names() {
 		t.Run(name, func(t *testing.T) { f(t, Open(t, name)) })
@@ -87,7 +87,7 @@ func Each(t *testing.T, f func(t *testing.T, h vmm.Hypervisor)) {
 }
 
 // EachB is Each for benchmarks.
-func EachB(b *testing.B, f func(b *testing.B, h vmm.Hypervisor)) {
+func EachB(b *testing.B, f func(b *testing.B, h hv.Hypervisor)) {
 	b.Helper()
 	for _, name := range backend.Names() {
 		b.Run(name, func(b *testing.B) { f(b, Open(b, name)) })
@@ -98,9 +98,9 @@ func EachB(b *testing.B, f func(b *testing.B, h vmm.Hypervisor)) {
 // target) that runs each input on all of them rather than as subtests. A
 // backend the host lacks is logged, or fails t if it is required; t is
 // skipped only when there is none at all.
-func Available(t testing.TB) []vmm.Hypervisor {
+func Available(t testing.TB) []hv.Hypervisor {
 	t.Helper()
-	var hs []vmm.Hypervisor
+	var hs []hv.Hypervisor
 	for _, name := range backend.Names() {
 		h, err := open(name)
 		switch {

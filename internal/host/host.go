@@ -6,8 +6,10 @@ package host
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +19,16 @@ import (
 // delivering it has no effect besides making the ioctl return EINTR; a signal
 // with a terminating default action and no handler would kill the process.
 const KickSignal = unix.SIGURG
+
+// DiesWithParent makes a child started by cmd get SIGKILL when the thread
+// that started it exits (PR_SET_PDEATHSIG): a tool's child never outlives
+// it.
+func DiesWithParent(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+}
 
 // Gettid returns the calling OS thread's id. Only meaningful under
 // runtime.LockOSThread.

@@ -32,14 +32,29 @@ const DevicePath = "/dev/kvm"
 
 const kvmAPIVersion = 12
 
-// System is an open /dev/kvm.
+// System is an open /dev/kvm: the kvm backend (hv.Hypervisor).
 type System struct {
 	fd      int
 	runSize int
+	max     int // vCPUs per VM (0: unknown)
 }
 
-// Open opens /dev/kvm and checks the API version (KVM_GET_API_VERSION) and the
-// size of the vCPU run area (KVM_GET_VCPU_MMAP_SIZE).
+var _ hv.Hypervisor = (*System)(nil)
+
+// Name is "kvm".
+func (s *System) Name() string { return "kvm" }
+
+// UserOnly is false: KVM boots the image at its ELF entry, in ring 0.
+func (s *System) UserOnly() bool { return false }
+
+// MaxVCPUs is the most vCPUs one VM may have (KVM_CAP_MAX_VCPUS, or
+// KVM_CAP_NR_VCPUS on old kernels; 0: unknown).
+func (s *System) MaxVCPUs() int { return s.max }
+
+// Open opens /dev/kvm and checks the API version (KVM_GET_API_VERSION) and
+// the size of the vCPU run area (KVM_GET_VCPU_MMAP_SIZE); then it creates
+// (and closes) a VM, because a /dev/kvm that opens but cannot make a VM (a
+// nested host that refuses) is no KVM.
 func Open() (*System, error) {
 	fd, err := unix.Open(DevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -61,7 +76,19 @@ func Open() (*System, error) {
 		return nil, fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
 	}
 	s.runSize = int(size)
-	return s, nil
+	s.max, _ = s.maxVCPUs()
+	mem, err := host.NewMemory(2 << 20)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	defer mem.Close()
+	vm, err := s.CreateVM(mem)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, vm.Close()
 }
 
 // Available reports whether /dev/kvm can be opened, and why not.
@@ -92,9 +119,8 @@ func (s *System) CheckExtension(c gokvm.Capability) (int, error) {
 	return int(v), nil
 }
 
-// MaxVCPUs is the largest vCPU count a VM may have (KVM_CAP_MAX_VCPUS, or
-// KVM_CAP_NR_VCPUS on old kernels).
-func (s *System) MaxVCPUs() (int, error) {
+// maxVCPUs asks KVM_CAP_MAX_VCPUS, or KVM_CAP_NR_VCPUS on old kernels.
+func (s *System) maxVCPUs() (int, error) {
 	n, err := s.CheckExtension(gokvm.CapMAXVCPUS)
 	if err == nil && n == 0 {
 		n, err = s.CheckExtension(gokvm.CapNRVCPUS)
@@ -115,7 +141,7 @@ func (s *System) SupportedCPUID() (*gokvm.CPUID, error) {
 // CreateVM creates a VM (KVM_CREATE_VM) with mem as its RAM at GPA 0
 // (KVM_SET_USER_MEMORY_REGION, slot 0). The VM's vCPUs see the CPUID KVM
 // supports (KVM_GET_SUPPORTED_CPUID), each with its own APIC id.
-func (s *System) CreateVM(mem *host.Memory) (_ *VM, err error) {
+func (s *System) CreateVM(mem *host.Memory) (_ hv.VM, err error) {
 	cpuid, err := s.SupportedCPUID()
 	if err != nil {
 		return nil, err
@@ -169,7 +195,7 @@ func (vm *VM) SetMemory(slot uint32, gpa uint64, mem *host.Memory) error {
 // it up to start at e.Kernel in 64-bit ring 0 (KVM_SET_CPUID2,
 // KVM_SET_SREGS, KVM_SET_REGS). KVM always starts lhpvm guests in ring 0:
 // e.User is for backends that cannot.
-func (vm *VM) CreateVCPU(id int, e hv.Entry) (_ *VCPU, err error) {
+func (vm *VM) CreateVCPU(id int, e hv.Entry) (_ hv.VCPU, err error) {
 	fd, err := retry(func() (uintptr, error) { return gokvm.CreateVCPU(uintptr(vm.fd), id) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)

@@ -99,7 +99,7 @@ type runIO struct {
 const runUnionOff = 32
 
 // VCPU is a vCPU file descriptor and its mapped run area. It implements
-// vcpu.Backend: Attach binds it to the calling (locked) OS thread, which then
+// hv.VCPU: Attach binds it to the calling (locked) OS thread, which then
 // makes every call but RequestExit.
 type VCPU struct {
 	fd  int

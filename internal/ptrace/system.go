@@ -76,8 +76,20 @@ func startOne() error {
 	return v.Close()
 }
 
-// System is the ptrace backend, once Available.
+// System is the ptrace backend, once Available (hv.Hypervisor).
 type System struct{}
+
+var _ hv.Hypervisor = (*System)(nil)
+
+// Name is "ptrace".
+func (s *System) Name() string { return "ptrace" }
+
+// UserOnly is true: a stub runs only the guest's ring-3 code, from the
+// ring-3 entry its image declares.
+func (s *System) UserOnly() bool { return true }
+
+// Close releases nothing: each VM's stubs end with their vCPUs.
+func (s *System) Close() error { return nil }
 
 // Open returns the backend, or why this host cannot run it.
 func Open() (*System, error) {
@@ -91,7 +103,7 @@ func Open() (*System, error) {
 func (s *System) MaxVCPUs() int { return hypercall.MaxVCPUs }
 
 // CreateVM makes a VM over mem. Nothing runs until a vCPU is attached.
-func (s *System) CreateVM(mem *host.Memory) (*VM, error) {
+func (s *System) CreateVM(mem *host.Memory) (hv.VM, error) {
 	if mem.Size() <= ramStart || mem.Size()%ramStart != 0 {
 		return nil, fmt.Errorf("guest memory of %d bytes: the ptrace backend maps whole pages from %#x", mem.Size(), ramStart)
 	}
@@ -104,7 +116,7 @@ type VM struct {
 }
 
 // CreateVCPU makes vCPU id, to start at e.User (the image's ring-3 entry).
-func (vm *VM) CreateVCPU(id int, e hv.Entry) (*VCPU, error) {
+func (vm *VM) CreateVCPU(id int, e hv.Entry) (hv.VCPU, error) {
 	if e.User.RIP == 0 {
 		return nil, errors.New("the image declares no ring-3 entry: the ptrace backend runs only ring-3 code")
 	}

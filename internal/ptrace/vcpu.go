@@ -24,7 +24,7 @@ const ramStart = 0x1000
 const KickSignal = unix.SIGURG
 
 // VCPU is one vCPU whose guest runs natively in a stub process, traced by the
-// OS thread that called Attach. It implements vcpu.Backend: every call but
+// OS thread that called Attach. It implements hv.VCPU: every call but
 // RequestExit comes from that thread, as ptrace requires.
 type VCPU struct {
 	id    int

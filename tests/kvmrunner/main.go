@@ -28,10 +28,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	_ "embed"
+
+	"github.com/lhpvm/lhpvm/internal/host"
 )
 
 //go:embed init.sh
@@ -354,7 +355,7 @@ func boot(qemu string, args []string, work string, o options, mode string) (int,
 	cmd := exec.Command(qemu, args...)
 	cmd.Stderr = os.Stderr
 	// QEMU dies with us: a runner never outlives the make that started it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	host.DiesWithParent(cmd)
 	var conR, jobR *os.File
 	if mode == "shell" {
 		cmd.Args = append(cmd.Args, "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
