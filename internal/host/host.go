@@ -14,10 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KickSignal is the signal that interrupts a thread's KVM_RUN. SIGURG is one
-// the Go runtime already handles quietly (it uses it for async preemption), so
-// delivering it has no effect besides making the ioctl return EINTR; a signal
-// with a terminating default action and no handler would kill the process.
+// KickSignal is how every backend stops a running guest. SIGURG is one the
+// Go runtime already handles quietly (it uses it for async preemption):
+// sent to a vCPU thread it only makes KVM_RUN return EINTR, where a signal
+// with a terminating default action and no handler would kill the process;
+// sent to a ptrace stub it stops the stub for its tracer (ptrace reports
+// even ignored signals), and no guest can cause a SIGURG itself, so seeing
+// one needs no PTRACE_GETSIGINFO.
 const KickSignal = unix.SIGURG
 
 // DiesWithParent makes a child started by cmd get SIGKILL when the thread

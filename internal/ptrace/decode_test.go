@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -265,7 +266,7 @@ func TestOtherStops(t *testing.T) {
 	ev, _ = decodeStop(sigInfo{Signo: int32(unix.SIGUSR1), Code: 1}, &r, nil)
 	assert.Equal(t, hv.EventFailed, ev.Kind)
 	assert.True(t, synchronous(unix.SIGSEGV))
-	assert.False(t, synchronous(KickSignal))
+	assert.False(t, synchronous(host.KickSignal))
 }
 
 // TestDecoderCache: a cached decode gives the same answer as a fresh one,

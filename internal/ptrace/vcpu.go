@@ -18,11 +18,6 @@ import (
 // so a null pointer faults.
 const ramStart = 0x1000
 
-// KickSignal is the signal RequestExit sends a stub. Any signal would stop a
-// traced stub for its tracer (ptrace reports even ignored ones); SIGURG is
-// one no guest can cause, so seeing it needs no PTRACE_GETSIGINFO.
-const KickSignal = unix.SIGURG
-
 // VCPU is one vCPU whose guest runs natively in a stub process, traced by the
 // OS thread that called Attach. It implements hv.VCPU: every call but
 // RequestExit comes from that thread, as ptrace requires.
@@ -239,7 +234,7 @@ func (v *VCPU) RequestExit() {
 	}
 	v.sigMu.Lock()
 	if v.sigPid != 0 {
-		_ = unix.Tgkill(v.sigPid, v.sigPid, KickSignal)
+		_ = unix.Tgkill(v.sigPid, v.sigPid, host.KickSignal)
 	}
 	v.sigMu.Unlock()
 }
