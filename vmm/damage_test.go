@@ -1,6 +1,8 @@
 package vmm
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +132,17 @@ func TestLockEventsMerge(t *testing.T) {
 	var z LockEvents
 	z.Merge(LockEvents{})
 	assert.Zero(t, z.PVLatencyKick)
+}
+
+// TestLockEventsJSON: the events' JSON is one object in Linux's order,
+// counters as integers, and reads back.
+func TestLockEventsJSON(t *testing.T) {
+	e := LockEvents{LockSlowpath: 1234567, PVLockStealing: 3, PVLatencyWake: 1500.5}
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), `{"lock_slowpath":1234567,"lock_pending":0,"pv_lock_stealing":3,`), string(b))
+	assert.Contains(t, string(b), `"pv_latency_wake_ns":1500.5}`)
+	var back LockEvents
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, e.Named(), back.Named())
 }

@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/lhpvm/lhpvm/hypercall"
@@ -140,40 +142,76 @@ func (s *LockStats) finish(tscKHz uint64) {
 
 // LockEvents are the lock events the guest's locks count, under the names
 // of Linux's kernel/locking/lock_events_list.h. The three Linux reports as
-// averages are averages here too.
+// averages are averages here too. Every list of them — the JSON keys, the
+// table columns, what is read from a vCPU page, how two VMs' are added —
+// comes from one table, lockEventList, as Linux's X-macro list makes its
+// enum, names and debugfs files.
 type LockEvents struct {
-	LockSlowpath     uint64 `json:"lock_slowpath"`      // acquisitions through the MCS queue
-	LockPending      uint64 `json:"lock_pending"`       // acquisitions through the pending bit
-	PVLockStealing   uint64 `json:"pv_lock_stealing"`   // locks taken out of queue order
-	PVWaitNode       uint64 `json:"pv_wait_node"`       // WAITs in the queue
-	PVWaitHead       uint64 `json:"pv_wait_head"`       // WAITs at the queue head
-	PVWaitEarly      uint64 `json:"pv_wait_early"`      // WAITs before the threshold: the predecessor did not run
-	PVWaitAgain      uint64 `json:"pv_wait_again"`      // WAITs of a queue head kicked before
-	PVSpuriousWakeup uint64 `json:"pv_spurious_wakeup"` // queued waiters woken without becoming the head
-	PVKickUnlock     uint64 `json:"pv_kick_unlock"`     // KICKs by an unlock
-	PVKickWake       uint64 `json:"pv_kick_wake"`       // wake-ups that followed a KICK (timed below)
-	// PVHashHops: average probes per insertion into the lock -> node hash.
-	PVHashHops float64 `json:"pv_hash_hops"`
-	// PVLatencyKick: average time a KICK hypercall takes (ns);
+	LockSlowpath, LockPending, PVLockStealing, PVWaitNode, PVWaitHead, PVWaitEarly uint64
+	PVWaitAgain, PVSpuriousWakeup, PVKickUnlock, PVKickWake                        uint64
+	// PVHashHops: average probes per insertion into the lock -> node
+	// hash. PVLatencyKick: average time a KICK hypercall takes (ns);
 	// PVLatencyWake: average time from a KICK to the kicked vCPU running
 	// again in the guest (ns).
-	PVLatencyKick float64 `json:"pv_latency_kick_ns"`
-	PVLatencyWake float64 `json:"pv_latency_wake_ns"`
+	PVHashHops, PVLatencyKick, PVLatencyWake float64
 
+	// The averages' sums and counts, in cycles where they are times.
 	hashOps, hashHops, kicks, kickCycles, wakeCycles uint64
 }
 
+// lockEvent is one entry of lockEventList: a counter (count), or an
+// average (avg) of a sum over a count, in ns when perTSC (the sums are
+// cycles).
+type lockEvent struct {
+	name, doc string
+	count     func(*LockEvents) *uint64
+	page      func(*hypercall.VCPUPage) uint64 // a counter's field in the vCPU page
+	avg       func(*LockEvents) *float64
+	sum, n    func(*LockEvents) *uint64
+	perTSC    bool
+}
+
+// lockEventList is lhpvm's lock_events_list.h: every lock event, once, in
+// Linux's order. The averages' raw sums and counts are read from the page
+// in add, beside the counters.
+var lockEventList = []lockEvent{
+	{name: "lock_slowpath", doc: "acquisitions through the MCS queue",
+		count: func(e *LockEvents) *uint64 { return &e.LockSlowpath }, page: func(p *hypercall.VCPUPage) uint64 { return p.LockSlowpath }},
+	{name: "lock_pending", doc: "acquisitions through the pending bit",
+		count: func(e *LockEvents) *uint64 { return &e.LockPending }, page: func(p *hypercall.VCPUPage) uint64 { return p.LockPending }},
+	{name: "pv_lock_stealing", doc: "locks taken out of queue order",
+		count: func(e *LockEvents) *uint64 { return &e.PVLockStealing }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVLockStealing }},
+	{name: "pv_wait_node", doc: "WAITs in the queue",
+		count: func(e *LockEvents) *uint64 { return &e.PVWaitNode }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVWaitNode }},
+	{name: "pv_wait_head", doc: "WAITs at the queue head",
+		count: func(e *LockEvents) *uint64 { return &e.PVWaitHead }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVWaitHead }},
+	{name: "pv_wait_early", doc: "WAITs before the threshold: the predecessor did not run",
+		count: func(e *LockEvents) *uint64 { return &e.PVWaitEarly }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVWaitEarly }},
+	{name: "pv_wait_again", doc: "WAITs of a queue head kicked before",
+		count: func(e *LockEvents) *uint64 { return &e.PVWaitAgain }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVWaitAgain }},
+	{name: "pv_spurious_wakeup", doc: "queued waiters woken without becoming the head",
+		count: func(e *LockEvents) *uint64 { return &e.PVSpuriousWakeup }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVSpuriousWakeup }},
+	{name: "pv_kick_unlock", doc: "KICKs by an unlock",
+		count: func(e *LockEvents) *uint64 { return &e.PVKickUnlock }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVKickUnlock }},
+	{name: "pv_kick_wake", doc: "wake-ups that followed a KICK",
+		count: func(e *LockEvents) *uint64 { return &e.PVKickWake }, page: func(p *hypercall.VCPUPage) uint64 { return p.PVKickWake }},
+	{name: "pv_hash_hops", doc: "average probes per hash insertion",
+		avg: func(e *LockEvents) *float64 { return &e.PVHashHops },
+		sum: func(e *LockEvents) *uint64 { return &e.hashHops }, n: func(e *LockEvents) *uint64 { return &e.hashOps }},
+	{name: "pv_latency_kick_ns", doc: "average time a KICK hypercall takes", perTSC: true,
+		avg: func(e *LockEvents) *float64 { return &e.PVLatencyKick },
+		sum: func(e *LockEvents) *uint64 { return &e.kickCycles }, n: func(e *LockEvents) *uint64 { return &e.kicks }},
+	{name: "pv_latency_wake_ns", doc: "average time from a KICK to the kicked vCPU running", perTSC: true,
+		avg: func(e *LockEvents) *float64 { return &e.PVLatencyWake },
+		sum: func(e *LockEvents) *uint64 { return &e.wakeCycles }, n: func(e *LockEvents) *uint64 { return &e.PVKickWake }},
+}
+
 func (e *LockEvents) add(p *hypercall.VCPUPage) {
-	e.LockSlowpath += p.LockSlowpath
-	e.LockPending += p.LockPending
-	e.PVLockStealing += p.PVLockStealing
-	e.PVWaitNode += p.PVWaitNode
-	e.PVWaitHead += p.PVWaitHead
-	e.PVWaitEarly += p.PVWaitEarly
-	e.PVWaitAgain += p.PVWaitAgain
-	e.PVSpuriousWakeup += p.PVSpuriousWakeup
-	e.PVKickUnlock += p.PVKickUnlock
-	e.PVKickWake += p.PVKickWake
+	for _, ev := range lockEventList {
+		if ev.count != nil {
+			*ev.count(e) += ev.page(p)
+		}
+	}
 	e.hashOps += p.PVHashOps
 	e.hashHops += p.PVHashHops
 	e.kicks += p.Kicks
@@ -181,31 +219,73 @@ func (e *LockEvents) add(p *hypercall.VCPUPage) {
 	e.wakeCycles += p.PVLatencyWake
 }
 
+// finish computes the averages from their sums and counts.
 func (e *LockEvents) finish(tscKHz uint64) {
-	avg := func(sum, n uint64) float64 {
-		if n == 0 {
-			return 0
+	for _, ev := range lockEventList {
+		if ev.avg == nil {
+			continue
 		}
-		return float64(sum) / float64(n)
-	}
-	e.PVHashHops = avg(e.hashHops, e.hashOps)
-	if tscKHz > 0 {
-		e.PVLatencyKick = avg(e.kickCycles, e.kicks) / float64(tscKHz) * 1e6
-		e.PVLatencyWake = avg(e.wakeCycles, e.PVKickWake) / float64(tscKHz) * 1e6
+		v := 0.0
+		if n := *ev.n(e); n > 0 {
+			v = float64(*ev.sum(e)) / float64(n)
+		}
+		if ev.perTSC {
+			if tscKHz == 0 {
+				continue
+			}
+			v = v / float64(tscKHz) * 1e6
+		}
+		*ev.avg(e) = v
 	}
 }
 
 // Named lists the events by their Linux names, in lock_events_list.h's
 // order, for a table; the two Linux reports in ns say so (_ns).
 func (e *LockEvents) Named() []NamedEvent {
-	return []NamedEvent{
-		{"lock_slowpath", float64(e.LockSlowpath)}, {"lock_pending", float64(e.LockPending)},
-		{"pv_lock_stealing", float64(e.PVLockStealing)}, {"pv_wait_node", float64(e.PVWaitNode)},
-		{"pv_wait_head", float64(e.PVWaitHead)}, {"pv_wait_early", float64(e.PVWaitEarly)},
-		{"pv_wait_again", float64(e.PVWaitAgain)}, {"pv_spurious_wakeup", float64(e.PVSpuriousWakeup)},
-		{"pv_kick_unlock", float64(e.PVKickUnlock)}, {"pv_kick_wake", float64(e.PVKickWake)},
-		{"pv_hash_hops", e.PVHashHops}, {"pv_latency_kick_ns", e.PVLatencyKick}, {"pv_latency_wake_ns", e.PVLatencyWake},
+	out := make([]NamedEvent, 0, len(lockEventList))
+	for _, ev := range lockEventList {
+		if ev.count != nil {
+			out = append(out, NamedEvent{ev.name, float64(*ev.count(e))})
+		} else {
+			out = append(out, NamedEvent{ev.name, *ev.avg(e)})
+		}
 	}
+	return out
+}
+
+// MarshalJSON writes the events as one object, in the table's order.
+func (e LockEvents) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, ev := range lockEventList {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, ev.name)
+		b = append(b, ':')
+		if ev.count != nil {
+			b = strconv.AppendUint(b, *ev.count(&e), 10)
+		} else {
+			b = strconv.AppendFloat(b, *ev.avg(&e), 'g', -1, 64)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote (results merged from files).
+// The averages' sums and counts are not in it.
+func (e *LockEvents) UnmarshalJSON(b []byte) error {
+	var m map[string]float64
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for _, ev := range lockEventList {
+		if ev.count != nil {
+			*ev.count(e) = uint64(m[ev.name])
+		} else {
+			*ev.avg(e) = m[ev.name]
+		}
+	}
+	return nil
 }
 
 // NamedEvent is one lock event and its value.
@@ -322,28 +402,24 @@ func (k PVKnob) Name(p PVKnobs) string {
 // IsDefault reports whether p is Linux's pv-qspinlock.
 func (p PVKnobs) IsDefault() bool { return p == PVKnobs{} }
 
-// Merge adds o's events to e (two VMs of one run): counts add, the
-// averages are weighted by what they average over.
+// Merge adds o's events to e (two VMs of one run): counts and the
+// averages' sums and counts add, and each average is weighted by what it
+// averages over.
 func (e *LockEvents) Merge(o LockEvents) {
-	wavg := func(a float64, na uint64, b float64, nb uint64) float64 {
-		if na+nb == 0 {
-			return 0
+	for _, ev := range lockEventList {
+		if ev.avg == nil {
+			continue
 		}
-		return (a*float64(na) + b*float64(nb)) / float64(na+nb)
+		na, nb := *ev.n(e), *ev.n(&o)
+		if na+nb > 0 {
+			*ev.avg(e) = (*ev.avg(e)*float64(na) + *ev.avg(&o)*float64(nb)) / float64(na+nb)
+		}
 	}
-	e.PVHashHops = wavg(e.PVHashHops, e.hashOps, o.PVHashHops, o.hashOps)
-	e.PVLatencyKick = wavg(e.PVLatencyKick, e.kicks, o.PVLatencyKick, o.kicks)
-	e.PVLatencyWake = wavg(e.PVLatencyWake, e.PVKickWake, o.PVLatencyWake, o.PVKickWake)
-	e.LockSlowpath += o.LockSlowpath
-	e.LockPending += o.LockPending
-	e.PVLockStealing += o.PVLockStealing
-	e.PVWaitNode += o.PVWaitNode
-	e.PVWaitHead += o.PVWaitHead
-	e.PVWaitEarly += o.PVWaitEarly
-	e.PVWaitAgain += o.PVWaitAgain
-	e.PVSpuriousWakeup += o.PVSpuriousWakeup
-	e.PVKickUnlock += o.PVKickUnlock
-	e.PVKickWake += o.PVKickWake
+	for _, ev := range lockEventList {
+		if ev.count != nil {
+			*ev.count(e) += *ev.count(&o)
+		}
+	}
 	e.hashOps += o.hashOps
 	e.hashHops += o.hashHops
 	e.kicks += o.kicks
