@@ -430,10 +430,12 @@ func (s *Scheduler) settle(v *VCPU, seen bool) {
 // checkOffCPU checks what v's guest says at its dispatch (now) against
 // what it said when it last stopped (was): in between v did not run, so
 // only another vCPU can have changed it — a FIFO release handing it the
-// lock it waited for (waiting -> holding), or its queue moving up
-// (waiting -> waiting, next in line or not). Anything else (holding ->
-// none, none -> holding, ...) means lhpvm read the guest at the wrong
-// moment; it is recorded, and fails the run.
+// lock it waited for (waiting -> holding), its queue moving up (waiting ->
+// waiting, next in line or not), or a lock handed to it taken by a waiter
+// that stopped waiting its turn (pticket, pvqspin's stealing: handed ->
+// waiting). Anything else (holding -> none, none -> holding, ...) means
+// lhpvm read the guest at the wrong moment; it is recorded, and fails the
+// run.
 func (s *Scheduler) checkOffCPU(v *VCPU, was, now Hints) {
 	if OffCPUChangePossible(was, now) {
 		return
@@ -456,6 +458,10 @@ func OffCPUChangePossible(was, now Hints) bool {
 		return true // a FIFO release handed it the lock
 	case (was.Waiting || was.NextInLine) && (now.Waiting || now.NextInLine) && now.LockID == was.LockID:
 		return true // the queue moved up
+	case was.Holding && was.Handed && (now.Waiting || now.NextInLine) && now.LockID == was.LockID:
+		return true // handed to it, and stolen before it could take it
+	case was.Holding && was.Handed && now.Holding && now.LockID == was.LockID:
+		return true // still (or again) handed to it
 	}
 	return false
 }

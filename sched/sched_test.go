@@ -127,6 +127,8 @@ func TestOffCPUChangePossible(t *testing.T) {
 		{hold, none, false}, {none, hold, false}, {none, wait, false}, {wait, none, false},
 		{hold, wait, false}, {wait, Hints{Holding: true, LockID: 2}, false},
 		{Hints{InCS: true, Holding: true}, hold, false},
+		{Hints{Holding: true, Handed: true, LockID: 1}, wait, true}, // stolen from under it
+		{Hints{Holding: true, Handed: true, LockID: 1}, none, false},
 	} {
 		assert.Equal(t, tt.ok, OffCPUChangePossible(tt.was, tt.now), "%v -> %v", tt.was, tt.now)
 	}

@@ -24,6 +24,7 @@ func (s Status) String() string {
 type Hints struct {
 	InCS       bool // inside a critical section (delay hint)
 	Holding    bool // holds a lock
+	Handed     bool // Holding: a FIFO release handed it the lock, not yet taken
 	Waiting    bool // waits for a lock
 	NextInLine bool // waits for a ticket lock and is next in line
 	LockID     uint32
@@ -33,6 +34,8 @@ type Hints struct {
 // String says what the hints say, for a trace and a message.
 func (h Hints) String() string {
 	switch {
+	case h.Holding && h.Handed:
+		return fmt.Sprintf("handed lock %d", h.LockID)
 	case h.Holding:
 		return fmt.Sprintf("holding lock %d", h.LockID)
 	case h.NextInLine:

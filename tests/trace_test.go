@@ -252,7 +252,8 @@ func TestSlide8Accounting(t *testing.T) {
 				sort.Slice(rs, func(i, j int) bool { return rs[i].Ts < rs[j].Ts })
 				for i := 1; i < len(rs); i++ {
 					was, now := lockKind(rs[i-1].Args["lock_state_end"]), lockKind(rs[i].Args["lock_state_start"])
-					assert.True(t, was == now || (was == "next for" || was == "waiting for") && now != "none",
+					waiting := func(k string) bool { return k == "next for" || k == "waiting for" }
+					assert.True(t, was == now || waiting(was) && now != "none" || was == "handed" && (waiting(now) || now == "holding"),
 						"%s: %q when it stopped at %.3f µs, %q at its dispatch at %.3f µs", v, was, rs[i-1].Ts+rs[i-1].Dur, now, rs[i].Ts)
 				}
 			}
@@ -301,7 +302,7 @@ type traceEvent = struct {
 }
 
 // lockKind is a trace's lock state without the lock and ticket: "holding",
-// "next for", "waiting for", "in a critical section", "none".
+// "handed", "next for", "waiting for", "in a critical section", "none".
 func lockKind(s any) string {
 	str, _ := s.(string)
 	if i := strings.Index(str, " lock "); i >= 0 {

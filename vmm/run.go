@@ -144,7 +144,7 @@ func (vm *VM) hints(id int) sched.Hints {
 	if state != hypercall.LockStateNone && int(lockID) < vm.cfg.Locks {
 		g := vm.mem.Load64(vm.layout.LockSlot(int(lockID)) + hypercall.OffGranted)
 		if int(uint32(g))-1 == id {
-			h.Holding, h.Waiting = true, false
+			h.Holding, h.Handed, h.Waiting = true, g&hypercall.GrantHanded != 0, false
 		}
 	}
 	if h.Waiting {
