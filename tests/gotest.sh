@@ -41,7 +41,11 @@ off)
 	echo "LHPVM_KVM=$mode: want auto, native, emulated or off" >&2
 	exit 2 ;;
 esac
-echo "kvm: ${kvm_where:+runs $kvm_where}${kvm_where:-skipped: LHPVM_KVM=off}"
+if [ -n "$kvm_where" ]; then
+	echo "kvm: runs $kvm_where"
+else
+	echo "kvm: skipped: LHPVM_KVM=off"
+fi
 if [ "$mode" = emulated ]; then
 	tests/kvmrunner/deps.sh
 fi
