@@ -30,10 +30,8 @@ import "time"
 //   - HandOff within a VM swaps the two vCPUs' places, which leaves every
 //     queue's sibling count as it was.
 type balancePolicy struct {
-	slice   sliceClock
-	cur     []*VCPU   // per pCPU: the vCPU it runs
-	q       [][]*VCPU // per pCPU: runnable vCPUs waiting, FIFO
-	yielded []bool    // per pCPU: cur yielded, rotate at once
+	slice sliceClock
+	runQueues
 }
 
 func init() {
@@ -45,8 +43,7 @@ func (p *balancePolicy) Name() string    { return "balance" }
 func (p *balancePolicy) Exclusive() bool { return true }
 
 func (p *balancePolicy) Admit(s *State) error {
-	n := len(s.PCPUs)
-	p.cur, p.q, p.yielded = make([]*VCPU, n), make([][]*VCPU, n), make([]bool, n)
+	p.init(len(s.PCPUs))
 	return nil
 }
 
@@ -60,42 +57,7 @@ func (p *balancePolicy) Event(s *State, ev Event) {
 	case EvBlocked, EvExit:
 		p.remove(v)
 	case EvYield:
-		if i := p.pcpuOf(v); i >= 0 {
-			p.yielded[i] = true
-		}
-	}
-}
-
-// queueOf returns the queue that holds v (runs it or has it waiting), or -1.
-func (p *balancePolicy) queueOf(v *VCPU) int {
-	for i := range p.q {
-		if p.cur[i] == v {
-			return i
-		}
-		for _, w := range p.q[i] {
-			if w == v {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func (p *balancePolicy) pcpuOf(v *VCPU) int {
-	for i, c := range p.cur {
-		if c == v {
-			return i
-		}
-	}
-	return -1
-}
-
-func (p *balancePolicy) remove(v *VCPU) {
-	for i := range p.q {
-		if p.cur[i] == v {
-			p.cur[i] = nil
-		}
-		p.q[i] = removeVCPU(p.q[i], v)
+		p.yield(v)
 	}
 }
 
@@ -303,18 +265,4 @@ func (p *balancePolicy) HandOff(s *State, from, to *VCPU) bool {
 		p.enqueue(from, i)
 	}
 	return true
-}
-
-// Extend implements Queuer.
-func (p *balancePolicy) Extend(s *State, v *VCPU, until time.Duration) {
-	if p.pcpuOf(v) >= 0 {
-		v.SliceEnd = until
-	}
-}
-
-// Expire implements Queuer.
-func (p *balancePolicy) Expire(s *State, v *VCPU) {
-	if i := p.pcpuOf(v); i >= 0 {
-		p.yielded[i] = true
-	}
 }

@@ -138,18 +138,14 @@ func (p *monitorPolicy) Event(s *State, ev Event) {
 	switch ev.Kind {
 	case EvRunnable:
 		m.lastSpin, m.lastCS = false, false // started, or woken from WAIT: not spinning
-		if !p.queued(v) {
+		if p.queueOf(v) < 0 {
 			p.q[v.Home] = append(p.q[v.Home], v)
 		}
 	case EvBlocked, EvExit:
 		*m = monVCPU{}
 		p.remove(v)
 	case EvYield:
-		for i, c := range p.cur {
-			if c == v {
-				p.yielded[i] = true
-			}
-		}
+		p.yield(v)
 	case EvDispatched:
 		*m = monVCPU{nextSample: s.Now + p.samplePeriod, lastSpin: m.lastSpin, lastCS: m.lastCS}
 	case EvPreempted:
@@ -199,30 +195,7 @@ func (p *monitorPolicy) Decide(s *State) Plan {
 		}
 
 		// rr.
-		cur := p.cur[i]
-		expired := cur != nil && (p.yielded[i] || s.Now >= cur.SliceEnd)
-		if expired && len(p.q[i]) == 0 {
-			p.stealInto(i)
-		}
-		if expired && len(p.q[i]) > 0 {
-			p.q[i] = append(p.q[i], cur)
-			p.cur[i], cur = nil, nil
-		}
-		p.yielded[i] = false
-		if cur == nil {
-			if len(p.q[i]) == 0 {
-				p.stealInto(i)
-			}
-			if len(p.q[i]) > 0 {
-				cur = p.q[i][0]
-				p.q[i] = p.q[i][1:]
-				p.cur[i] = cur
-				cur.Home = i
-				cur.SliceEnd = p.slice.end(s.Now)
-			}
-		} else if expired {
-			cur.SliceEnd = p.slice.end(s.Now) // nobody waits: a new slice
-		}
+		cur := p.rotate(s, i, p.slice)
 		if cur != nil {
 			plan.Run = append(plan.Run, Assignment{V: cur, PCPU: i, SliceEnd: cur.SliceEnd})
 			if len(p.q[i]) > 0 || p.longestOther(i) > 0 {

@@ -3,10 +3,12 @@ package sched
 import "time"
 
 // runQueues is the per-pCPU run-queue bookkeeping the round-robin family of
-// policies shares (rr, monitor): what each pCPU runs, a FIFO of runnable
-// vCPUs waiting for it, and whether its vCPU yielded. It is not a policy: a
-// policy embeds it and decides with it. Its Boost, HandOff, Extend and
-// Expire are rr's Queuer semantics; an embedding policy may override them.
+// policies shares (rr, monitor, balance): what each pCPU runs, a FIFO of
+// runnable vCPUs waiting for it, and whether its vCPU yielded, with rr's
+// rotation of a pCPU (rotate). It is not a policy: a policy embeds it and
+// decides with it. Its Boost, HandOff, Extend and Expire are rr's Queuer
+// semantics; an embedding policy may override them (balance does Boost,
+// HandOff and stealing, to keep its placement rule).
 type runQueues struct {
 	cur     []*VCPU   // per pCPU: the vCPU it runs
 	q       [][]*VCPU // per pCPU: runnable vCPUs waiting, FIFO
@@ -17,18 +19,59 @@ func (p *runQueues) init(pcpus int) {
 	p.cur, p.q, p.yielded = make([]*VCPU, pcpus), make([][]*VCPU, pcpus), make([]bool, pcpus)
 }
 
-func (p *runQueues) queued(v *VCPU) bool {
+// queueOf returns the queue that holds v (runs it or has it waiting), or -1.
+func (p *runQueues) queueOf(v *VCPU) int {
 	for i := range p.q {
 		if p.cur[i] == v {
-			return true
+			return i
 		}
 		for _, w := range p.q[i] {
 			if w == v {
-				return true
+				return i
 			}
 		}
 	}
-	return false
+	return -1
+}
+
+// yield marks v's pCPU to rotate at once (YIELD).
+func (p *runQueues) yield(v *VCPU) {
+	if i := p.pcpuOf(v); i >= 0 {
+		p.yielded[i] = true
+	}
+}
+
+// rotate is rr's step on pCPU i: a slice that ended (or was yielded) puts
+// what ran at the back of the queue and starts its head, stealing from the
+// longest other queue when its own is empty; an idle pCPU starts its head
+// (or a stolen waiter); a slice that ended with nobody waiting anywhere
+// starts a new one. It returns what runs on i now (nil: idle).
+func (p *runQueues) rotate(s *State, i int, slice sliceClock) *VCPU {
+	cur := p.cur[i]
+	expired := cur != nil && (p.yielded[i] || s.Now >= cur.SliceEnd)
+	if expired && len(p.q[i]) == 0 {
+		p.stealInto(i)
+	}
+	if expired && len(p.q[i]) > 0 {
+		p.q[i] = append(p.q[i], cur)
+		p.cur[i], cur = nil, nil
+	}
+	p.yielded[i] = false
+	if cur == nil {
+		if len(p.q[i]) == 0 {
+			p.stealInto(i)
+		}
+		if len(p.q[i]) > 0 {
+			cur = p.q[i][0]
+			p.q[i] = p.q[i][1:]
+			p.cur[i] = cur
+			cur.Home = i
+			cur.SliceEnd = slice.end(s.Now)
+		}
+	} else if expired {
+		cur.SliceEnd = slice.end(s.Now) // nobody waits: a new slice
+	}
+	return cur
 }
 
 func (p *runQueues) remove(v *VCPU) {
