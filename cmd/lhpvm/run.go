@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -323,44 +324,27 @@ func finishPictures(f runFlags, mc vmm.MachineConfig, plan runPlan, res *vmm.Res
 	return nil
 }
 
-// runMachine builds the VMs on backend h and runs them under one scheduler.
-// Errors before the run (building a VM, policy admission) come back as a
-// failed Result too.
+// runMachine runs the VMs on backend h (vmm.RunMachine); Ctrl-C during the
+// run ends it like a failure, with the vCPUs stopped cleanly.
 func runMachine(h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
-	start := time.Now()
-	failed := func(err error) *vmm.Result {
-		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(), VMs: []*vmm.VMResult{},
-			Backend: h.Name(), BackendReason: h.Reason, Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
-	}
-	var vms []*vmm.VM
-	defer func() {
-		for _, vm := range vms {
-			vm.Close()
-		}
-	}()
-	for _, cfg := range cfgs {
-		vm, err := vmm.New(h, cfg)
-		if err != nil {
-			return failed(fmt.Errorf("%s: %w", cfg.Name, err))
-		}
-		vms = append(vms, vm)
-	}
-	m, err := vmm.NewMachine(mc, vms...)
-	if err != nil {
-		return failed(err)
-	}
-
-	// Ctrl-C ends the run like a failure, with the vCPUs stopped cleanly.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt)
-	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer func() {
+		signal.Stop(sig)
+		close(done)
+		cancel(nil)
+	}()
 	go func() {
-		if _, ok := <-sig; ok {
-			m.Abort(errors.New("interrupted"))
+		select {
+		case <-sig:
+			cancel(errors.New("interrupted"))
+		case <-done:
 		}
 	}()
-	res := m.Run()
-	res.Backend, res.BackendReason = h.Name(), h.Reason
+	res := vmm.RunMachine(ctx, h, mc, cfgs...)
+	res.BackendReason = h.Reason
 	return res
 }
 
