@@ -13,6 +13,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
@@ -210,12 +211,12 @@ func checkExperiment(f expFlags) (expPlan, error) {
 func runExperiment(out, errOut io.Writer, f expFlags) error {
 	p, err := checkExperiment(f)
 	if err != nil {
-		return err
+		return errkind.Usage(err)
 	}
 	for _, dir := range []string{f.out, f.trace} {
 		if dir != "" {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("creating %s: %w", dir, err)
+				return errkind.IO(dir, fmt.Errorf("creating %s: %w", dir, err))
 			}
 		}
 	}
@@ -264,7 +265,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 			prog.done(fmt.Sprintf("reference (%s), run %d: %.3g acq/s", when, i+1, r.OpsPerSec), r.OK)
 			if !r.OK {
 				prog.finish()
-				return runFailed{fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed %s the matrix, so no cell can be compared: %s", when, r.Error)}
+				return errkind.Run(fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed %s the matrix, so no cell can be compared: %s", when, r.Error))
 			}
 		}
 		return nil
@@ -311,7 +312,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 func report(out io.Writer, res *Results, dir string, asJSON bool) error {
 	if dir != "" {
 		if err := res.write(dir); err != nil {
-			return runFailed{fmt.Errorf("--out %s: %w", dir, err)}
+			return errkind.IO(dir, fmt.Errorf("--out %s: %w", dir, err))
 		}
 	}
 	if asJSON {
@@ -324,7 +325,7 @@ func report(out io.Writer, res *Results, dir string, asJSON bool) error {
 		res.printTable(out)
 	}
 	if f := res.failed(); len(f) > 0 {
-		return runFailed{fmt.Errorf("%d of %d cells failed: %s", len(f), len(res.Cells), strings.Join(f, "; "))}
+		return errkind.Run(fmt.Errorf("%d of %d cells failed: %s", len(f), len(res.Cells), strings.Join(f, "; ")))
 	}
 	return nil
 }

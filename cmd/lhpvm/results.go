@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/vmm"
 )
@@ -551,16 +553,23 @@ func (res *Results) printAblation(out io.Writer) {
 
 // readResults reads the results.json of an --out directory.
 func readResults(dir string) (*Results, error) {
-	b, err := host.ReadFileLimited(filepath.Join(dir, "results.json"), 64<<20)
-	if err != nil {
-		return nil, err
+	path := filepath.Join(dir, "results.json")
+	b, err := host.ReadFileLimited(path, 64<<20)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errkind.Usage(err) // not an --out directory
+	case errors.As(err, &pe):
+		return nil, errkind.IO(path, err) // one that cannot be read
+	case err != nil:
+		return nil, errkind.Usage(err) // not a regular file, too large
 	}
 	var res Results
 	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("%s: not lhpvm results: %w", filepath.Join(dir, "results.json"), err)
+		return nil, errkind.Usagef("%s: not lhpvm results: %w", path, err)
 	}
 	if len(res.Shards) == 0 {
-		return nil, fmt.Errorf("%s: no shards recorded: not lhpvm experiment results", dir)
+		return nil, errkind.Usagef("%s: no shards recorded: not lhpvm experiment results", dir)
 	}
 	return &res, nil
 }
@@ -578,7 +587,7 @@ func merge(dirs []string) (*Results, error) {
 		parts = append(parts, r)
 	}
 	if len(parts) == 0 {
-		return nil, errors.New("no shard directories given")
+		return nil, errkind.Usage(errors.New("no shard directories given"))
 	}
 	first := parts[0]
 	n := first.Shards[0].N
@@ -586,14 +595,14 @@ func merge(dirs []string) (*Results, error) {
 	out := &Results{Meta: first.Meta, Matrix: first.Matrix}
 	for k, p := range parts {
 		if !p.Matrix.equal(first.Matrix) {
-			return nil, fmt.Errorf("%s measured another matrix than %s (locks, policies, sizes or run parameters differ): not shards of one sweep", dirs[k], dirs[0])
+			return nil, errkind.Usagef("%s measured another matrix than %s (locks, policies, sizes or run parameters differ): not shards of one sweep", dirs[k], dirs[0])
 		}
 		for _, s := range p.Shards {
 			if s.N != n {
-				return nil, fmt.Errorf("%s is shard %v, %s one of %d: not shards of one sweep", dirs[k], s, dirs[0], n)
+				return nil, errkind.Usagef("%s is shard %v, %s one of %d: not shards of one sweep", dirs[k], s, dirs[0], n)
 			}
 			if d, dup := seen[s.I]; dup {
-				return nil, fmt.Errorf("shard %d/%d is in both %s and %s", s.I, n, d, dirs[k])
+				return nil, errkind.Usagef("shard %d/%d is in both %s and %s", s.I, n, d, dirs[k])
 			}
 			seen[s.I] = dirs[k]
 			out.Shards = append(out.Shards, s)
@@ -614,7 +623,7 @@ func merge(dirs []string) (*Results, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing shards %s", strings.Join(missing, ", "))
+		return nil, errkind.Usagef("missing shards %s", strings.Join(missing, ", "))
 	}
 	// Cells back in the canonical order, and exactly the matrix's.
 	order := map[CellKey]int{}
@@ -622,17 +631,17 @@ func merge(dirs []string) (*Results, error) {
 		order[k] = i
 	}
 	if len(out.Cells) != len(order) {
-		return nil, fmt.Errorf("the shards hold %d cells, the matrix has %d", len(out.Cells), len(order))
+		return nil, errkind.Usagef("the shards hold %d cells, the matrix has %d", len(out.Cells), len(order))
 	}
 	for _, c := range out.Cells {
 		if _, ok := order[c.CellKey]; !ok {
-			return nil, fmt.Errorf("cell %v is not in the matrix", c.CellKey)
+			return nil, errkind.Usagef("cell %v is not in the matrix", c.CellKey)
 		}
 	}
 	sort.Slice(out.Cells, func(i, j int) bool { return order[out.Cells[i].CellKey] < order[out.Cells[j].CellKey] })
 	for i := 1; i < len(out.Cells); i++ {
 		if out.Cells[i].CellKey == out.Cells[i-1].CellKey {
-			return nil, fmt.Errorf("cell %v is in two shards", out.Cells[i].CellKey)
+			return nil, errkind.Usagef("cell %v is in two shards", out.Cells[i].CellKey)
 		}
 	}
 	sort.Slice(out.Shards, func(i, j int) bool { return out.Shards[i].I < out.Shards[j].I })

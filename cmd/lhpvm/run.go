@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/figures"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/scenarios"
@@ -161,16 +162,16 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 func runRun(out io.Writer, f runFlags) error {
 	plan, err := buildRun(f)
 	if err != nil {
-		return err
+		return errkind.Usage(err)
 	}
 	cfgs, mc := plan.cfgs, plan.mc
 	tl, err := timelineOf(f, mc)
 	if err != nil {
-		return err
+		return errkind.Usage(err)
 	}
 	h, err := openBackend(mc.Backend, cfgs)
 	if err != nil {
-		var rf runFailed
+		var rf *errkind.RunError
 		if f.json && errors.As(err, &rf) { // the run could not start: no VM ran
 			_ = printJSON(out, &vmm.Result{Error: err.Error(), VMs: []*vmm.VMResult{}, Backend: mc.Backend,
 				Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}})
@@ -189,17 +190,17 @@ func runRun(out io.Writer, f runFlags) error {
 	}
 	if f.trace != "" {
 		if mc.Trace, err = trace.Create(f.trace, f.traceLimit); err != nil {
-			return fmt.Errorf("--trace: %w", err)
+			return errkind.IO(f.trace, fmt.Errorf("--trace: %w", err))
 		}
 	}
 	mc.Timeline = tl
 	res := runMachine(h, mc, cfgs...)
 	if err := finishPictures(f, mc, plan, res); err != nil {
-		return runFailed{err}
+		return err
 	}
 	if f.json {
 		if err := printJSON(out, res); err != nil {
-			return runFailed{err}
+			return errkind.Run(err)
 		}
 	} else if len(res.VMs) > 0 { // a run that never started has no table, only its error
 		if plan.about != "" {
@@ -208,7 +209,7 @@ func runRun(out io.Writer, f runFlags) error {
 		printTable(out, res)
 	}
 	if res.Err != nil {
-		return runFailed{res.Err}
+		return errkind.Run(res.Err)
 	}
 	return nil
 }
@@ -230,15 +231,15 @@ func backendHelp() string {
 func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
 	h, err := backend.Open(name)
 	if errors.Is(err, backend.ErrUnknown) {
-		return nil, fmt.Errorf("--backend: %w", err)
+		return nil, errkind.Usagef("--backend: %w", err)
 	}
 	if err != nil {
-		return nil, runFailed{err}
+		return nil, errkind.Run(err)
 	}
 	for _, cfg := range cfgs {
 		if max := h.MaxVCPUs(); max > 0 && cfg.VCPUs > max {
 			h.Close()
-			return nil, fmt.Errorf("vm %s: %d vCPUs: the %s backend allows at most %d per VM on this host", cfg.Name, cfg.VCPUs, h.Name(), max)
+			return nil, errkind.Usagef("vm %s: %d vCPUs: the %s backend allows at most %d per VM on this host", cfg.Name, cfg.VCPUs, h.Name(), max)
 		}
 		if cfg.Image == nil {
 			continue
@@ -252,7 +253,7 @@ func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
 		}
 		if err != nil {
 			h.Close()
-			return nil, fmt.Errorf("--image %s: %w", cfg.ImageName, err)
+			return nil, errkind.Usagef("--image %s: %w", cfg.ImageName, err)
 		}
 	}
 	return h, nil
@@ -307,7 +308,7 @@ func finishPictures(f runFlags, mc vmm.MachineConfig, plan runPlan, res *vmm.Res
 	if mc.Trace != nil {
 		mc.Trace.Meta(trace.S("backend", res.Backend), trace.S("lhpvm", version()))
 		if err := mc.Trace.Close(); err != nil {
-			return fmt.Errorf("--trace %s: %w", f.trace, err)
+			return errkind.IO(f.trace, fmt.Errorf("--trace %s: %w", f.trace, err))
 		}
 		res.Trace = &vmm.TraceInfo{Path: f.trace, Events: mc.Trace.Events(), Dropped: mc.Trace.Dropped()}
 	}
@@ -318,7 +319,7 @@ func finishPictures(f runFlags, mc vmm.MachineConfig, plan runPlan, res *vmm.Res
 		}
 		title = fmt.Sprintf("%s: %s, %v slices, on %s, %v-%v", title, mc.Policy, mc.Options.Slice, res.Backend, tl.From, tl.To)
 		if err := figures.Timeline(tl, title, f.timeline); err != nil {
-			return fmt.Errorf("--timeline %s: %w", f.timeline, err)
+			return errkind.IO(f.timeline, fmt.Errorf("--timeline %s: %w", f.timeline, err))
 		}
 	}
 	return nil
