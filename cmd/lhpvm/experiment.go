@@ -15,6 +15,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -167,8 +168,8 @@ func checkExperiment(f expFlags) (expPlan, error) {
 	switch {
 	case len(locks) == 0 || len(policies) == 0 || len(sizes) == 0:
 		return p, fmt.Errorf("--locks, --policies and --sizes may not be empty")
-	case f.duration < minDuration || f.duration > maxDuration:
-		return p, fmt.Errorf("--duration %v: must be between %v and %v", f.duration, minDuration, maxDuration)
+	case f.duration < runconfig.MinDuration || f.duration > runconfig.MaxDuration:
+		return p, fmt.Errorf("--duration %v: must be between %v and %v", f.duration, runconfig.MinDuration, runconfig.MaxDuration)
 	case f.vmVCPUs < 0 || f.vmVCPUs > hypercall.MaxVCPUs:
 		return p, fmt.Errorf("--vm-vcpus %d: must be between 1 and %d (or 0: one VM)", f.vmVCPUs, hypercall.MaxVCPUs)
 	case f.repeat < 1 || f.repeat > 100:
@@ -180,7 +181,7 @@ func checkExperiment(f expFlags) (expPlan, error) {
 	}
 	p.pcpus = allowed[:min(2, len(allowed))]
 	if f.pcpus != "" {
-		if p.pcpus, err = checkCPUs("--pcpus", f.pcpus, allowed); err != nil {
+		if p.pcpus, err = runconfig.CheckCPUs("--pcpus", f.pcpus, allowed); err != nil {
 			return p, err
 		}
 	}
@@ -220,7 +221,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 			}
 		}
 	}
-	h, err := openBackend(f.backend, nil)
+	h, err := runconfig.Open(f.backend, nil)
 	if err != nil {
 		return err
 	}
