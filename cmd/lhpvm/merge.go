@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/spf13/cobra"
 )
 
@@ -24,7 +25,7 @@ only hold within one machine).`,
 			if out == "" {
 				return errkind.Usage(errors.New("--out is required: where the merged results go"))
 			}
-			res, err := merge(dirs)
+			res, err := sweep.Merge(dirs)
 			if err != nil {
 				return err
 			}

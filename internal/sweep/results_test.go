@@ -1,4 +1,4 @@
-package main
+package sweep
 
 import (
 	"testing"
@@ -10,13 +10,13 @@ import (
 // ones; a reference of 810,648 and 525,195 acq/s is 667,921.5, not the
 // lower run (gonum's Quantile(0.5) gives that).
 func TestMedian(t *testing.T) {
-	assert.Equal(t, 0.0, median(nil))
-	assert.Equal(t, 3.0, median([]float64{5, 3, 1}))
-	assert.Equal(t, 667921.5, median([]float64{810648, 525195}))
-	assert.Equal(t, 2.5, median([]float64{4, 1, 3, 2}))
+	assert.Equal(t, 0.0, Median(nil))
+	assert.Equal(t, 3.0, Median([]float64{5, 3, 1}))
+	assert.Equal(t, 667921.5, Median([]float64{810648, 525195}))
+	assert.Equal(t, 2.5, Median([]float64{4, 1, 3, 2}))
 
 	ref := Reference{Before: []RunResult{{OpsPerSec: 810648}}, After: []RunResult{{OpsPerSec: 525195}}}
-	ref.summarize()
+	ref.Summarize()
 	assert.Equal(t, 667921.5, ref.OpsPerSec)
 	assert.InDelta(t, (810648-525195)/810648.0, ref.Drift, 1e-12)
 
@@ -26,7 +26,7 @@ func TestMedian(t *testing.T) {
 		{OK: true, OpsPerSec: 200, Measured: Measured{LHPEvents: 2}},
 		{OK: true, OpsPerSec: 300, Measured: Measured{LHPEvents: 3}},
 	}}
-	c.summarize(&ref)
+	c.Summarize(&ref)
 	assert.Equal(t, 250.0, c.OpsPerSec)
 	assert.EqualValues(t, 2, c.LHPEvents, "the measures of the lower middle run")
 	assert.Equal(t, 100.0, c.MinOpsPerSec)
