@@ -8,7 +8,6 @@ package errkind
 
 import (
 	"fmt"
-	"strings"
 )
 
 // UsageError is bad input: a flag, a scenario, an image, a directory that
@@ -25,22 +24,15 @@ type RunError struct{ Err error }
 func (e *RunError) Error() string { return e.Err.Error() }
 func (e *RunError) Unwrap() error { return e.Err }
 
-// IOError is a file or directory that could not be read or written.
+// IOError is a file or directory that could not be read or written: Path.
+// Its message is Err's, which names the file: an os error does, and so
+// does each message this module wraps one in ("--out DIR: ...").
 type IOError struct {
 	Path string
 	Err  error
 }
 
-// Error is the error's message, which names the path (prefixed when it
-// does not already).
-func (e *IOError) Error() string {
-	msg := e.Err.Error()
-	if e.Path == "" || strings.Contains(msg, e.Path) {
-		return msg
-	}
-	return e.Path + ": " + msg
-}
-
+func (e *IOError) Error() string { return e.Err.Error() }
 func (e *IOError) Unwrap() error { return e.Err }
 
 // Usage marks err as a usage error (nil stays nil).
