@@ -83,7 +83,7 @@ model:
 # VMM under guests made of random ring-3 code (FuzzGuestCode: every backend
 # this host has, each input a VM).
 FUZZ_TARGETS = ./vmm:FuzzParseELF ./vmm:FuzzHypercalls ./internal/scenario:FuzzParse \
-	./sched:FuzzCPUList ./cmd/lhpvm:FuzzParseSize ./internal/ptrace:FuzzDecodeStop \
+	./sched:FuzzCPUList ./internal/runconfig:FuzzParseSize ./internal/ptrace:FuzzDecodeStop \
 	./tests:FuzzGuestCode
 FUZZTIME ?= 1m
 

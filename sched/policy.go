@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -156,6 +157,10 @@ func Doc(name string) string { return registry[name].doc }
 
 // IsModifier reports whether name combines with base policies (pv, delay).
 func IsModifier(name string) bool { return registry[name].wrap != nil }
+
+// HasModifier reports whether policy spec has modifier mod: "rr+pv" and
+// "pv" have pv, "rr" has not.
+func HasModifier(spec, mod string) bool { return slices.Contains(strings.Split(spec, "+"), mod) }
 
 // Queuer is what a base policy offers to the modifiers (pv, delay) so they
 // can act on its queues without knowing them. Every base policy except host

@@ -70,11 +70,20 @@ type Scheduler struct {
 	inPlan []int // per vCPU index: pCPU it should run on, or -1
 }
 
+// Admit asks pol whether it can schedule the machine st describes (also as
+// a dry run, before any VM is built); a refusal is a *RefusedError.
+func Admit(pol Policy, st *State) error {
+	if err := pol.Admit(st); err != nil {
+		return &RefusedError{Err: err}
+	}
+	return nil
+}
+
 // NewScheduler makes a scheduler over st. clock may be nil (real time).
 func NewScheduler(st *State, pol Policy, tgt Target, clock Clock) (*Scheduler, error) {
 	st.Hints = tgt.Hints
-	if err := pol.Admit(st); err != nil {
-		return nil, &RefusedError{Err: err}
+	if err := Admit(pol, st); err != nil {
+		return nil, err
 	}
 	if clock == nil {
 		clock = realClock{time.Now()}

@@ -20,6 +20,14 @@ func TestPolicySpecs(t *testing.T) {
 	}
 }
 
+// TestHasModifier: a spec has a modifier when it is one of its parts.
+func TestHasModifier(t *testing.T) {
+	for spec, want := range map[string]bool{"pv": true, "rr+pv": true, "gang+pv+delay": true, "rr": false, "delay": false, "": false} {
+		assert.Equal(t, want, HasModifier(spec, "pv"), spec)
+	}
+	assert.True(t, HasModifier("balance+pv+delay", "delay"))
+}
+
 func TestRRTimeSlices(t *testing.T) {
 	r := newRig(t, "rr", 2, 4) // one VM, 4 vCPUs, 2 pCPUs
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())

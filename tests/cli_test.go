@@ -220,6 +220,33 @@ func TestCLIScenarioErrors(t *testing.T) {
 	}
 }
 
+// TestCLIIOErrors: a file or directory lhpvm cannot write is an I/O error,
+// not bad usage: exit 1, one line that names it.
+func TestCLIIOErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	check := func(t *testing.T, args ...string) {
+		t.Helper()
+		stdout, stderr, code := lhpvm(t, args...)
+		assert.Equal(t, 1, code, "I/O errors exit 1; stderr: %s", stderr)
+		assert.Empty(t, stdout)
+		assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+		assert.Contains(t, stderr, file+"/sub")
+		assert.Contains(t, stderr, "not a directory")
+	}
+	t.Run("experiment --out under a file", func(t *testing.T) {
+		check(t, "experiment", "--sizes", "4", "--policies", "rr", "--locks", "tas", "--quiet", "--out", filepath.Join(file, "sub"))
+	})
+	t.Run("experiment --trace under a file", func(t *testing.T) {
+		check(t, "experiment", "--sizes", "4", "--policies", "rr", "--locks", "tas", "--quiet", "--trace", filepath.Join(file, "sub"))
+	})
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		t.Run("run --trace under a file", func(t *testing.T) {
+			check(t, on(h, "run", "--workload", "hello", "--quiet", "--trace", filepath.Join(file, "sub", "t.json"))...)
+		})
+	})
+}
+
 // TestCLIRunsThatCannotStart: a run that never started prints no table of
 // zeros; --json has the error and no VMs.
 func TestCLIRunsThatCannotStart(t *testing.T) {

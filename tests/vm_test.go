@@ -2,6 +2,8 @@ package tests
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,32 +43,39 @@ func machine(t testing.TB) vmm.MachineConfig {
 	return vmm.MachineConfig{PCPUs: pcpus(t), Policy: "host", Timeout: 30 * time.Second}
 }
 
-// runM builds the VMs, runs them under one scheduler and closes them.
+// runM builds the VMs, runs them under one scheduler and closes them
+// (vmm.RunMachine), and requires that the run started and the VMs closed.
 func runM(t testing.TB, h hv.Hypervisor, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	t.Helper()
-	var vms []*vmm.VM
-	for i, cfg := range cfgs {
-		if cfg.Name == "" {
-			cfg.Name = fmt.Sprintf("vm%d", i)
-		}
-		vm, err := vmm.New(h, cfg)
-		require.NoError(t, err)
-		vms = append(vms, vm)
-	}
-	defer func() {
-		for _, vm := range vms {
-			assert.NoError(t, vm.Close())
-		}
-	}()
-	m, err := vmm.NewMachine(mc, vms...)
-	require.NoError(t, err)
-	return m.Run()
+	res := vmm.RunMachine(context.Background(), h, mc, cfgs...)
+	require.NotEmpty(t, res.VMs, "the run did not start: %v", res.Err)
+	assert.NoError(t, res.CloseErr)
+	return res
 }
 
 // run runs one VM on the default machine.
 func run(t testing.TB, h hv.Hypervisor, cfg vmm.Config) *vmm.Result {
 	t.Helper()
 	return runM(t, h, machine(t), cfg)
+}
+
+// TestRunMachineAbort: cancelling RunMachine's context ends a run under
+// way (Ctrl-C in the CLI) with the context's cause, its vCPUs stopped.
+func TestRunMachineAbort(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		stop := errors.New("interrupted")
+		time.AfterFunc(200*time.Millisecond, func() { cancel(stop) })
+		start := time.Now()
+		res := vmm.RunMachine(ctx, h, machine(t), config(t, "spin", 2))
+		assert.Less(t, time.Since(start), 10*time.Second, "ended long before the watchdog")
+		assert.False(t, res.OK)
+		assert.ErrorIs(t, res.Err, stop)
+		assert.Equal(t, "interrupted", res.Error)
+		require.Len(t, res.VMs, 1)
+		assert.Equal(t, h.Name(), res.Backend)
+		assert.NoError(t, res.CloseErr)
+	})
 }
 
 func TestHello(t *testing.T) {

@@ -27,6 +27,7 @@ type Image struct {
 	UserEntry uint64
 	Segments  []Segment
 	Symbols   []elf.Symbol // may be empty (stripped image)
+	window    Range        // the image window it was parsed for
 }
 
 // Segment is one PT_LOAD segment.
@@ -71,7 +72,7 @@ func ParseELF(b []byte, window Range) (*Image, error) {
 	if f.Type != elf.ET_EXEC {
 		return nil, badImage("type %v, want ET_EXEC (a static, non-PIE executable)", f.Type)
 	}
-	img := &Image{Entry: f.Entry}
+	img := &Image{Entry: f.Entry, window: window}
 	for i, p := range f.Progs {
 		if p.Type == elf.PT_NOTE {
 			if p.Off > uint64(len(b)) || p.Filesz > uint64(len(b))-p.Off {

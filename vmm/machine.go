@@ -67,6 +67,9 @@ type Result struct {
 	VMs           []*VMResult `json:"vms"`
 
 	Err error `json:"-"`
+	// CloseErr: closing the VMs after the run failed (RunMachine); the
+	// run's own outcome is Err.
+	CloseErr error `json:"-"`
 }
 
 // TraceInfo says where a run's trace went and how much of it.

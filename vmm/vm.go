@@ -37,11 +37,15 @@ var (
 
 // Config describes one VM.
 type Config struct {
-	Name       string
-	VCPUs      int
-	MemBytes   uint64 // 0: 64 MiB
-	Image      []byte // nil: the built-in guest
-	ImageName  string
+	Name      string
+	VCPUs     int
+	MemBytes  uint64 // 0: 64 MiB
+	Image     []byte // nil: the built-in guest
+	ImageName string
+	// Parsed is Image already parsed (ParseELF) by a caller that checked
+	// it before building anything, so that New does not parse it again;
+	// nil, or parsed for another layout: New parses Image.
+	Parsed     *Image
 	Workload   Workload
 	Iterations uint64 // per vCPU; 0 with Duration
 	// UntilOthers: the VM is a co-runner (hog) with no bound of its own; it
@@ -134,12 +138,14 @@ func New(h hv.Hypervisor, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if max := h.MaxVCPUs(); max > 0 && cfg.VCPUs > max {
-		return nil, fmt.Errorf("vCPU count %d: the %s backend allows at most %d per VM", cfg.VCPUs, h.Name(), max)
+	if err := CheckBackend(h, cfg.VCPUs, nil); err != nil {
+		return nil, err
 	}
-	img, err := ParseELF(cfg.Image, layout.Image)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
+	img := cfg.Parsed
+	if img == nil || img.window != layout.Image {
+		if img, err = ParseELF(cfg.Image, layout.Image); err != nil {
+			return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
+		}
 	}
 	if err := CheckImage(h, img); err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageName, err)
@@ -221,6 +227,30 @@ func loadCode(page, code []byte) {
 	for i := n; i < len(page); i++ {
 		page[i] = 0xcc
 	}
+}
+
+// TooManyVCPUsError: a VM wider than its backend allows on this host (KVM:
+// KVM_CAP_MAX_VCPUS).
+type TooManyVCPUsError struct {
+	VCPUs, Max int
+	Backend    string
+}
+
+func (e *TooManyVCPUsError) Error() string {
+	return fmt.Sprintf("vCPU count %d: the %s backend allows at most %d per VM", e.VCPUs, e.Backend, e.Max)
+}
+
+// CheckBackend reports whether backend h can run a VM of vcpus vCPUs
+// (else a *TooManyVCPUsError) booting img (CheckImage; nil: not checked).
+// New checks this; a caller may check it first, before anything is built.
+func CheckBackend(h hv.Hypervisor, vcpus int, img *Image) error {
+	if max := h.MaxVCPUs(); max > 0 && vcpus > max {
+		return &TooManyVCPUsError{VCPUs: vcpus, Max: max, Backend: h.Name()}
+	}
+	if img != nil {
+		return CheckImage(h, img)
+	}
+	return nil
 }
 
 // CheckImage reports whether backend h can start img: a backend that runs

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/spf13/cobra"
 )
 
@@ -58,7 +59,7 @@ Exit status 1 if none is available.`,
 					return nil
 				}
 			}
-			return runFailed{errors.New("no backend is available on this host")}
+			return errkind.Run(errors.New("no backend is available on this host"))
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")

@@ -4,7 +4,9 @@
 //
 // Exit status: 0 the run succeeded and checked itself; 1 the run failed (a
 // guest fault, a failed self-check, a timeout, a backend the host lacks or
-// a backend error); 2 a usage error.
+// a backend error) or a file could not be read or written (the message
+// names it); 2 a usage error. The libraries say which an error is
+// (internal/errkind); main alone maps that to the status.
 package main
 
 import (
@@ -12,14 +14,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/spf13/cobra"
 )
-
-// runFailed marks an error as a failed run (exit 1) rather than bad usage.
-type runFailed struct{ err error }
-
-func (e runFailed) Error() string { return e.err.Error() }
-func (e runFailed) Unwrap() error { return e.err }
 
 func main() {
 	root := &cobra.Command{
@@ -34,17 +31,32 @@ clean exit. 'lhpvm backends' says what this host has.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+		return errkind.Usagef("%w (see '%s --help')", err, c.CommandPath())
 	})
+	// Errors before a command runs are cobra's: an unknown command, a
+	// stray argument.
+	started := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
 	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd(), newBackendsCmd(), newVersionCmd(), newMergeCmd())
 	err := root.Execute()
 	if err == nil {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "lhpvm:", err)
-	var rf runFailed
-	if errors.As(err, &rf) {
-		os.Exit(1)
+	os.Exit(exitCode(err, started))
+}
+
+// exitCode maps an error to the exit status: 2 for bad usage, 1 for a
+// failed run, an I/O error, or anything else once a command has started.
+func exitCode(err error, started bool) int {
+	var usage *errkind.UsageError
+	var run *errkind.RunError
+	var io *errkind.IOError
+	switch {
+	case errors.As(err, &run), errors.As(err, &io):
+		return 1
+	case errors.As(err, &usage), !started:
+		return 2
 	}
-	os.Exit(2)
+	return 1
 }

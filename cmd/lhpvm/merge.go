@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 
+	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/spf13/cobra"
 )
 
@@ -21,9 +23,9 @@ only hold within one machine).`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, dirs []string) error {
 			if out == "" {
-				return errors.New("--out is required: where the merged results go")
+				return errkind.Usage(errors.New("--out is required: where the merged results go"))
 			}
-			res, err := merge(dirs)
+			res, err := sweep.Merge(dirs)
 			if err != nil {
 				return err
 			}

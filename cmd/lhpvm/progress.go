@@ -40,15 +40,15 @@ func newProgress(w io.Writer, all int, quiet bool) *progress {
 	return p
 }
 
-// start says which run is under way.
-func (p *progress) start(what string) {
+// Start says which run is under way.
+func (p *progress) Start(what string) {
 	if p.bar != nil {
 		p.bar.Describe(what)
 	}
 }
 
-// done counts a finished run; line says how it went.
-func (p *progress) done(line string, ok bool) {
+// Done counts a finished run; line says how it went.
+func (p *progress) Done(line string, ok bool) {
 	p.n++
 	switch {
 	case p.bar != nil:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/figures"
+	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
@@ -20,50 +23,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// runFlags are run's flags: what the run is (runconfig.Flags), and how its
+// result is shown.
 type runFlags struct {
-	vcpus      int
-	pcpus      string
-	workload   string
-	iterations uint64
-	duration   time.Duration
-	mem        string
-	timeout    time.Duration
-	image      string
-	policy     string
-	slice      time.Duration
-	skew       time.Duration
-	delayMax   time.Duration
-	boostKick  bool
+	runconfig.Flags
 	json       bool
 	quiet      bool
-	scenario   string
-	corunner   int
-	backend    string
-
-	trace          string
-	traceLimit     int
-	timeline       string
-	timelineWindow string
-
-	lock           string
-	locks          int
-	csCycles       uint64
-	thinkCycles    uint64
-	spinThreshold  uint64
-	delayHint      bool
-	preemptedAware bool
-	pvKnobs        map[string]*string // by flag name (pv-steal, ...)
-	spinHead       uint64
-
-	changed func(name string) bool // whether a flag was given
+	trace      string
+	traceLimit int
+	pvKnobs    map[string]*string // by flag name (pv-steal, ...)
 }
-
-// lockFlags only mean something to the lock workload.
-var lockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
-	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
-
-// pvFlags only mean something to the pvqspin lock.
-var pvFlags = []string{"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
 
 // policyList is one line per policy, for --help.
 func policyList() string {
@@ -115,61 +84,61 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
   lhpvm run --workload lock --vcpus 2 --corunner 2 --sched gang --duration 2s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.changed = cmd.Flags().Changed
+			f.Changed = cmd.Flags().Changed
+			f.PV = map[string]string{}
+			for name, v := range f.pvKnobs {
+				f.PV[name] = *v
+			}
 			return runRun(cmd.OutOrStdout(), f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.vcpus, "vcpus", 2, "number of vCPUs (1-1024)")
-	fl.StringVar(&f.pcpus, "pcpus", "", "host CPUs to run vCPUs on, e.g. 0,1 or 0-1 (default: all this process may use; with --scenario, the scenario's)")
-	fl.StringVar(&f.workload, "workload", "counter", "guest workload (see 'lhpvm workloads')")
-	fl.Uint64Var(&f.iterations, "iterations", 0, "operations per vCPU (default depends on the workload)")
-	fl.DurationVar(&f.duration, "duration", 0, "run for this long (1ms to 24h) instead of a number of iterations, e.g. 1s")
-	fl.StringVar(&f.mem, "mem", "64M", "guest memory: a multiple of 2 MiB from 4M to 2G, e.g. 64M, 1G")
-	fl.DurationVar(&f.timeout, "timeout", 0, "watchdog: fail the run if it has not finished by then (100ms to 24h; default 1m, or --duration plus 1m)")
-	fl.StringVar(&f.image, "image", "", "boot this guest ELF (a regular file of at most 256 MiB) instead of the built-in guest")
-	fl.StringVar(&f.policy, "sched", "host", "scheduling policy: "+policyHelp())
-	fl.DurationVar(&f.slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
-	fl.DurationVar(&f.skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this (1us to 1s)")
-	fl.DurationVar(&f.delayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section (1us to the slice)")
-	fl.BoolVar(&f.boostKick, "boost-kicked", false, "pv: a KICK hands the rest of the kicker's slice to the kicked vCPU (boost the new queue head)")
+	fl.IntVar(&f.VCPUs, "vcpus", 2, "number of vCPUs (1-1024)")
+	fl.StringVar(&f.PCPUs, "pcpus", "", "host CPUs to run vCPUs on, e.g. 0,1 or 0-1 (default: all this process may use; with --scenario, the scenario's)")
+	fl.StringVar(&f.Workload, "workload", "counter", "guest workload (see 'lhpvm workloads')")
+	fl.Uint64Var(&f.Iterations, "iterations", 0, "operations per vCPU (default depends on the workload)")
+	fl.DurationVar(&f.Duration, "duration", 0, "run for this long (1ms to 24h) instead of a number of iterations, e.g. 1s")
+	fl.StringVar(&f.Mem, "mem", "64M", "guest memory: a multiple of 2 MiB from 4M to 2G, e.g. 64M, 1G")
+	fl.DurationVar(&f.Timeout, "timeout", 0, "watchdog: fail the run if it has not finished by then (100ms to 24h; default 1m, or --duration plus 1m)")
+	fl.StringVar(&f.Image, "image", "", "boot this guest ELF (a regular file of at most 256 MiB) instead of the built-in guest")
+	fl.StringVar(&f.Policy, "sched", "host", "scheduling policy: "+policyHelp())
+	fl.DurationVar(&f.Slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
+	fl.DurationVar(&f.Skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this (1us to 1s)")
+	fl.DurationVar(&f.DelayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section (1us to the slice)")
+	fl.BoolVar(&f.BoostKick, "boost-kicked", false, "pv: a KICK hands the rest of the kicker's slice to the kicked vCPU (boost the new queue head)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
-	fl.StringVar(&f.scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
-	fl.StringVar(&f.backend, "backend", backend.Auto, "execution backend: "+backendHelp())
+	fl.StringVar(&f.Scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
+	fl.StringVar(&f.Backend, "backend", backend.Auto, "execution backend: "+backendHelp())
 	fl.StringVar(&f.trace, "trace", "", "write a Perfetto / Chrome trace of the run to this file (ui.perfetto.dev opens it)")
 	fl.IntVar(&f.traceLimit, "trace-limit", trace.DefaultLimit, "--trace: at most this many events (the file says when it was cut)")
-	fl.StringVar(&f.timeline, "timeline", "", "draw who held each pCPU, LHP and LWP marked, as an SVG (our policies only, not host)")
-	fl.StringVar(&f.timelineWindow, "timeline-window", "", "--timeline: the window, e.g. 0-200ms (default: the first 20 slices)")
-	fl.IntVar(&f.corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
-	fl.StringVar(&f.lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
-	fl.IntVar(&f.locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
-	fl.Uint64Var(&f.csCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
-	fl.Uint64Var(&f.thinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles")
-	fl.Uint64Var(&f.spinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path (at least 1)")
-	fl.BoolVar(&f.delayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
-	fl.BoolVar(&f.preemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
+	fl.StringVar(&f.Timeline, "timeline", "", "draw who held each pCPU, LHP and LWP marked, as an SVG (our policies only, not host)")
+	fl.StringVar(&f.TimelineWindow, "timeline-window", "", "--timeline: the window, e.g. 0-200ms (default: the first 20 slices)")
+	fl.IntVar(&f.Corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
+	fl.StringVar(&f.Lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
+	fl.IntVar(&f.Locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
+	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
+	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles")
+	fl.Uint64Var(&f.SpinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path (at least 1)")
+	fl.BoolVar(&f.DelayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
+	fl.BoolVar(&f.PreemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	f.pvKnobs = map[string]*string{}
 	for _, k := range vmm.PVKnobList() {
 		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc)
 	}
-	fl.Uint64Var(&f.spinHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
+	fl.Uint64Var(&f.SpinThresholdHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
 	return cmd
 }
 
 func runRun(out io.Writer, f runFlags) error {
-	plan, err := buildRun(f)
+	plan, err := runconfig.Resolve(f.Flags)
 	if err != nil {
 		return err
 	}
-	cfgs, mc := plan.cfgs, plan.mc
-	tl, err := timelineOf(f, mc)
+	cfgs, mc := plan.Configs, plan.Machine
+	h, err := runconfig.Open(mc.Backend, cfgs)
 	if err != nil {
-		return err
-	}
-	h, err := openBackend(mc.Backend, cfgs)
-	if err != nil {
-		var rf runFailed
+		var rf *errkind.RunError
 		if f.json && errors.As(err, &rf) { // the run could not start: no VM ran
 			_ = printJSON(out, &vmm.Result{Error: err.Error(), VMs: []*vmm.VMResult{}, Backend: mc.Backend,
 				Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}})
@@ -188,26 +157,25 @@ func runRun(out io.Writer, f runFlags) error {
 	}
 	if f.trace != "" {
 		if mc.Trace, err = trace.Create(f.trace, f.traceLimit); err != nil {
-			return fmt.Errorf("--trace: %w", err)
+			return errkind.IO(f.trace, fmt.Errorf("--trace: %w", err))
 		}
 	}
-	mc.Timeline = tl
 	res := runMachine(h, mc, cfgs...)
 	if err := finishPictures(f, mc, plan, res); err != nil {
-		return runFailed{err}
+		return err
 	}
 	if f.json {
 		if err := printJSON(out, res); err != nil {
-			return runFailed{err}
+			return errkind.Run(err)
 		}
 	} else if len(res.VMs) > 0 { // a run that never started has no table, only its error
-		if plan.about != "" {
-			fmt.Fprintf(out, "\n%s\n", plan.about)
+		if plan.About != "" {
+			fmt.Fprintf(out, "\n%s\n", plan.About)
 		}
 		printTable(out, res)
 	}
 	if res.Err != nil {
-		return runFailed{res.Err}
+		return errkind.Run(res.Err)
 	}
 	return nil
 }
@@ -223,144 +191,49 @@ func backendHelp() string {
 	return backend.Auto + " (kvm where /dev/kvm works, else ptrace), " + strings.Join(backend.Names(), ", ")
 }
 
-// openBackend opens the backend a run asked for (exit 1 with the reason if
-// this host lacks it) and checks that it can start every VM's image (exit 2
-// if not: the image is the user's to fix).
-func openBackend(name string, cfgs []vmm.Config) (*backend.Choice, error) {
-	h, err := backend.Open(name)
-	if errors.Is(err, backend.ErrUnknown) {
-		return nil, fmt.Errorf("--backend: %w", err)
-	}
-	if err != nil {
-		return nil, runFailed{err}
-	}
-	for _, cfg := range cfgs {
-		if max := h.MaxVCPUs(); max > 0 && cfg.VCPUs > max {
-			h.Close()
-			return nil, fmt.Errorf("vm %s: %d vCPUs: the %s backend allows at most %d per VM on this host", cfg.Name, cfg.VCPUs, h.Name(), max)
-		}
-		if cfg.Image == nil {
-			continue
-		}
-		layout, err := vmm.NewLayout(cfg.MemBytes, cfg.VCPUs)
-		if err == nil {
-			var img *vmm.Image
-			if img, err = vmm.ParseELF(cfg.Image, layout.Image); err == nil {
-				err = vmm.CheckImage(h, img)
-			}
-		}
-		if err != nil {
-			h.Close()
-			return nil, fmt.Errorf("--image %s: %w", cfg.ImageName, err)
-		}
-	}
-	return h, nil
-}
-
-// timelineOf checks --timeline and its window; nil without --timeline.
-func timelineOf(f runFlags, mc vmm.MachineConfig) (*vmm.Timeline, error) {
-	if f.timeline == "" {
-		if f.changed != nil && f.changed("timeline-window") {
-			return nil, fmt.Errorf("--timeline-window needs --timeline")
-		}
-		return nil, nil
-	}
-	if pol, err := sched.New(mc.Policy, mc.Options); err == nil && !pol.Exclusive() {
-		return nil, fmt.Errorf("--timeline: under --sched %s Linux decides who runs where, so there is no timeline to draw; use one of our policies (rr, gang, ...)", mc.Policy)
-	}
-	tl := &vmm.Timeline{From: 0, To: 20 * mc.Options.Slice}
-	if f.timelineWindow != "" {
-		from, to, err := parseWindow(f.timelineWindow)
-		if err != nil {
-			return nil, fmt.Errorf("--timeline-window %q: %w", f.timelineWindow, err)
-		}
-		tl.From, tl.To = from, to
-	}
-	return tl, nil
-}
-
-// parseWindow reads "0-200ms", "50ms-1s" or "100-300ms" (the unit of the
-// end applies to a bare start).
-func parseWindow(s string) (from, to time.Duration, err error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("want START-END, e.g. 0-200ms")
-	}
-	if to, err = time.ParseDuration(hi); err != nil {
-		return 0, 0, fmt.Errorf("%q is not a duration", hi)
-	}
-	if strings.TrimLeft(lo, "0123456789.") == "" && lo != "" {
-		lo += strings.TrimLeft(hi, "0123456789.")
-	}
-	if from, err = time.ParseDuration(lo); err != nil {
-		return 0, 0, fmt.Errorf("%q is not a duration", lo)
-	}
-	if from < 0 || to <= from {
-		return 0, 0, fmt.Errorf("the window must start at 0 or later and end after it starts")
-	}
-	return from, to, nil
-}
-
 // finishPictures closes the trace and draws the timeline of a finished run.
-func finishPictures(f runFlags, mc vmm.MachineConfig, plan runPlan, res *vmm.Result) error {
+func finishPictures(f runFlags, mc vmm.MachineConfig, plan *runconfig.Plan, res *vmm.Result) error {
 	if mc.Trace != nil {
 		mc.Trace.Meta(trace.S("backend", res.Backend), trace.S("lhpvm", version()))
 		if err := mc.Trace.Close(); err != nil {
-			return fmt.Errorf("--trace %s: %w", f.trace, err)
+			return errkind.IO(f.trace, fmt.Errorf("--trace %s: %w", f.trace, err))
 		}
 		res.Trace = &vmm.TraceInfo{Path: f.trace, Events: mc.Trace.Events(), Dropped: mc.Trace.Dropped()}
 	}
 	if tl := mc.Timeline; tl != nil && len(res.VMs) > 0 {
-		title := plan.name
+		title := plan.Name
 		if title == "" {
 			title = "lhpvm run"
 		}
 		title = fmt.Sprintf("%s: %s, %v slices, on %s, %v-%v", title, mc.Policy, mc.Options.Slice, res.Backend, tl.From, tl.To)
-		if err := figures.Timeline(tl, title, f.timeline); err != nil {
-			return fmt.Errorf("--timeline %s: %w", f.timeline, err)
+		if err := figures.Timeline(tl, title, f.Timeline); err != nil {
+			return errkind.IO(f.Timeline, fmt.Errorf("--timeline %s: %w", f.Timeline, err))
 		}
 	}
 	return nil
 }
 
-// runMachine builds the VMs on backend h and runs them under one scheduler.
-// Errors before the run (building a VM, policy admission) come back as a
-// failed Result too.
+// runMachine runs the VMs on backend h (vmm.RunMachine); Ctrl-C during the
+// run ends it like a failure, with the vCPUs stopped cleanly.
 func runMachine(h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
-	start := time.Now()
-	failed := func(err error) *vmm.Result {
-		return &vmm.Result{Err: err, Error: err.Error(), ElapsedS: time.Since(start).Seconds(), VMs: []*vmm.VMResult{},
-			Backend: h.Name(), BackendReason: h.Reason, Sched: vmm.SchedResult{Policy: mc.Policy, PCPUs: mc.PCPUs}}
-	}
-	var vms []*vmm.VM
-	defer func() {
-		for _, vm := range vms {
-			vm.Close()
-		}
-	}()
-	for _, cfg := range cfgs {
-		vm, err := vmm.New(h, cfg)
-		if err != nil {
-			return failed(fmt.Errorf("%s: %w", cfg.Name, err))
-		}
-		vms = append(vms, vm)
-	}
-	m, err := vmm.NewMachine(mc, vms...)
-	if err != nil {
-		return failed(err)
-	}
-
-	// Ctrl-C ends the run like a failure, with the vCPUs stopped cleanly.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt)
-	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer func() {
+		signal.Stop(sig)
+		close(done)
+		cancel(nil)
+	}()
 	go func() {
-		if _, ok := <-sig; ok {
-			m.Abort(errors.New("interrupted"))
+		select {
+		case <-sig:
+			cancel(errors.New("interrupted"))
+		case <-done:
 		}
 	}()
-	res := m.Run()
-	res.Backend, res.BackendReason = h.Name(), h.Reason
+	res := vmm.RunMachine(ctx, h, mc, cfgs...)
+	res.BackendReason = h.Reason
 	return res
 }
 

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/lhpvm/lhpvm/internal/sweep"
+)
+
+// The experiment's tables, in markdown, as the README quotes them.
+
+// printResults prints the cells as the markdown table the README quotes.
+func printResults(out io.Writer, res *sweep.Results) {
+	for _, ref := range res.References {
+		drift := ""
+		if ref.Drift > sweep.NoisyDrift {
+			drift = fmt.Sprintf(" It drifted %.0f %% across the matrix: its cells are flagged noisy.", 100*ref.Drift)
+		}
+		shard := ""
+		if len(res.References) > 1 {
+			shard = fmt.Sprintf(" (shard %d)", ref.Shard)
+		}
+		fmt.Fprintf(out, "Reference%s: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before and after the matrix, range %.3g-%.3g).%s\n",
+			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.After), ref.Min, ref.Max, drift)
+	}
+	m := res.Matrix
+	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s.\n\n",
+		m.Repeat, m.Duration, m.CSCycles, m.Think, res.Meta.Backend)
+	if m.Ablation != "" {
+		printAblation(out, res)
+		return
+	}
+	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---|")
+	for _, c := range res.Cells {
+		check := verdict(c)
+		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
+		if len(c.Runs) > 1 && c.OK {
+			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
+		}
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %s |\n", c.VCPUs, c.Lock, c.Policy,
+			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, check)
+	}
+	if f := res.Failed(); len(f) > 0 {
+		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
+		for _, c := range f {
+			fmt.Fprintf(out, "- %s\n", c)
+		}
+	}
+}
+
+// verdict is a cell's verdict for a table.
+func verdict(c sweep.Cell) string {
+	check := "ok"
+	if c.Noisy {
+		check = "ok, noisy"
+	}
+	if !c.OK {
+		check = "FAILED: " + c.Error
+		if c.Refused {
+			check = "refused: " + c.Error
+		}
+		if len(check) > 90 {
+			check = check[:90] + "…"
+		}
+	}
+	return check
+}
+
+// printAblation is an ablation's table: per size and policy, the lock with
+// every mechanism, then with each switched off alone.
+func printAblation(out io.Writer, res *sweep.Results) {
+	a := sweep.Ablations[res.Matrix.Ablation]
+	fmt.Fprintf(out, "Ablation %s: %s. Variants:\n", res.Matrix.Ablation, a.Doc)
+	for _, name := range res.Matrix.Variants {
+		if v, ok := sweep.LookupVariant(res.Matrix.Ablation, name); ok {
+			fmt.Fprintf(out, "- %s: %s\n", v.Name, v.Doc)
+		}
+	}
+	fmt.Fprintf(out, "\nDamage: the lock held by a vCPU that did not run / handed to a waiter that did not run, ms per run of %s.\n\n", res.Matrix.Duration)
+	fmt.Fprintln(out, "| vCPUs | policy | variant | acq/s | vs ref | spin % | acquire p99 µs | held-preempted ms | granted-preempted ms | pv_lock_stealing | pv_wait_node | pv_wait_head | pv_wait_early | pv_kick_unlock | pv_latency_wake µs | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	ms := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(*p)/1e6)
+	}
+	// Grouped by size and policy, variants in order.
+	cells := append([]sweep.Cell(nil), res.Cells...)
+	order := map[string]int{}
+	for i, v := range res.Matrix.Variants {
+		order[v] = i
+	}
+	porder := map[string]int{}
+	for i, p := range res.Matrix.Policies {
+		porder[p] = i
+	}
+	sort.SliceStable(cells, func(i, j int) bool {
+		a, b := cells[i], cells[j]
+		if a.VCPUs != b.VCPUs {
+			return a.VCPUs < b.VCPUs
+		}
+		if porder[a.Policy] != porder[b.Policy] {
+			return porder[a.Policy] < porder[b.Policy]
+		}
+		return order[a.Variant] < order[b.Variant]
+	})
+	for _, c := range cells {
+		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
+		if len(c.Runs) > 1 && c.OK {
+			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
+		}
+		e := c.LockEvents
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %.1f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
+			c.VCPUs, c.Policy, c.Variant, acq, c.Relative, 100*c.SpinFraction, c.AcquireP99Ns/1e3,
+			ms(c.HeldPreemptedNs), ms(c.GrantedPreemptedNs), e.PVLockStealing, e.PVWaitNode, e.PVWaitHead,
+			e.PVWaitEarly, e.PVKickUnlock, e.PVLatencyWake/1e3, verdict(c))
+	}
+	if f := res.Failed(); len(f) > 0 {
+		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
+		for _, c := range f {
+			fmt.Fprintf(out, "- %s\n", c)
+		}
+	}
+}

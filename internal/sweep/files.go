@@ -1,0 +1,260 @@
+package sweep
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/vmm"
+)
+
+// The files of an experiment's --out directory: results.json, which merge
+// reads back, the two CSVs and the plots.
+
+// Write puts results.json, runs.csv, cells.csv and the plots into dir. Its
+// errors are I/O errors.
+func (res *Results) Write(dir string) error {
+	return errkind.IO(dir, res.write(dir))
+}
+
+func (res *Results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	for name, write := range map[string]func(io.Writer) error{"runs.csv": res.writeRunsCSV, "cells.csv": res.writeCellsCSV} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := write(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return plotResults(res, dir)
+}
+
+// The CSV files: runs.csv has a row per run (every cell's and every
+// reference's), cells.csv a row per cell (its summary); neither mixes the
+// two, so a column's mean counts nothing twice. Their columns carry their
+// units and have results.json's names; every row says its run length,
+// pCPU count and reference.
+
+// csvKey are the columns that say which cell (or reference) a row is.
+var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
+
+// csvMeasures are a run's measures, as in results.json, then its lock
+// events (with units: vmm.LockEvents).
+func csvMeasures() []string {
+	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns"}
+	for _, e := range (&vmm.LockEvents{}).Named() {
+		h = append(h, e.Name)
+	}
+	return h
+}
+
+func csvG(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+
+func (m Measured) csv() []string {
+	ns := func(p *int64) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.FormatInt(*p, 10)
+	}
+	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
+		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs)}
+	for _, e := range m.LockEvents.Named() {
+		rec = append(rec, csvG(e.Value))
+	}
+	return rec
+}
+
+// csvCommon are the columns every row has: run length, pCPUs, reference.
+func (res *Results) csvCommon(ref *Reference) []string {
+	d, _ := time.ParseDuration(res.Matrix.Duration)
+	refOps := ""
+	if ref != nil {
+		refOps = csvG(ref.OpsPerSec)
+	}
+	return []string{csvG(d.Seconds()), strconv.Itoa(len(res.Meta.PCPUs)), refOps}
+}
+
+var csvCommonHead = []string{"duration_s", "pcpus", "ref_acq_per_s"}
+
+// writeRunsCSV writes runs.csv: kind is "cell", "reference_before" or
+// "reference_after"; run is the run's number within its cell or reference.
+func (res *Results) writeRunsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	head := append(append([]string{"kind"}, csvKey...), "run", "ok", "refused", "acq_per_s", "vs_ref")
+	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "error")
+	_ = cw.Write(head)
+	row := func(kind string, key []string, ref *Reference, i int, r RunResult) {
+		vs := ""
+		if ref != nil && ref.OpsPerSec > 0 {
+			vs = csvG(r.OpsPerSec / ref.OpsPerSec)
+		}
+		rec := append(append([]string{kind}, key...), strconv.Itoa(i+1), strconv.FormatBool(r.OK),
+			strconv.FormatBool(r.Refused), csvG(r.OpsPerSec), vs)
+		rec = append(append(append(rec, res.csvCommon(ref)...), r.Measured.csv()...), r.Error)
+		_ = cw.Write(rec)
+	}
+	for k := range res.References {
+		ref := &res.References[k]
+		key := []string{"2", "1", "ticket", "", "rr", strconv.Itoa(ref.Shard)}
+		for i, r := range ref.Before {
+			row("reference_before", key, ref, i, r)
+		}
+		for i, r := range ref.After {
+			row("reference_after", key, ref, i, r)
+		}
+	}
+	for _, c := range res.Cells {
+		ref := res.Reference(c.Shard)
+		for i, r := range c.Runs {
+			row("cell", c.csvKey(), ref, i, r)
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// writeCellsCSV writes cells.csv: each cell's summary (SummaryRule).
+func (res *Results) writeCellsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	head := append(append([]string{}, csvKey...), "runs", "ok", "refused", "acq_per_s", "min_acq_per_s", "max_acq_per_s", "vs_ref")
+	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "noisy", "error")
+	_ = cw.Write(head)
+	for _, c := range res.Cells {
+		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused),
+			csvG(c.OpsPerSec), csvG(c.MinOpsPerSec), csvG(c.MaxOpsPerSec), csvG(c.Relative))
+		rec = append(append(append(rec, res.csvCommon(res.Reference(c.Shard))...), c.Measured.csv()...),
+			strconv.FormatBool(c.Noisy), c.Error)
+		_ = cw.Write(rec)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func (c Cell) csvKey() []string {
+	return []string{strconv.Itoa(c.VCPUs), strconv.Itoa(c.VMs), c.Lock, c.Variant, c.Policy, strconv.Itoa(c.Shard)}
+}
+
+// ReadResults reads the results.json of an --out directory.
+func ReadResults(dir string) (*Results, error) {
+	path := filepath.Join(dir, "results.json")
+	b, err := host.ReadFileLimited(path, 64<<20)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errkind.Usage(err) // not an --out directory
+	case errors.As(err, &pe):
+		return nil, errkind.IO(path, err) // one that cannot be read
+	case err != nil:
+		return nil, errkind.Usage(err) // not a regular file, too large
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, errkind.Usagef("%s: not lhpvm results: %w", path, err)
+	}
+	if len(res.Shards) == 0 {
+		return nil, errkind.Usagef("%s: no shards recorded: not lhpvm experiment results", dir)
+	}
+	return &res, nil
+}
+
+// Merge joins the results of the shards of one sweep: all of 1..N, each
+// once, over the same matrix. The cells keep their own shard's reference
+// (ratios only hold within one machine).
+func Merge(dirs []string) (*Results, error) {
+	var parts []*Results
+	for _, d := range dirs {
+		r, err := ReadResults(d)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, r)
+	}
+	if len(parts) == 0 {
+		return nil, errkind.Usage(errors.New("no shard directories given"))
+	}
+	first := parts[0]
+	n := first.Shards[0].N
+	seen := map[int]string{}
+	out := &Results{Meta: first.Meta, Matrix: first.Matrix}
+	for k, p := range parts {
+		if !p.Matrix.equal(first.Matrix) {
+			return nil, errkind.Usagef("%s measured another matrix than %s (locks, policies, sizes or run parameters differ): not shards of one sweep", dirs[k], dirs[0])
+		}
+		for _, s := range p.Shards {
+			if s.N != n {
+				return nil, errkind.Usagef("%s is shard %v, %s one of %d: not shards of one sweep", dirs[k], s, dirs[0], n)
+			}
+			if d, dup := seen[s.I]; dup {
+				return nil, errkind.Usagef("shard %d/%d is in both %s and %s", s.I, n, d, dirs[k])
+			}
+			seen[s.I] = dirs[k]
+			out.Shards = append(out.Shards, s)
+		}
+		out.References = append(out.References, p.References...)
+		out.Cells = append(out.Cells, p.Cells...)
+		if p.Meta.Start.Before(out.Meta.Start) {
+			out.Meta.Start = p.Meta.Start
+		}
+		if p.Meta.End.After(out.Meta.End) {
+			out.Meta.End = p.Meta.End
+		}
+	}
+	var missing []string
+	for i := 1; i <= n; i++ {
+		if _, ok := seen[i]; !ok {
+			missing = append(missing, fmt.Sprintf("%d/%d", i, n))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errkind.Usagef("missing shards %s", strings.Join(missing, ", "))
+	}
+	// Cells back in the canonical order, and exactly the matrix's.
+	order := map[CellKey]int{}
+	for i, k := range first.Matrix.Cells() {
+		order[k] = i
+	}
+	if len(out.Cells) != len(order) {
+		return nil, errkind.Usagef("the shards hold %d cells, the matrix has %d", len(out.Cells), len(order))
+	}
+	for _, c := range out.Cells {
+		if _, ok := order[c.CellKey]; !ok {
+			return nil, errkind.Usagef("cell %v is not in the matrix", c.CellKey)
+		}
+	}
+	sort.Slice(out.Cells, func(i, j int) bool { return order[out.Cells[i].CellKey] < order[out.Cells[j].CellKey] })
+	for i := 1; i < len(out.Cells); i++ {
+		if out.Cells[i].CellKey == out.Cells[i-1].CellKey {
+			return nil, errkind.Usagef("cell %v is in two shards", out.Cells[i].CellKey)
+		}
+	}
+	sort.Slice(out.Shards, func(i, j int) bool { return out.Shards[i].I < out.Shards[j].I })
+	sort.Slice(out.References, func(i, j int) bool { return out.References[i].Shard < out.References[j].Shard })
+	return out, nil
+}

@@ -1,0 +1,193 @@
+package sweep
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/backend"
+	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/runconfig"
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vmm"
+)
+
+// Options are the experiment command's settings, as given: lists are
+// comma-separated; Changed says which flags were given.
+type Options struct {
+	Locks       string
+	Policies    string
+	Sizes       string
+	VMVCPUs     int
+	Duration    time.Duration
+	PCPUs       string
+	CSCycles    uint64
+	ThinkCycles uint64
+	Repeat      int
+	Backend     string
+	Out         string
+	Shard       string
+	Trace       string // a directory: a Perfetto trace of every run
+	Ablation    string
+	Variants    string
+
+	// Changed reports whether the flag of that name was given; nil: none.
+	Changed func(name string) bool
+}
+
+// DefaultPolicies are the policies an experiment runs unless told: every
+// one this build has of a fixed list.
+func DefaultPolicies() []string {
+	want := []string{"host", "rr", "gang", "relaxed", "balance", "monitor", "pv", "delay", "rr+pv+delay"}
+	var have []string
+	for _, p := range want {
+		if _, err := sched.New(p, sched.Options{}); err == nil {
+			have = append(have, p)
+		}
+	}
+	return have
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Plan is a checked experiment: the matrix, the part of it this run
+// measures, on which pCPUs.
+type Plan struct {
+	Matrix   Matrix
+	Shard    Shard
+	PCPUs    []int
+	Out      string // where the results go ("" nowhere)
+	Trace    string // where the traces go ("" nowhere)
+	duration time.Duration
+}
+
+// Check checks the settings of an experiment and plans it. Every error is
+// a usage error.
+func Check(o Options) (*Plan, error) {
+	p, err := check(o)
+	if err != nil {
+		return nil, errkind.Usage(err)
+	}
+	return p, nil
+}
+
+func check(o Options) (*Plan, error) {
+	changed := func(name string) bool { return o.Changed != nil && o.Changed(name) }
+	var variants []string
+	if o.Ablation != "" {
+		if changed("locks") {
+			return nil, fmt.Errorf("--locks: an ablation runs its own lock (%s: %s)", o.Ablation, Ablations[o.Ablation].Lock)
+		}
+		lock, vs, err := checkAblation(o.Ablation, o.Variants)
+		if err != nil {
+			return nil, err
+		}
+		o.Locks, variants = lock, vs
+		if !changed("policies") {
+			o.Policies = "rr,pv"
+		}
+	} else if changed("variants") {
+		return nil, fmt.Errorf("--variants needs --ablation")
+	}
+	locks, policies := splitList(o.Locks), splitList(o.Policies)
+	var sizes []int
+	for _, s := range splitList(o.Sizes) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > hypercall.MaxVCPUs {
+			return nil, fmt.Errorf("--sizes: %q is not a vCPU count", s)
+		}
+		sizes = append(sizes, n)
+	}
+	for _, l := range locks {
+		if _, err := vmm.LookupLock(l); err != nil {
+			return nil, fmt.Errorf("--locks: %w", err)
+		}
+	}
+	for _, pol := range policies {
+		if _, err := sched.New(pol, sched.Options{}); err != nil {
+			return nil, fmt.Errorf("--policies: %w", err)
+		}
+	}
+	switch {
+	case len(locks) == 0 || len(policies) == 0 || len(sizes) == 0:
+		return nil, fmt.Errorf("--locks, --policies and --sizes may not be empty")
+	case o.Duration < runconfig.MinDuration || o.Duration > runconfig.MaxDuration:
+		return nil, fmt.Errorf("--duration %v: must be between %v and %v", o.Duration, runconfig.MinDuration, runconfig.MaxDuration)
+	case o.VMVCPUs < 0 || o.VMVCPUs > hypercall.MaxVCPUs:
+		return nil, fmt.Errorf("--vm-vcpus %d: must be between 1 and %d (or 0: one VM)", o.VMVCPUs, hypercall.MaxVCPUs)
+	case o.Repeat < 1 || o.Repeat > 100:
+		return nil, fmt.Errorf("--repeat %d: must be between 1 and 100", o.Repeat)
+	}
+	allowed, err := host.AllowedCPUs()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{PCPUs: allowed[:min(2, len(allowed))], Out: o.Out, Trace: o.Trace, duration: o.Duration}
+	if o.PCPUs != "" {
+		if p.PCPUs, err = runconfig.CheckCPUs("--pcpus", o.PCPUs, allowed); err != nil {
+			return nil, err
+		}
+	}
+	if err := backend.Check(o.Backend); err != nil {
+		return nil, fmt.Errorf("--backend: %w", err)
+	}
+	p.Shard = Shard{I: 1, N: 1}
+	if o.Shard != "" {
+		if p.Shard, err = ParseShard(o.Shard); err != nil {
+			return nil, fmt.Errorf("--shard %w", err)
+		}
+		if o.Out == "" {
+			return nil, fmt.Errorf("--shard needs --out: a shard's results are for lhpvm merge")
+		}
+	}
+	be := o.Backend
+	if be == "" {
+		be = backend.Auto
+	}
+	p.Matrix = Matrix{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: o.VMVCPUs, Duration: o.Duration.String(),
+		Repeat: o.Repeat, CSCycles: o.CSCycles, Think: o.ThinkCycles, Backend: be, Ablation: o.Ablation, Variants: variants}
+	if len(p.Matrix.Cells()) == 0 {
+		return nil, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", o.Variants, o.Policies)
+	}
+	return p, nil
+}
+
+// MakeDirs creates the directories the experiment writes into, before it
+// runs (I/O errors).
+func (p *Plan) MakeDirs() error {
+	for _, dir := range []string{p.Out, p.Trace} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return errkind.IO(dir, fmt.Errorf("creating %s: %w", dir, err))
+			}
+		}
+	}
+	return nil
+}
+
+// Mine are the cells this run measures: its shard's.
+func (p *Plan) Mine() []CellKey {
+	var mine []CellKey
+	for i, k := range p.Matrix.Cells() {
+		if p.Shard.Owns(i) {
+			mine = append(mine, k)
+		}
+	}
+	return mine
+}
+
+// Runs is how many runs the experiment makes: the reference's twice, then
+// the cells'.
+func (p *Plan) Runs() int { return 2*p.Matrix.Repeat + len(p.Mine())*p.Matrix.Repeat }

@@ -1,0 +1,312 @@
+package sweep
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vmm"
+)
+
+// An experiment's results: what `experiment --out` writes and `merge` reads
+// back and writes again, so a merged sweep has the same files as one run.
+
+// Matrix is what an experiment measures: every (size, lock, policy) cell,
+// with the run parameters. Shards of one sweep have equal matrices.
+type Matrix struct {
+	Locks    []string `json:"locks"`
+	Policies []string `json:"policies"`
+	Sizes    []int    `json:"sizes"`
+	VMVCPUs  int      `json:"vm_vcpus"`
+	Duration string   `json:"duration"`
+	Repeat   int      `json:"repeat"`
+	CSCycles uint64   `json:"cs_cycles"`
+	Think    uint64   `json:"think_cycles"`
+	Backend  string   `json:"backend"` // as asked for (auto, kvm, ptrace)
+	// Ablation names the ablation the matrix is (experiment --ablation),
+	// Variants its variants of the lock; both empty for a plain matrix.
+	Ablation string   `json:"ablation,omitempty"`
+	Variants []string `json:"variants,omitempty"`
+}
+
+// cells lists the matrix's cells in their canonical order: by size, then
+// lock, then variant, then policy. Shards partition this list. A variant
+// that only differs under a pv policy has no cell under the others.
+func (m Matrix) Cells() []CellKey {
+	var ks []CellKey
+	variants := m.Variants
+	if len(variants) == 0 {
+		variants = []string{""}
+	}
+	for _, n := range m.Sizes {
+		for _, l := range m.Locks {
+			for _, v := range variants {
+				for _, p := range m.Policies {
+					if vr, ok := LookupVariant(m.Ablation, v); ok && vr.NeedsPV && !sched.HasModifier(p, "pv") {
+						continue
+					}
+					ks = append(ks, CellKey{VCPUs: n, Lock: l, Variant: v, Policy: p})
+				}
+			}
+		}
+	}
+	return ks
+}
+
+func (m Matrix) equal(o Matrix) bool {
+	a, _ := json.Marshal(m)
+	b, _ := json.Marshal(o)
+	return string(a) == string(b)
+}
+
+// CellKey names a cell.
+type CellKey struct {
+	VCPUs   int    `json:"vcpus"`
+	Lock    string `json:"lock"`
+	Variant string `json:"variant,omitempty"` // of an ablation
+	Policy  string `json:"policy"`
+}
+
+func (k CellKey) String() string {
+	if k.Variant != "" {
+		return fmt.Sprintf("%d vCPUs, %s %s, %s", k.VCPUs, k.Lock, k.Variant, k.Policy)
+	}
+	return fmt.Sprintf("%d vCPUs, %s, %s", k.VCPUs, k.Lock, k.Policy)
+}
+
+// Shard is which part of the matrix a results file holds.
+type Shard struct {
+	I int `json:"i"` // 1-based
+	N int `json:"n"`
+}
+
+func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.I, s.N) }
+
+// ParseShard reads "i/n".
+func ParseShard(s string) (Shard, error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || n > 10000 || i < 1 || i > n {
+		return Shard{}, fmt.Errorf("%q: want I/N with 1 <= I <= N, e.g. 1/4", s)
+	}
+	return Shard{I: i, N: n}, nil
+}
+
+// Owns reports whether cell number idx (in canonical order) is the shard's.
+func (s Shard) Owns(idx int) bool { return idx%s.N == s.I-1 }
+
+// RunResult is one run of a cell or of the reference.
+type RunResult struct {
+	OK        bool    `json:"ok"`
+	Refused   bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
+	Error     string  `json:"error"`
+	OpsPerSec float64 `json:"acq_per_s"`
+	ElapsedS  float64 `json:"elapsed_s"`
+	Measured
+}
+
+// Measured is what a run measured beside its throughput (a cell: its
+// median run's).
+type Measured struct {
+	SpinFraction float64 `json:"spin_fraction"`
+	LHPEvents    uint64  `json:"lhp_events"`
+	LWPEvents    uint64  `json:"lwp_events"`
+	// AcquireP99Ns: the 99th percentile of an acquisition, over the VMs.
+	AcquireP99Ns float64 `json:"acquire_p99_ns"`
+	// The damage times, summed over the VMs; null under the host policy.
+	HeldPreemptedNs    *int64         `json:"held_preempted_ns"`
+	GrantedPreemptedNs *int64         `json:"granted_preempted_ns"`
+	LockEvents         vmm.LockEvents `json:"lock_events"`
+}
+
+// Cell is a cell with all its runs and their summary: the median run's
+// numbers, the throughput range, and against the reference of its shard.
+type Cell struct {
+	CellKey
+	VMs          int         `json:"vms"`
+	Shard        int         `json:"shard"` // which shard measured it (1 unsharded)
+	Runs         []RunResult `json:"runs"`
+	OK           bool        `json:"ok"`
+	Refused      bool        `json:"refused"`
+	Error        string      `json:"error"`
+	OpsPerSec    float64     `json:"acq_per_s"` // the median of its runs
+	MinOpsPerSec float64     `json:"min_acq_per_s"`
+	MaxOpsPerSec float64     `json:"max_acq_per_s"`
+	Relative     float64     `json:"vs_ref"` // to its shard's reference
+	Measured                 // the median run's
+	// Noisy: the reference of its shard drifted more than NoisyDrift
+	// between before and after the matrix.
+	Noisy bool `json:"noisy"`
+}
+
+// Reference is one shard's reference: ticket lock, 2 vCPUs on the pCPUs
+// under rr, measured before and after its cells.
+type Reference struct {
+	Shard     int         `json:"shard"`
+	Before    []RunResult `json:"before"`
+	After     []RunResult `json:"after"`
+	OpsPerSec float64     `json:"acq_per_s"` // the median of all of them
+	Min       float64     `json:"min_acq_per_s"`
+	Max       float64     `json:"max_acq_per_s"`
+	Drift     float64     `json:"drift"` // |median after - median before| / median before
+}
+
+// NoisyDrift is how far the reference may drift across the matrix before
+// the cells it normalises are flagged noisy.
+const NoisyDrift = 0.10
+
+// Meta says what measured the results, where and when.
+type Meta struct {
+	Version  string    `json:"lhpvm"`
+	Commit   string    `json:"commit"`
+	Backend  string    `json:"backend"` // the one that ran
+	Kernel   string    `json:"kernel"`
+	CPUModel string    `json:"cpu_model"`
+	PCPUs    []int     `json:"pcpus"`
+	Args     []string  `json:"args"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	// How the reference and the cells were summarised from their runs,
+	// and the reference drift above which cells are flagged noisy.
+	Summary    map[string]string `json:"summary"`
+	NoisyDrift float64           `json:"noisy_drift_limit"`
+}
+
+// Results is results.json.
+type Results struct {
+	Meta       Meta        `json:"meta"`
+	Matrix     Matrix      `json:"matrix"`
+	Shards     []Shard     `json:"shards"` // what these results hold: one shard, or all of a merge
+	References []Reference `json:"references"`
+	Cells      []Cell      `json:"cells"`
+}
+
+// Summarize fills a cell's summary from its runs: the median run by
+// throughput; a failed run fails the cell.
+func (c *Cell) Summarize(ref *Reference) {
+	c.OK, c.Refused, c.Error = true, false, ""
+	var ok []RunResult
+	for _, r := range c.Runs {
+		if !r.OK {
+			c.OK, c.Refused, c.Error = false, r.Refused, r.Error
+			return
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		c.OK, c.Error = false, "no runs"
+		return
+	}
+	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
+	c.OpsPerSec = Median(opsPerSec(ok))
+	// The other measures are one real run's, the one nearest the
+	// median: for an even count the lower of the two middle runs.
+	c.Measured = ok[(len(ok)-1)/2].Measured
+	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
+	if ref != nil && ref.OpsPerSec > 0 {
+		c.Relative = c.OpsPerSec / ref.OpsPerSec
+		c.Noisy = ref.Drift > NoisyDrift
+	}
+}
+
+// SummaryRule says in the results how the reference and each cell were
+// summarised from their runs.
+var SummaryRule = map[string]string{
+	"reference":         "acq_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
+	"cell_acq_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
+	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
+	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),
+	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),
+}
+
+// Median is the median of xs: the middle value, or the mean of the two
+// middle values for an even count (0 for none). gonum's stat.Quantile
+// returns the lower middle value for an even count, with either of its
+// cumulant kinds.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func opsPerSec(rs []RunResult) []float64 {
+	xs := make([]float64, 0, len(rs))
+	for _, x := range rs {
+		xs = append(xs, x.OpsPerSec)
+	}
+	return xs
+}
+
+// Summarize computes the reference's median, range and drift.
+func (r *Reference) Summarize() {
+	med := func(rs []RunResult) float64 { return Median(opsPerSec(rs)) }
+	all := append(append([]RunResult(nil), r.Before...), r.After...)
+	r.OpsPerSec = med(all)
+	r.Min, r.Max = 0, 0
+	for i, x := range all {
+		if i == 0 || x.OpsPerSec < r.Min {
+			r.Min = x.OpsPerSec
+		}
+		r.Max = max(r.Max, x.OpsPerSec)
+	}
+	if b, a := med(r.Before), med(r.After); b > 0 && len(r.After) > 0 {
+		r.Drift = abs(a-b) / b
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// Failed lists the cells that failed (refused ones are not failures).
+func (res *Results) Failed() []string {
+	var f []string
+	for _, c := range res.Cells {
+		if !c.OK && !c.Refused {
+			f = append(f, fmt.Sprintf("%v: %s", c.CellKey, c.Error))
+		}
+	}
+	return f
+}
+
+// Reference returns the reference of shard i.
+func (res *Results) Reference(i int) *Reference {
+	for k := range res.References {
+		if res.References[k].Shard == i {
+			return &res.References[k]
+		}
+	}
+	return nil
+}
+
+// HostFacts are the kernel and CPU model, for the metadata.
+func HostFacts() (kernel, cpu string) {
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return kernel, cpu
+}

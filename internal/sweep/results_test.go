@@ -1,0 +1,34 @@
+package sweep
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestMedian: a median is the middle value, or the mean of the two middle
+// ones; a reference of 810,648 and 525,195 acq/s is 667,921.5, not the
+// lower run (gonum's Quantile(0.5) gives that).
+func TestMedian(t *testing.T) {
+	assert.Equal(t, 0.0, Median(nil))
+	assert.Equal(t, 3.0, Median([]float64{5, 3, 1}))
+	assert.Equal(t, 667921.5, Median([]float64{810648, 525195}))
+	assert.Equal(t, 2.5, Median([]float64{4, 1, 3, 2}))
+
+	ref := Reference{Before: []RunResult{{OpsPerSec: 810648}}, After: []RunResult{{OpsPerSec: 525195}}}
+	ref.Summarize()
+	assert.Equal(t, 667921.5, ref.OpsPerSec)
+	assert.InDelta(t, (810648-525195)/810648.0, ref.Drift, 1e-12)
+
+	c := Cell{Runs: []RunResult{
+		{OK: true, OpsPerSec: 100, Measured: Measured{LHPEvents: 1}},
+		{OK: true, OpsPerSec: 400, Measured: Measured{LHPEvents: 4}},
+		{OK: true, OpsPerSec: 200, Measured: Measured{LHPEvents: 2}},
+		{OK: true, OpsPerSec: 300, Measured: Measured{LHPEvents: 3}},
+	}}
+	c.Summarize(&ref)
+	assert.Equal(t, 250.0, c.OpsPerSec)
+	assert.EqualValues(t, 2, c.LHPEvents, "the measures of the lower middle run")
+	assert.Equal(t, 100.0, c.MinOpsPerSec)
+	assert.Equal(t, 400.0, c.MaxOpsPerSec)
+}

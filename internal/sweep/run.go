@@ -1,0 +1,198 @@
+package sweep
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/runconfig"
+	"github.com/lhpvm/lhpvm/internal/scenario"
+	"github.com/lhpvm/lhpvm/internal/trace"
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vmm"
+)
+
+// RunFunc runs one machine: vmm.RunMachine on the experiment's backend
+// (the CLI's, with Ctrl-C), or a fake in a test.
+type RunFunc func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result
+
+// Progress hears of the runs as they happen.
+type Progress interface {
+	// Start says which run is under way.
+	Start(what string)
+	// Done counts a finished run; line says how it went, ok whether it
+	// went well (a refused cell is not a failure).
+	Done(line string, ok bool)
+}
+
+type noProgress struct{}
+
+func (noProgress) Start(string)      {}
+func (noProgress) Done(string, bool) {}
+
+// refKey is the reference: ticket lock, 2 vCPUs on the pCPUs, rr.
+var refKey = CellKey{VCPUs: 2, Lock: "ticket", Policy: "rr"}
+
+// Run runs the experiment: the reference, every cell of its shard Repeat
+// times (a cell that fails or is refused is not run again), the reference
+// again; then it summarises them. meta says what runs it (version,
+// commit, backend, command line); Run adds the host, the pCPUs and the
+// times. A failed reference run ends it with a run failure: no cell could
+// be compared.
+func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
+	if prog == nil {
+		prog = noProgress{}
+	}
+	meta.Kernel, meta.CPUModel = HostFacts()
+	meta.PCPUs, meta.Start, meta.Summary, meta.NoisyDrift = p.PCPUs, time.Now(), SummaryRule, NoisyDrift
+	res := &Results{Matrix: p.Matrix, Shards: []Shard{p.Shard}, Meta: meta}
+	repeat := p.Matrix.Repeat
+
+	runs := 0
+	once := func(k CellKey) (RunResult, int) {
+		runs++
+		tracePath := ""
+		if p.Trace != "" {
+			lock := k.Lock
+			if k.Variant != "" {
+				lock += "-" + k.Variant
+			}
+			tracePath = filepath.Join(p.Trace, fmt.Sprintf("%dvcpus-%s-%s-%d.json", k.VCPUs, lock, k.Policy, runs))
+		}
+		return p.runCell(run, k, tracePath)
+	}
+	ref := &Reference{Shard: p.Shard.I}
+	reference := func(into *[]RunResult, when string) error {
+		for i := 0; i < repeat; i++ {
+			prog.Start(fmt.Sprintf("reference (%s)", when))
+			r, _ := once(refKey)
+			*into = append(*into, r)
+			prog.Done(fmt.Sprintf("reference (%s), run %d: %.3g acq/s", when, i+1, r.OpsPerSec), r.OK)
+			if !r.OK {
+				return errkind.Run(fmt.Errorf("the reference run (ticket, 2 vCPUs, rr) failed %s the matrix, so no cell can be compared: %s", when, r.Error))
+			}
+		}
+		return nil
+	}
+	if err := reference(&ref.Before, "before"); err != nil {
+		return nil, err
+	}
+	for _, k := range p.Mine() {
+		c := Cell{CellKey: k, Shard: p.Shard.I}
+		for i := 0; i < repeat; i++ {
+			prog.Start(k.String())
+			r, vms := once(k)
+			c.VMs = vms
+			c.Runs = append(c.Runs, r)
+			state := fmt.Sprintf("%.3g acq/s", r.OpsPerSec)
+			switch {
+			case r.Refused:
+				state = "refused"
+			case !r.OK:
+				state = "FAILED: " + r.Error
+			}
+			prog.Done(fmt.Sprintf("%v, run %d: %s", k, i+1, state), r.OK || r.Refused)
+			if !r.OK {
+				break // the cell has failed (or cannot run): no more runs of it
+			}
+		}
+		res.Cells = append(res.Cells, c)
+	}
+	if err := reference(&ref.After, "after"); err != nil {
+		return nil, err
+	}
+	ref.Summarize()
+	res.References = []Reference{*ref}
+	for i := range res.Cells {
+		res.Cells[i].Summarize(ref)
+	}
+	res.Meta.End = time.Now()
+	return res, nil
+}
+
+// cell is the scenario of cell k: its VMs (one, or VMs of VMVCPUs), the
+// guest options its policy reads (runconfig.FollowPolicy), its variant's
+// knobs, under the policy on the pCPUs.
+func (p *Plan) cell(k CellKey) scenario.Scenario {
+	m := p.Matrix
+	per := k.VCPUs
+	if m.VMVCPUs > 0 {
+		per = m.VMVCPUs
+	}
+	var v Variant
+	if k.Variant != "" {
+		v, _ = LookupVariant(m.Ablation, k.Variant)
+	}
+	sc := scenario.Scenario{PCPUs: sched.FormatCPUList(p.PCPUs), Duration: scenario.Duration(p.duration),
+		Sched: scenario.Sched{Policy: k.Policy, BoostKicked: v.Boost && sched.HasModifier(k.Policy, "pv")}}
+	for left, i := k.VCPUs, 0; left > 0; i++ {
+		n := min(per, left)
+		vm := scenario.VM{Name: fmt.Sprintf("vm%d", i), VCPUs: n, Workload: "lock", Lock: k.Lock,
+			CSCycles: m.CSCycles, ThinkCycles: m.Think}
+		v.apply(&vm)
+		runconfig.FollowPolicy(&vm, k.Policy)
+		sc.VMs = append(sc.VMs, vm)
+		left -= n
+	}
+	return sc
+}
+
+// runCell runs cell k once, resolved as any run is (runconfig), and says
+// how many VMs it has.
+func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string) (RunResult, int) {
+	sc := p.cell(k)
+	var r RunResult
+	plan, err := runconfig.FromScenario(sc)
+	if err != nil { // the policy refuses the machine (gang and a VM wider than the pCPUs)
+		var refused *sched.RefusedError
+		r.Refused, r.Error = errors.As(err, &refused), err.Error()
+		return r, len(sc.VMs)
+	}
+	mc := plan.Machine
+	if tracePath != "" {
+		w, err := trace.Create(tracePath, trace.DefaultLimit)
+		if err != nil {
+			r.Error = fmt.Sprintf("--trace: %v", err)
+			return r, len(sc.VMs)
+		}
+		mc.Trace = w
+		defer w.Close()
+	}
+	return measure(run(mc, plan.Configs...)), len(sc.VMs)
+}
+
+// measure is what a run of a cell measured: the throughput of all its
+// VMs, their spin fraction weighted by vCPUs, the worst acquire p99, the
+// lock events and damage times summed.
+func measure(res *vmm.Result) RunResult {
+	var r RunResult
+	r.OK, r.Error, r.ElapsedS = res.OK, res.Error, res.ElapsedS
+	var refused *sched.RefusedError
+	r.Refused = errors.As(res.Err, &refused)
+	var spin, n float64
+	for i, vm := range res.VMs {
+		r.OpsPerSec += vm.OpsPerSec
+		l := vm.LockStats
+		if l == nil {
+			continue
+		}
+		spin += l.SpinFraction * float64(vm.VCPUs)
+		n += float64(vm.VCPUs)
+		r.AcquireP99Ns = max(r.AcquireP99Ns, l.AcquireNs.P99)
+		r.LockEvents.Merge(l.Events)
+		if i == 0 && l.HeldPreemptedNs != nil && l.GrantedPreemptedNs != nil {
+			h, g := *l.HeldPreemptedNs, *l.GrantedPreemptedNs
+			r.HeldPreemptedNs, r.GrantedPreemptedNs = &h, &g
+		} else if r.HeldPreemptedNs != nil && l.HeldPreemptedNs != nil {
+			*r.HeldPreemptedNs += *l.HeldPreemptedNs
+			*r.GrantedPreemptedNs += *l.GrantedPreemptedNs
+		}
+	}
+	if n > 0 {
+		r.SpinFraction = spin / n
+	}
+	r.LHPEvents, r.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
+	return r
+}

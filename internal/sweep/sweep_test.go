@@ -1,0 +1,451 @@
+package sweep
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/sched"
+	"github.com/lhpvm/lhpvm/vmm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var matrix = Matrix{Locks: []string{"ticket", "tas"}, Policies: []string{"rr", "pv"}, Sizes: []int{2, 4},
+	Duration: "300ms", Repeat: 2, CSCycles: 1000, Think: 2000, Backend: "auto"}
+
+// TestCells: the canonical order is by size, lock, variant and policy; a
+// variant that needs pv has no cell under a policy without it.
+func TestCells(t *testing.T) {
+	ks := matrix.Cells()
+	require.Len(t, ks, 8)
+	assert.Equal(t, CellKey{VCPUs: 2, Lock: "ticket", Policy: "rr"}, ks[0])
+	assert.Equal(t, CellKey{VCPUs: 2, Lock: "ticket", Policy: "pv"}, ks[1])
+	assert.Equal(t, CellKey{VCPUs: 2, Lock: "tas", Policy: "rr"}, ks[2])
+	assert.Equal(t, CellKey{VCPUs: 4, Lock: "tas", Policy: "pv"}, ks[7])
+
+	abl := Matrix{Locks: []string{"pvqspin"}, Policies: []string{"rr", "pv"}, Sizes: []int{4},
+		Ablation: "pvqspin", Variants: []string{"full", "no-boost"}}
+	var got []string
+	for _, k := range abl.Cells() {
+		got = append(got, k.String())
+	}
+	assert.Equal(t, []string{"4 vCPUs, pvqspin full, rr", "4 vCPUs, pvqspin full, pv", "4 vCPUs, pvqspin no-boost, pv"}, got)
+}
+
+// TestShards: the shards of a matrix partition its cells: each cell in
+// exactly one shard, round-robin in canonical order.
+func TestShards(t *testing.T) {
+	n := len(matrix.Cells())
+	for shards := 1; shards <= n+1; shards++ {
+		owners := make([]int, n)
+		for i := 1; i <= shards; i++ {
+			for idx := range matrix.Cells() {
+				if (Shard{I: i, N: shards}).Owns(idx) {
+					owners[idx]++
+					assert.Equal(t, i, idx%shards+1)
+				}
+			}
+		}
+		for idx, o := range owners {
+			assert.Equal(t, 1, o, "cell %d of %d shards", idx, shards)
+		}
+	}
+	s, err := ParseShard("3/4")
+	require.NoError(t, err)
+	assert.Equal(t, Shard{I: 3, N: 4}, s)
+	assert.Equal(t, "3/4", s.String())
+	for _, bad := range []string{"", "1", "0/4", "5/4", "1/0", "a/b", "1/10001", "-1/2"} {
+		_, err := ParseShard(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+// results makes the results of shard i of n of m, as experiment --out
+// writes them, with a reference and one run per cell.
+func results(m Matrix, i, n int) *Results {
+	res := &Results{Matrix: m, Shards: []Shard{{I: i, N: n}},
+		Meta: Meta{Backend: "ptrace", PCPUs: []int{0, 1}, Start: time.Unix(int64(1000+i), 0), End: time.Unix(int64(2000+i), 0)}}
+	ref := Reference{Shard: i, Before: []RunResult{{OK: true, OpsPerSec: 100}}, After: []RunResult{{OK: true, OpsPerSec: 100}}}
+	ref.Summarize()
+	res.References = []Reference{ref}
+	for idx, k := range m.Cells() {
+		if (Shard{I: i, N: n}).Owns(idx) {
+			c := Cell{CellKey: k, Shard: i, VMs: 1, Runs: []RunResult{{OK: true, OpsPerSec: float64(10 * (idx + 1))}}}
+			c.Summarize(&ref)
+			res.Cells = append(res.Cells, c)
+		}
+	}
+	return res
+}
+
+// save writes res's results.json into a new directory.
+func save(t *testing.T, res *Results) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644))
+	return dir
+}
+
+func TestMerge(t *testing.T) {
+	s1, s2, s3 := save(t, results(matrix, 1, 3)), save(t, results(matrix, 2, 3)), save(t, results(matrix, 3, 3))
+	res, err := Merge([]string{s3, s1, s2})
+	require.NoError(t, err)
+	assert.Equal(t, []Shard{{1, 3}, {2, 3}, {3, 3}}, res.Shards)
+	require.Len(t, res.Cells, len(matrix.Cells()))
+	for i, k := range matrix.Cells() {
+		assert.Equal(t, k, res.Cells[i].CellKey, "the canonical order")
+		assert.Equal(t, i%3+1, res.Cells[i].Shard, "each cell keeps its shard")
+	}
+	require.Len(t, res.References, 3)
+	for i, r := range res.References {
+		assert.Equal(t, i+1, r.Shard)
+	}
+	assert.Equal(t, time.Unix(1001, 0), res.Meta.Start.Local(), "the earliest start")
+	assert.Equal(t, time.Unix(2003, 0), res.Meta.End.Local(), "the latest end")
+}
+
+// TestMergeRefuses: what is not all the shards of one sweep is refused,
+// in one line, as bad usage.
+func TestMergeRefuses(t *testing.T) {
+	s1, s2 := save(t, results(matrix, 1, 2)), save(t, results(matrix, 2, 2))
+	other := matrix
+	other.Repeat = 3
+	extra := results(matrix, 2, 2)
+	extra.Cells = append(extra.Cells, Cell{CellKey: CellKey{VCPUs: 8, Lock: "tas", Policy: "rr"}, Shard: 2})
+	dup := results(matrix, 2, 2)
+	dup.Cells[0].CellKey = results(matrix, 1, 2).Cells[0].CellKey
+	noShards := results(matrix, 1, 1)
+	noShards.Shards = nil
+	notJSON := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(notJSON, "results.json"), []byte("{"), 0o644))
+	empty := t.TempDir()
+	for name, tt := range map[string]struct {
+		dirs []string
+		want string
+	}{
+		"missing":    {[]string{s1}, "missing shards 2/2"},
+		"overlap":    {[]string{s1, s1}, "shard 1/2 is in both " + s1 + " and " + s1},
+		"mismatched": {[]string{s1, save(t, results(other, 2, 2))}, "measured another matrix than " + s1},
+		"another N":  {[]string{s1, save(t, results(matrix, 2, 3))}, "is shard 2/3, " + s1 + " one of 2: not shards of one sweep"},
+		"extra cell": {[]string{s1, save(t, extra)}, "the shards hold 9 cells, the matrix has 8"},
+		"dup cell":   {[]string{s1, save(t, dup)}, "is in two shards"},
+		"no shards":  {[]string{save(t, noShards)}, "no shards recorded: not lhpvm experiment results"},
+		"not JSON":   {[]string{notJSON}, "not lhpvm results"},
+		"no results": {[]string{empty}, "no such file or directory"},
+		"none":       {nil, "no shard directories given"},
+		"good first": {[]string{s1, s2, empty}, "no such file or directory"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Merge(tt.dirs)
+			var u *errkind.UsageError
+			require.ErrorAs(t, err, &u)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+// TestReadResultsErrors: a directory without results.json is bad usage; a
+// results.json that cannot be read is an I/O error.
+func TestReadResultsErrors(t *testing.T) {
+	_, err := ReadResults(t.TempDir())
+	var u *errkind.UsageError
+	require.ErrorAs(t, err, &u)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "results.json"), 0o755))
+	_, err = ReadResults(dir)
+	require.ErrorAs(t, err, &u, "a directory where the file should be")
+	assert.Contains(t, err.Error(), "not a regular file")
+}
+
+func readCSV(t *testing.T, write func(w *bytes.Buffer) error) [][]string {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, write(&b))
+	rows, err := csv.NewReader(&b).ReadAll()
+	require.NoError(t, err)
+	return rows
+}
+
+// TestCSV: the columns of runs.csv and cells.csv, named as results.json
+// names them, with their units; a row per run and a row per cell.
+func TestCSV(t *testing.T) {
+	res := results(matrix, 1, 1)
+	ns := int64(1500)
+	res.Cells[0].Runs[0].HeldPreemptedNs = &ns
+	res.Cells[0].Summarize(&res.References[0])
+	events := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head", "pv_wait_early",
+		"pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake", "pv_hash_hops", "pv_latency_kick_ns", "pv_latency_wake_ns"}
+	measures := append([]string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns"}, events...)
+
+	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
+	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s", "vs_ref",
+		"duration_s", "pcpus", "ref_acq_per_s"}, measures...)
+	assert.Equal(t, append(head, "error"), runs[0])
+	require.Len(t, runs, 1+2+8, "a header, the reference's runs before and after, a run per cell")
+	col := func(rows [][]string, name string) int {
+		for i, c := range rows[0] {
+			if c == name {
+				return i
+			}
+		}
+		t.Fatalf("no column %s", name)
+		return -1
+	}
+	assert.Equal(t, "reference_before", runs[1][0])
+	assert.Equal(t, "reference_after", runs[2][0])
+	assert.Equal(t, []string{"2", "1", "ticket", "", "rr", "1"}, runs[1][1:7], "the reference's key")
+	assert.Equal(t, "cell", runs[3][0])
+	assert.Equal(t, "0.3", runs[3][col(runs, "duration_s")])
+	assert.Equal(t, "2", runs[3][col(runs, "pcpus")])
+	assert.Equal(t, "100", runs[3][col(runs, "ref_acq_per_s")])
+	assert.Equal(t, "0.1", runs[3][col(runs, "vs_ref")], "10 acq/s against a reference of 100")
+	assert.Equal(t, "1500", runs[3][col(runs, "held_preempted_ns")])
+	assert.Equal(t, "", runs[4][col(runs, "held_preempted_ns")], "null: not measured")
+
+	cells := readCSV(t, func(w *bytes.Buffer) error { return res.writeCellsCSV(w) })
+	head = append([]string{"vcpus", "vms", "lock", "variant", "policy", "shard", "runs", "ok", "refused", "acq_per_s", "min_acq_per_s",
+		"max_acq_per_s", "vs_ref", "duration_s", "pcpus", "ref_acq_per_s"}, measures...)
+	assert.Equal(t, append(head, "noisy", "error"), cells[0])
+	require.Len(t, cells, 1+8)
+	assert.Equal(t, []string{"2", "1", "ticket", "", "rr", "1", "1", "true", "false", "10"}, cells[1][:10])
+}
+
+// TestWrite: --out gets results.json (which reads back), the CSVs and the
+// plots; a directory that cannot be made is an I/O error.
+func TestWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	res := results(matrix, 1, 1)
+	require.NoError(t, res.Write(dir))
+	for _, f := range []string{"results.json", "runs.csv", "cells.csv", "throughput-2vcpus.svg", "spin-4vcpus.svg", "heatmap.svg"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	back, err := ReadResults(dir)
+	require.NoError(t, err)
+	assert.Equal(t, res.Cells, back.Cells)
+
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	err = res.Write(filepath.Join(file, "out"))
+	var io *errkind.IOError
+	require.ErrorAs(t, err, &io)
+	assert.Contains(t, err.Error(), file)
+}
+
+func TestCheck(t *testing.T) {
+	opts := func() Options {
+		return Options{Locks: "ticket,tas", Policies: "rr,pv", Sizes: "2,4", Duration: 300 * time.Millisecond, Repeat: 2,
+			CSCycles: 1000, ThinkCycles: 2000, Backend: "auto"}
+	}
+	p, err := Check(opts())
+	require.NoError(t, err)
+	assert.Equal(t, matrix, p.Matrix)
+	assert.Equal(t, Shard{1, 1}, p.Shard)
+	assert.Len(t, p.Mine(), 8)
+	assert.Equal(t, 2*2+8*2, p.Runs())
+
+	o := opts()
+	o.Shard, o.Out = "2/3", t.TempDir()
+	p, err = Check(o)
+	require.NoError(t, err)
+	assert.Equal(t, []CellKey{matrix.Cells()[1], matrix.Cells()[4], matrix.Cells()[7]}, p.Mine())
+
+	o = opts()
+	o.Ablation, o.Changed = "pvqspin", func(string) bool { return false }
+	p, err = Check(o)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pvqspin"}, p.Matrix.Locks)
+	assert.Equal(t, []string{"rr", "pv"}, p.Matrix.Policies)
+	assert.Len(t, p.Matrix.Variants, len(Ablations["pvqspin"].Variants))
+
+	for want, edit := range map[string]func(*Options){
+		"--repeat 0: must be between 1 and 100":                         func(o *Options) { o.Repeat = 0 },
+		"--shard needs --out: a shard's results are for lhpvm merge":    func(o *Options) { o.Shard = "1/2" },
+		`--shard "3/2": want I/N with 1 <= I <= N, e.g. 1/4`:            func(o *Options) { o.Shard = "3/2" },
+		"--locks, --policies and --sizes may not be empty":              func(o *Options) { o.Locks = "," },
+		`--sizes: "x" is not a vCPU count`:                              func(o *Options) { o.Sizes = "2,x" },
+		"--variants needs --ablation":                                   func(o *Options) { o.Changed = func(n string) bool { return n == "variants" } },
+		`--ablation "ticket": have pvqspin`:                             func(o *Options) { o.Ablation = "ticket" },
+		"--duration 0s: must be between 1ms and 24h0m0s":                func(o *Options) { o.Duration = 0 },
+		"--vm-vcpus -1: must be between 1 and 1024 (or 0: one VM)":      func(o *Options) { o.VMVCPUs = -1 },
+		`--backend: unknown backend "xen" (have: kvm, ptrace, or auto)`: func(o *Options) { o.Backend = "xen" },
+		"--variants no-boost: none of them differs from full under --policies rr (they need a policy with pv)": func(o *Options) {
+			o.Ablation, o.Variants, o.Policies = "pvqspin", "no-boost", "rr"
+			o.Changed = func(n string) bool { return n == "policies" || n == "variants" }
+		},
+	} {
+		o := opts()
+		edit(&o)
+		_, err := Check(o)
+		var u *errkind.UsageError
+		require.ErrorAs(t, err, &u, want)
+		assert.EqualError(t, err, want)
+	}
+}
+
+// fakeRuns records what an experiment asks to run and answers every run
+// with throughput by lock, failing the locks in fail.
+type fakeRuns struct {
+	runs []string
+	mcs  []vmm.MachineConfig
+	cfgs [][]vmm.Config
+	fail map[string]bool
+}
+
+func lockName(id uint32) string {
+	for _, k := range vmm.LockKinds() {
+		if k.ID == id {
+			return k.Name
+		}
+	}
+	return "?"
+}
+
+func (f *fakeRuns) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+	lock := lockName(cfgs[0].LockKind)
+	f.runs = append(f.runs, fmt.Sprintf("%d/%s/%s", len(cfgs), lock, mc.Policy))
+	f.mcs, f.cfgs = append(f.mcs, mc), append(f.cfgs, cfgs)
+	res := &vmm.Result{OK: true, Sched: vmm.SchedResult{LHPEvents: 1}}
+	if f.fail[lock] {
+		res.OK, res.Err, res.Error = false, errors.New("self-check failed"), "self-check failed"
+	}
+	for _, c := range cfgs {
+		ns := int64(100)
+		res.VMs = append(res.VMs, &vmm.VMResult{VCPUs: c.VCPUs, OpsPerSec: 1000, LockStats: &vmm.LockStats{
+			SpinFraction: 0.5, AcquireNs: vmm.Latency{P99: float64(c.VCPUs)}, HeldPreemptedNs: &ns, GrantedPreemptedNs: &ns}})
+	}
+	return res
+}
+
+type lines []string
+
+func (l *lines) Start(string)              {}
+func (l *lines) Done(line string, ok bool) { *l = append(*l, fmt.Sprintf("%s %v", line, ok)) }
+
+// TestRun: the reference before and after, every cell of the shard Repeat
+// times, each resolved as a run is; a failed cell is not run again, and a
+// failed reference ends the experiment.
+func TestRun(t *testing.T) {
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	p, err := Check(Options{Locks: "tas,mcs", Policies: "rr+pv+delay", Sizes: "2", Duration: 50 * time.Millisecond,
+		Repeat: 2, PCPUs: sched.FormatCPUList(cpus[:1]), CSCycles: 10, ThinkCycles: 20, VMVCPUs: 1, Backend: "auto"})
+	require.NoError(t, err)
+	f := &fakeRuns{fail: map[string]bool{"mcs": true}}
+	var prog lines
+	res, err := p.Run(f.run, &prog, Meta{Version: "v"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"2/ticket/rr", "2/ticket/rr", "2/tas/rr+pv+delay", "2/tas/rr+pv+delay", "2/mcs/rr+pv+delay",
+		"2/ticket/rr", "2/ticket/rr"}, f.runs, "VMs/lock/policy of every run, in order")
+
+	// A cell's machine and VMs, as runconfig resolves them.
+	mc, cfgs := f.mcs[2], f.cfgs[2]
+	assert.Equal(t, cpus[:1], mc.PCPUs)
+	assert.Equal(t, 50*time.Millisecond, mc.Duration)
+	assert.Equal(t, 50*time.Millisecond+time.Minute, mc.Timeout)
+	assert.Equal(t, sched.DefaultSlice, mc.Options.Slice)
+	require.Len(t, cfgs, 2, "--vm-vcpus 1: two VMs of one vCPU")
+	assert.Equal(t, "vm1", cfgs[1].Name)
+	assert.Equal(t, uint32(hypercall.FlagPreemptedAware|hypercall.FlagDelayHint), cfgs[0].Flags, "the guest follows pv and delay")
+	assert.EqualValues(t, 10, cfgs[0].CSCycles)
+	assert.EqualValues(t, 20, cfgs[0].ThinkCycles)
+	assert.Zero(t, f.cfgs[0][0].Flags, "the reference runs under rr: no hints")
+	assert.Len(t, f.cfgs[0], 2, "the reference, too, is split into VMs of --vm-vcpus")
+
+	require.Len(t, res.Cells, 2)
+	assert.Equal(t, "v", res.Meta.Version)
+	assert.Equal(t, cpus[:1], res.Meta.PCPUs)
+	assert.False(t, res.Meta.End.Before(res.Meta.Start))
+	require.Len(t, res.References, 1)
+	assert.Len(t, res.References[0].Before, 2)
+	assert.Len(t, res.References[0].After, 2)
+	tas := res.Cells[0]
+	assert.True(t, tas.OK)
+	assert.Equal(t, 2, tas.VMs)
+	assert.Len(t, tas.Runs, 2)
+	assert.Equal(t, 2000.0, tas.OpsPerSec, "both VMs' throughput")
+	assert.Equal(t, 1.0, tas.Relative, "against the reference's 2000")
+	assert.Equal(t, 0.5, tas.SpinFraction)
+	assert.EqualValues(t, 200, *tas.HeldPreemptedNs, "the VMs' damage summed")
+	assert.EqualValues(t, 1, tas.LHPEvents)
+	mcs := res.Cells[1]
+	assert.False(t, mcs.OK)
+	assert.Len(t, mcs.Runs, 1, "a failed cell is not run again")
+	assert.Equal(t, []string{"2 vCPUs, mcs, rr+pv+delay: self-check failed"}, res.Failed())
+	assert.Contains(t, prog, "reference (before), run 1: 2e+03 acq/s true")
+	assert.Contains(t, prog, "2 vCPUs, mcs, rr+pv+delay, run 1: FAILED: self-check failed false")
+
+	f = &fakeRuns{fail: map[string]bool{"ticket": true}}
+	_, err = p.Run(f.run, nil, Meta{})
+	var r *errkind.RunError
+	require.ErrorAs(t, err, &r)
+	assert.EqualError(t, err, "the reference run (ticket, 2 vCPUs, rr) failed before the matrix, so no cell can be compared: self-check failed")
+	assert.Equal(t, []string{"2/ticket/rr"}, f.runs)
+}
+
+// TestRunRefused: a cell its policy refuses (gang, a VM wider than the
+// pCPUs) is refused by the admission dry run: never run, not a failure.
+func TestRunRefused(t *testing.T) {
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	p, err := Check(Options{Locks: "tas", Policies: "gang", Sizes: "2", Duration: 50 * time.Millisecond,
+		Repeat: 2, PCPUs: sched.FormatCPUList(cpus[:1]), Backend: "auto"})
+	require.NoError(t, err)
+	f := &fakeRuns{}
+	var prog lines
+	res, err := p.Run(f.run, &prog, Meta{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1/ticket/rr", "1/ticket/rr", "1/ticket/rr", "1/ticket/rr"}, f.runs, "the references only")
+	require.Len(t, res.Cells, 1)
+	c := res.Cells[0]
+	assert.True(t, c.Refused)
+	assert.False(t, c.OK)
+	assert.Equal(t, 1, c.VMs)
+	assert.Len(t, c.Runs, 1)
+	assert.Contains(t, c.Error, "gang: vm0 has 2 vCPUs but there are only 1 pCPUs")
+	assert.Empty(t, res.Failed())
+	assert.Contains(t, prog, "2 vCPUs, tas, gang, run 1: refused true")
+}
+
+// TestAblationCells: an ablation's variants set the lock's knobs as a
+// scenario writes them, and the boost under a pv policy only.
+func TestAblationCells(t *testing.T) {
+	p, err := Check(Options{Ablation: "pvqspin", Variants: "full,no-steal,no-boost", Sizes: "4", Duration: 50 * time.Millisecond,
+		Repeat: 1, Backend: "auto"})
+	require.NoError(t, err)
+	f := &fakeRuns{}
+	_, err = p.Run(f.run, nil, Meta{})
+	require.NoError(t, err)
+	byCell := map[string]int{}
+	for i, k := range p.Mine() {
+		byCell[k.Variant+"/"+k.Policy] = i + 1 // after the reference run
+	}
+	assert.Len(t, byCell, 5, "no-boost only under pv")
+	mc := func(cell string) vmm.MachineConfig { return f.mcs[byCell[cell]] }
+	cfg := func(cell string) vmm.Config { return f.cfgs[byCell[cell]][0] }
+	assert.True(t, mc("full/pv").Options.BoostKicked)
+	assert.False(t, mc("full/rr").Options.BoostKicked, "no boost without pv")
+	assert.False(t, mc("no-boost/pv").Options.BoostKicked)
+	assert.Equal(t, vmm.PVKnobs{}, cfg("full/pv").PV)
+	assert.Equal(t, vmm.PVKnobs{Steal: hypercall.PVStealOff}, cfg("no-steal/rr").PV)
+	for _, v := range Ablations["pvqspin"].Variants {
+		for key := range v.Knobs {
+			assert.Contains(t, []string{"pv_steal", "pv_pending", "pv_prev_check", "pv_kick"}, key, v.Name)
+		}
+	}
+}
