@@ -42,7 +42,7 @@ func (vm *VM) HandleExit(v *vcpu.VCPU, ev hv.Event) vcpu.Action {
 	case hv.EventHypercall:
 		return vm.hypercall(v, ev.Nr)
 	case hv.EventBadDoorbell:
-		vm.hs[id].badCalls.Add(1)
+		vm.calls[id].badCalls.Add(1)
 		if ev.Write {
 			vm.setRet(id, hypercall.ErrInval)
 		} else {
@@ -126,7 +126,7 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 	if vm.firstHC.Load() == 0 {
 		vm.firstHC.CompareAndSwap(0, time.Now().UnixNano())
 	}
-	h := &vm.hs[id]
+	h := &vm.calls[id]
 	a := vm.args(id)
 	n := uint64(vm.cfg.VCPUs)
 	var ret int64
@@ -154,8 +154,8 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 			ret = hypercall.ErrInval
 			break
 		}
-		vm.hs[a[0]].kicksRecv.Add(1)
-		vm.m.wake(vm.sv[a[0]], vm.sv[id])
+		vm.calls[a[0]].kicksRecv.Add(1)
+		vm.m.wake(vm.schedVCPUs[a[0]], vm.schedVCPUs[id])
 	case hypercall.CallWait:
 		if a[0]%4 != 0 || !vm.inRAM(a[0], 4) {
 			ret = hypercall.ErrFault
@@ -169,9 +169,9 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 				ret = hypercall.ErrInval
 				break
 			}
-			target = vm.sv[a[0]].Index
+			target = vm.schedVCPUs[a[0]].Index
 		}
-		vm.m.s.Yield(vm.sv[id], target)
+		vm.m.scheduler.Yield(vm.schedVCPUs[id], target)
 		if !vm.m.pol.Exclusive() {
 			host.Yield() // Linux schedules the threads: give it the CPU
 		}
@@ -194,10 +194,10 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 // this returns and runs again once a KICK made it runnable and the policy
 // dispatched it.
 func (vm *VM) wait(id int, gpa uint64, expected uint32) int64 {
-	h := &vm.hs[id]
+	h := &vm.calls[id]
 	h.waitAddr.Store(gpa)
 	h.waitVal.Store(expected)
-	switch vm.m.s.Block(vm.sv[id], func() bool { return vm.mem.Load32(gpa) == expected }) {
+	switch vm.m.scheduler.Block(vm.schedVCPUs[id], func() bool { return vm.mem.Load32(gpa) == expected }) {
 	case sched.KickWasThere:
 		return hypercall.WaitKickPending
 	case sched.ValueChanged:

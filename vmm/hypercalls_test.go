@@ -76,15 +76,15 @@ func FuzzHypercalls(f *testing.F) {
 	require.NoError(f, err)
 	defer vm.Close()
 	f.Fuzz(func(t *testing.T, policy byte, b []byte) {
-		vm.m, vm.hs = nil, make([]vcpuHost, n)
+		vm.m, vm.calls = nil, make([]vcpuCalls, n)
 		pol := "host"
 		if policy%2 == 1 {
 			pol = "rr"
 		}
 		m, err := NewMachine(MachineConfig{PCPUs: []int{0}, Policy: pol}, vm)
 		require.NoError(t, err)
-		m.s.Start(true)
-		defer m.s.Stop()
+		m.scheduler.Start(true)
+		defer m.scheduler.Stop()
 		for _, v := range vm.vcpus {
 			v.Unpark() // whatever a previous input's scheduler asked
 		}
@@ -96,7 +96,7 @@ func FuzzHypercalls(f *testing.F) {
 				a0 %= vm.cfg.MemBytes + 64
 			}
 			blocked := false
-			m.s.Snapshot(func(st *sched.State) { blocked = st.VMs[0][id].Status == sched.Blocked })
+			m.scheduler.Snapshot(func(st *sched.State) { blocked = st.VMs[0][id].Status == sched.Blocked })
 			if done[id] || blocked {
 				continue // such a vCPU does not run
 			}
@@ -105,7 +105,7 @@ func FuzzHypercalls(f *testing.F) {
 			vm.mem.Store64(page+hypercall.OffArgs, a0)
 			vm.mem.Store64(page+hypercall.OffArgs+8, a1)
 			vm.mem.Store64(page+hypercall.OffRet, retSentinel)
-			bad := vm.hs[id].badCalls.Load()
+			bad := vm.calls[id].badCalls.Load()
 			ev := hv.Event{Kind: hv.EventHypercall, Nr: uint64(op % 10)}
 			switch {
 			case op >= 0xf0:
@@ -125,7 +125,7 @@ func FuzzHypercalls(f *testing.F) {
 				t.Fatalf("%+v ended vCPU %d: %v", ev, id, act.Err)
 			}
 			ret := int64(vm.mem.Load64(page + hypercall.OffRet))
-			nowBad := vm.hs[id].badCalls.Load()
+			nowBad := vm.calls[id].badCalls.Load()
 			switch {
 			case ev.Kind == hv.EventBadDoorbell:
 				if nowBad != bad+1 {

@@ -32,12 +32,12 @@ type MachineConfig struct {
 
 // Machine runs VMs under one host scheduler.
 type Machine struct {
-	cfg   MachineConfig
-	vms   []*VM
-	pol   sched.Policy
-	st    *sched.State
-	s     *sched.Scheduler
-	wakes atomic.Uint64 // KICKs that woke a blocked vCPU
+	cfg       MachineConfig
+	vms       []*VM
+	pol       sched.Policy
+	state     *sched.State
+	scheduler *sched.Scheduler
+	wakes     atomic.Uint64 // KICKs that woke a blocked vCPU
 
 	seats []*vcpu.Seat // per pCPU, under policies that run one vCPU per pCPU
 
@@ -48,68 +48,6 @@ type Machine struct {
 	failMu  sync.Mutex
 	failErr error         // the first fatal error
 	failed  chan struct{} // closed with the first fatal error
-}
-
-// Result is the outcome of a Machine run; --json prints it.
-type Result struct {
-	OK       bool    `json:"ok"`
-	Error    string  `json:"error"`
-	ElapsedS float64 `json:"elapsed_s"`
-	// StartupS is how long the vCPUs took to start (attach to the backend:
-	// on ptrace, start their stub processes), within ElapsedS.
-	StartupS float64 `json:"startup_s"`
-	// Backend is the execution backend the run used, BackendReason why
-	// (set by whoever opened it).
-	Backend       string      `json:"backend"`
-	BackendReason string      `json:"backend_reason"`
-	Trace         *TraceInfo  `json:"trace,omitempty"`
-	Sched         SchedResult `json:"sched"`
-	VMs           []*VMResult `json:"vms"`
-
-	Err error `json:"-"`
-	// CloseErr: closing the VMs after the run failed (RunMachine); the
-	// run's own outcome is Err.
-	CloseErr error `json:"-"`
-}
-
-// TraceInfo says where a run's trace went and how much of it.
-type TraceInfo struct {
-	Path    string `json:"path"`
-	Events  int    `json:"events"`
-	Dropped int    `json:"dropped"` // cut by the limit
-}
-
-// SchedResult is the scheduler's accounting.
-type SchedResult struct {
-	Policy    string  `json:"policy"`
-	PCPUs     []int   `json:"pcpus"`
-	SliceUs   float64 `json:"slice_us"`
-	Switches  uint64  `json:"switches"`
-	LHPEvents uint64  `json:"lhp_events"`
-	LWPEvents uint64  `json:"lwp_events"`
-	// WaiterPreemptions: preempted while waiting for a lock at any queue
-	// position (LWP counts only the next in line).
-	WaiterPreemptions uint64    `json:"waiter_preemptions"`
-	IdleFraction      float64   `json:"idle_fraction"`
-	CoStops           uint64    `json:"costops"`
-	MaxSkewUs         float64   `json:"max_skew_us"`
-	DelayGrants       uint64    `json:"delay_grants"`
-	DelayOverruns     uint64    `json:"delay_overruns"`
-	DirectedYields    uint64    `json:"directed_yields"`
-	KickBoosts        uint64    `json:"kick_boosts"`
-	Probes            uint64    `json:"probes"`
-	Deferrals         uint64    `json:"deferrals"`
-	SpinPreempts      uint64    `json:"spin_preempts"`
-	WakeUs            Latencies `json:"wake_us"`
-	// StopUs: from a preemption's decision to the vCPU seen out of the
-	// guest, where what it was doing (LHP, LWP) is read.
-	StopUs Latencies `json:"stop_us"`
-}
-
-// Latencies are p50 and p99 in microseconds.
-type Latencies struct {
-	P50 float64 `json:"p50"`
-	P99 float64 `json:"p99"`
 }
 
 // NewMachine puts vms under one scheduler. It fails when the policy refuses
@@ -154,7 +92,7 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 			sv.Name = fmt.Sprintf("%s/cpu%d", vm.cfg.Name, sv.ID)
 		}
 	}
-	m := &Machine{cfg: cfg, vms: vms, pol: pol, st: st, failed: make(chan struct{}), damage: make([]*damage, len(vms))}
+	m := &Machine{cfg: cfg, vms: vms, pol: pol, state: st, failed: make(chan struct{}), damage: make([]*damage, len(vms))}
 	lockVMs := false
 	for i, vm := range vms {
 		// Only our policies know who runs.
@@ -171,16 +109,16 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 			m.seats = append(m.seats, vcpu.NewSeat())
 		}
 	}
-	if m.s, err = sched.NewScheduler(st, pol, target{m}, nil); err != nil {
+	if m.scheduler, err = sched.NewScheduler(st, pol, target{m}, nil); err != nil {
 		return nil, err
 	}
 	for i, vm := range vms {
-		vm.m, vm.index, vm.sv = m, i, st.VMs[i]
+		vm.m, vm.index, vm.schedVCPUs = m, i, st.VMs[i]
 		st.Code[i] = vm.img.codeMap()
 		for id, v := range vm.vcpus {
 			sv := st.VMs[i][id]
-			v.OnProbe = func(rip uint64) { m.s.Probed(sv, rip) }
-			v.OnPark = func() { m.s.Stopped(sv) }
+			v.OnProbe = func(rip uint64) { m.scheduler.Probed(sv, rip) }
+			v.OnPark = func() { m.scheduler.Stopped(sv) }
 		}
 	}
 	return m, nil
@@ -189,14 +127,14 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 // wake is KICK from vCPU from: make sv runnable (or leave the kick pending).
 func (m *Machine) wake(sv, from *sched.VCPU) {
 	m.wakes.Add(1)
-	m.s.Wake(sv, from)
+	m.scheduler.Wake(sv, from)
 }
 
 // Scheduler is the machine's scheduler (for benchmarks and tools).
-func (m *Machine) Scheduler() *sched.Scheduler { return m.s }
+func (m *Machine) Scheduler() *sched.Scheduler { return m.scheduler }
 
 // SchedVCPUs are the scheduler's views of vm's vCPUs.
-func (m *Machine) SchedVCPUs(vm int) []*sched.VCPU { return m.st.VMs[vm] }
+func (m *Machine) SchedVCPUs(vm int) []*sched.VCPU { return m.state.VMs[vm] }
 
 // Policy is the scheduling policy.
 func (m *Machine) Policy() sched.Policy { return m.pol }
@@ -237,8 +175,8 @@ const (
 func (m *Machine) Run() *Result {
 	start := time.Now()
 	err := m.run(start)
-	m.s.Stop()
-	m.s.Snapshot(func(st *sched.State) {
+	m.scheduler.Stop()
+	m.scheduler.Snapshot(func(st *sched.State) {
 		for _, d := range m.damage {
 			if d != nil {
 				d.finish(st.Now)
@@ -246,7 +184,7 @@ func (m *Machine) Run() *Result {
 		}
 	})
 	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult()}
-	if imp := m.st.Acct.Impossible; len(imp) > 0 && err == nil {
+	if imp := m.state.Acct.Impossible; len(imp) > 0 && err == nil {
 		err = fmt.Errorf("%w: lock accounting: a vCPU's lock state changed while it did not run, "+
 			"as only the vCPU itself could change it: %s", ErrCheckFailed, strings.Join(imp, "; "))
 	}
@@ -324,17 +262,17 @@ func (m *Machine) run(start time.Time) error {
 				if err := v.Err(); err != nil && !errors.Is(err, vcpu.ErrStopped) {
 					m.Abort(err)
 				}
-				m.s.Exit(sv)
+				m.scheduler.Exit(sv)
 				if vmAlive[i].Add(-1) == 0 {
 					vmDone(i)
 				}
 				if alive.Add(-1) == 0 {
 					close(allDone)
 				}
-			}(i, v, vm.sv[id])
+			}(i, v, vm.schedVCPUs[id])
 		}
 	}
-	m.s.Start(false)
+	m.scheduler.Start(false)
 	if slices.ContainsFunc(m.damage, func(d *damage) bool { return d != nil }) {
 		stop := make(chan struct{})
 		watchers.Add(1)
@@ -397,7 +335,7 @@ func (m *Machine) sampleDamage(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			m.s.Sample(func(st *sched.State) {
+			m.scheduler.Sample(func(st *sched.State) {
 				for _, d := range m.damage {
 					if d != nil {
 						d.observe(st.Now, nil, 0)
@@ -412,7 +350,7 @@ func (m *Machine) sampleDamage(stop <-chan struct{}) {
 // for deadlockTicks ticks with no wakeup anywhere in between.
 func (m *Machine) checkDeadlock(stuck []int, woke bool) error {
 	var err error
-	m.s.Snapshot(func(st *sched.State) {
+	m.scheduler.Snapshot(func(st *sched.State) {
 		for i, vcpus := range st.VMs {
 			live, blocked := 0, 0
 			for _, v := range vcpus {
@@ -450,86 +388,4 @@ func (m *Machine) stopAll() {
 			_ = v.Wait(stopGrace)
 		}
 	}
-}
-
-func (m *Machine) schedResult() SchedResult {
-	st := m.st
-	r := SchedResult{
-		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
-		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
-		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
-		KickBoosts: st.Acct.KickBoosts, Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
-	}
-	if !m.pol.Exclusive() {
-		r.SliceUs = 0 // Linux decides
-	}
-	for _, v := range st.VCPUs {
-		r.LHPEvents += v.Acct.LHP
-		r.LWPEvents += v.Acct.LWP
-		r.WaiterPreemptions += v.Acct.WaiterPreempt
-	}
-	var busy, idle time.Duration
-	for _, p := range st.PCPUs {
-		busy += p.Busy
-		idle += p.Idle
-	}
-	if busy+idle > 0 {
-		r.IdleFraction = float64(idle) / float64(busy+idle)
-	}
-	p50, p99 := st.Acct.WakePercentiles()
-	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
-	p50, p99 = st.Acct.StopPercentiles()
-	r.StopUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
-	return r
-}
-
-// target carries out scheduling decisions on the real vCPUs.
-type target struct{ m *Machine }
-
-func (t target) vcpu(sv *sched.VCPU) (*VM, *vcpu.VCPU) {
-	vm := t.m.vms[sv.VM]
-	return vm, vm.vcpus[sv.ID]
-}
-
-func (t target) Dispatch(sv *sched.VCPU, cpu int) {
-	_, v := t.vcpu(sv)
-	if t.m.seats == nil {
-		v.Dispatch(cpu) // host: many vCPU threads per pCPU
-		return
-	}
-	v.DispatchSeat(cpu, t.m.seats[sv.PCPU])
-}
-
-func (t target) Preempt(sv *sched.VCPU, self bool) {
-	_, v := t.vcpu(sv)
-	if self {
-		v.ParkSelf()
-	} else {
-		v.RequestPark()
-	}
-}
-
-func (t target) Publish(sv *sched.VCPU, p sched.Published) {
-	vm, _ := t.vcpu(sv)
-	page := vm.layout.Page(sv.ID)
-	vm.mem.Store32(page+hypercall.OffPreempted, b2u(p.Preempted))
-	vm.mem.Store32(page+hypercall.OffYieldRequested, b2u(p.YieldRequested))
-	vm.mem.Store64(page+hypercall.OffStealNs, p.StealNs)
-}
-
-func (t target) Hints(sv *sched.VCPU) sched.Hints {
-	vm, _ := t.vcpu(sv)
-	return vm.hints(sv.ID)
-}
-
-func (t target) Probe(sv *sched.VCPU) {
-	_, v := t.vcpu(sv)
-	v.RequestProbe()
-}
-
-func b2u(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -60,7 +60,7 @@ type TimelineMark struct {
 func (t *Timeline) init(m *Machine) {
 	t.Policy = m.cfg.Policy
 	t.PCPUs, t.VMs = nil, nil
-	for _, p := range m.st.PCPUs {
+	for _, p := range m.state.PCPUs {
 		t.PCPUs = append(t.PCPUs, p.CPU)
 	}
 	for _, vm := range m.vms {

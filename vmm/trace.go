@@ -37,7 +37,7 @@ type recorder struct {
 }
 
 func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
-	n := len(m.st.VCPUs)
+	n := len(m.state.VCPUs)
 	r := &recorder{m: m, w: w, tl: tl, flowTo: make([]uint64, n), acq: make([]uint64, n), lockTracks: map[[2]int]bool{}}
 	if tl != nil {
 		tl.init(m)
@@ -59,7 +59,7 @@ func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
 	}
 	w.ProcessName(pidPCPUs, "pCPUs")
 	w.SortIndex(pidPCPUs, 0, 0)
-	for _, p := range m.st.PCPUs {
+	for _, p := range m.state.PCPUs {
 		w.ThreadName(pidPCPUs, p.Index+1, fmt.Sprintf("pCPU %d (host CPU %d)", p.Index, p.CPU))
 		w.SortIndex(pidPCPUs, p.Index+1, p.Index)
 	}

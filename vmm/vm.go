@@ -87,19 +87,19 @@ type VM struct {
 	mem     *host.Memory
 	bcpus   []hv.VCPU
 	vcpus   []*vcpu.VCPU
-	hs      []vcpuHost
+	calls   []vcpuCalls // each vCPU's hypercall state
 	con     *console
 
 	firstHC atomic.Int64 // when the first hypercall arrived (UnixNano)
 
 	// Set when a Machine takes the VM.
-	m     *Machine
-	index int           // in the machine
-	sv    []*sched.VCPU // the scheduler's view of each vCPU
+	m          *Machine
+	index      int           // in the machine
+	schedVCPUs []*sched.VCPU // the scheduler's view of each vCPU
 }
 
-// vcpuHost is the VMM's state for one vCPU.
-type vcpuHost struct {
+// vcpuCalls is the VMM's state for one vCPU.
+type vcpuCalls struct {
 	exited    bool
 	exitCode  uint64
 	badCalls  atomic.Uint64
@@ -180,7 +180,7 @@ func New(h hv.Hypervisor, cfg Config) (_ *VM, err error) {
 		return nil, err
 	}
 	vm.con = newConsole(cfg.Console, cfg.Name, cfg.VCPUs)
-	vm.hs = make([]vcpuHost, cfg.VCPUs)
+	vm.calls = make([]vcpuCalls, cfg.VCPUs)
 	for id := 0; id < cfg.VCPUs; id++ {
 		b, err := vm.bvm.CreateVCPU(id, entry(layout, id, img, cr3))
 		if err != nil {

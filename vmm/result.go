@@ -1,15 +1,15 @@
 package vmm
 
+// What a run measured, and its checks: a Machine's Result, each VM's and
+// each vCPU's, collected from the scheduler's accounting and the guest's
+// pages once every vCPU has stopped.
+
 import (
-	"bytes"
-	"debug/elf"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
-	"github.com/lhpvm/lhpvm/sched"
 )
 
 // VMResult is what a run of one VM measured and checked.
@@ -63,114 +63,6 @@ type VCPUResult struct {
 	*LockStats               // the lock workload's accounting
 }
 
-// waiters describes the vCPUs blocked in WAIT.
-func (vm *VM) waiters(blocked func(id int) bool) string {
-	var b strings.Builder
-	for id := range vm.hs {
-		if gpa := vm.hs[id].waitAddr.Load(); gpa != 0 && blocked(id) {
-			fmt.Fprintf(&b, " vCPU %d in WAIT(%#x, expected %d; now %d);", id, gpa,
-				vm.hs[id].waitVal.Load(), vm.mem.Load32(gpa))
-		}
-	}
-	return strings.TrimSuffix(b.String(), ";")
-}
-
-// where describes, after a stop, where each unfinished vCPU was.
-func (vm *VM) where() string {
-	var b strings.Builder
-	for id, v := range vm.vcpus {
-		if vm.hs[id].exited {
-			continue
-		}
-		fmt.Fprintf(&b, " vCPU %d", id)
-		if r := v.FinalRegs(); r != nil {
-			fmt.Fprintf(&b, " at RIP %#x%s", r.RIP, vm.symbolize(r.RIP))
-		}
-		b.WriteString(";")
-	}
-	return strings.TrimSuffix(b.String(), ";")
-}
-
-// symbolize names the function containing addr, as " (name+0xoff)".
-func (vm *VM) symbolize(addr uint64) string {
-	var best elf.Symbol
-	for _, s := range vm.img.Symbols {
-		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value <= addr && addr < s.Value+max(s.Size, 1) {
-			best = s
-		}
-	}
-	if best.Name == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (%s+%#x)", best.Name, addr-best.Value)
-}
-
-// readPage decodes vCPU id's shared page.
-func (vm *VM) readPage(id int) hypercall.VCPUPage {
-	var p hypercall.VCPUPage
-	off := vm.layout.Page(id)
-	_ = binary.Read(bytes.NewReader(vm.mem.Bytes()[off:off+hypercall.PageSize]), binary.LittleEndian, &p)
-	return p
-}
-
-// LockSlot decodes lock slot i.
-func (vm *VM) LockSlot(i int) hypercall.LockSlot {
-	var s hypercall.LockSlot
-	off := vm.layout.LockSlot(i)
-	_ = binary.Read(bytes.NewReader(vm.mem.Bytes()[off:off+hypercall.LockSlotSize]), binary.LittleEndian, &s)
-	return s
-}
-
-// hints reads what vCPU id's guest publishes about its locks. Whether it
-// holds a lock is what the lock's slot says it is granted to (LockSlot.
-// Granted), the same word the lock damage times read, so an LHP count and
-// a measured interval of a lock with a vCPU that does not run always
-// agree: the lock is the vCPU's from its acquisition until just before its
-// release, or from a FIFO release handing it over (a ticket waiter whose
-// turn has come has the lock, it just has not seen it yet). The vCPU's own
-// lock state only says it waits, and for which ticket: the waiter right
-// behind the holder is next in line, and preempting it stalls everyone
-// behind it (lock waiter preemption).
-func (vm *VM) hints(id int) sched.Hints {
-	page := vm.layout.Page(id)
-	state := vm.mem.Load32(page + hypercall.OffLockState)
-	lockID := vm.mem.Load32(page + hypercall.OffLockID)
-	h := sched.Hints{
-		InCS:    vm.mem.Load32(page+hypercall.OffInCS) != 0,
-		Waiting: state == hypercall.LockStateWaiting || state == hypercall.LockStateSlow,
-		LockID:  lockID,
-		Ticket:  vm.mem.Load32(page + hypercall.OffTicket),
-	}
-	if state != hypercall.LockStateNone && int(lockID) < vm.cfg.Locks {
-		g := vm.mem.Load64(vm.layout.LockSlot(int(lockID)) + hypercall.OffGranted)
-		if int(uint32(g))-1 == id {
-			h.Holding, h.Handed, h.Waiting = true, g&hypercall.GrantHanded != 0, false
-		}
-	}
-	if h.Waiting {
-		if pos, ok := vm.ticketPosition(lockID, h.Ticket); ok {
-			h.NextInLine = pos == 1
-		}
-	}
-	return h
-}
-
-// ticketPosition is how far ticket is from being served on lock id (0: it is
-// served now), for the ticket-family locks. Their slot layout is the
-// guest's (guest/lock.h): the ticket now served is the low 32 bits of Word.
-func (vm *VM) ticketPosition(lockID, ticket uint32) (uint32, bool) {
-	switch vm.cfg.LockKind {
-	case hypercall.LockTicket, hypercall.LockPVTicket, hypercall.LockPTicket:
-	default:
-		return 0, false
-	}
-	if int(lockID) >= vm.cfg.Locks {
-		return 0, false
-	}
-	head := uint32(vm.mem.Load64(vm.layout.LockSlot(int(lockID))))
-	return ticket - head, true // wraps like the tickets do
-}
-
 // result collects and checks the VM's results after a run.
 func (vm *VM) result(m *Machine) *VMResult {
 	r := vm.collect(m)
@@ -195,7 +87,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 		r.LockStats = &LockStats{Lock: lockName(vm.cfg.LockKind)}
 	}
 	for id, v := range vm.vcpus {
-		h := &vm.hs[id]
+		h := &vm.calls[id]
 		p := vm.readPage(id)
 		vr := VCPUResult{
 			ID: id, PCPU: v.PCPU, State: v.State().String(), ExitCode: h.exitCode,
@@ -203,7 +95,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			BadHypercalls: h.badCalls.Load(), KicksReceived: h.kicksRecv.Load(),
 			CheckFailures: p.CheckFailures,
 		}
-		if sv := vm.sv[id]; sv != nil {
+		if sv := vm.schedVCPUs[id]; sv != nil {
 			a := sv.Acct
 			vr.RunNs, vr.StealNs, vr.BlockedNs = a.Run.Nanoseconds(), a.Steal.Nanoseconds(), a.Blocked.Nanoseconds()
 			vr.Dispatches, vr.Preemptions, vr.LHPEvents, vr.LWPEvents = a.Dispatches, a.Preemptions, a.LHP, a.LWP
@@ -226,7 +118,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 				// the guest's spin window loses the time it did not run:
 				// blocked in WAIT (the guest's wait cycles) and preempted
 				// while waiting (the scheduler's steal-while-waiting).
-				a := vm.sv[id].Acct
+				a := vm.schedVCPUs[id].Acct
 				run := uint64(a.Run.Nanoseconds()) * vm.tscKHz / 1e6
 				idle := p.WaitCycles + uint64(a.StealWaiting.Nanoseconds())*vm.tscKHz/1e6
 				vr.LockStats.SpinCycles = p.SpinCycles - min(idle, p.SpinCycles)
@@ -303,5 +195,95 @@ func (vm *VM) collect(m *Machine) *VMResult {
 	return r
 }
 
-// RequestStop asks the guest to finish its current operation and EXIT.
-func (vm *VM) RequestStop() { vm.mem.Store32(hypercall.BootInfoGPA+hypercall.OffStop, 1) }
+// Result is the outcome of a Machine run; --json prints it.
+type Result struct {
+	OK       bool    `json:"ok"`
+	Error    string  `json:"error"`
+	ElapsedS float64 `json:"elapsed_s"`
+	// StartupS is how long the vCPUs took to start (attach to the backend:
+	// on ptrace, start their stub processes), within ElapsedS.
+	StartupS float64 `json:"startup_s"`
+	// Backend is the execution backend the run used, BackendReason why
+	// (set by whoever opened it).
+	Backend       string      `json:"backend"`
+	BackendReason string      `json:"backend_reason"`
+	Trace         *TraceInfo  `json:"trace,omitempty"`
+	Sched         SchedResult `json:"sched"`
+	VMs           []*VMResult `json:"vms"`
+
+	Err error `json:"-"`
+	// CloseErr: closing the VMs after the run failed (RunMachine); the
+	// run's own outcome is Err.
+	CloseErr error `json:"-"`
+}
+
+// TraceInfo says where a run's trace went and how much of it.
+type TraceInfo struct {
+	Path    string `json:"path"`
+	Events  int    `json:"events"`
+	Dropped int    `json:"dropped"` // cut by the limit
+}
+
+// SchedResult is the scheduler's accounting.
+type SchedResult struct {
+	Policy    string  `json:"policy"`
+	PCPUs     []int   `json:"pcpus"`
+	SliceUs   float64 `json:"slice_us"`
+	Switches  uint64  `json:"switches"`
+	LHPEvents uint64  `json:"lhp_events"`
+	LWPEvents uint64  `json:"lwp_events"`
+	// WaiterPreemptions: preempted while waiting for a lock at any queue
+	// position (LWP counts only the next in line).
+	WaiterPreemptions uint64    `json:"waiter_preemptions"`
+	IdleFraction      float64   `json:"idle_fraction"`
+	CoStops           uint64    `json:"costops"`
+	MaxSkewUs         float64   `json:"max_skew_us"`
+	DelayGrants       uint64    `json:"delay_grants"`
+	DelayOverruns     uint64    `json:"delay_overruns"`
+	DirectedYields    uint64    `json:"directed_yields"`
+	KickBoosts        uint64    `json:"kick_boosts"`
+	Probes            uint64    `json:"probes"`
+	Deferrals         uint64    `json:"deferrals"`
+	SpinPreempts      uint64    `json:"spin_preempts"`
+	WakeUs            Latencies `json:"wake_us"`
+	// StopUs: from a preemption's decision to the vCPU seen out of the
+	// guest, where what it was doing (LHP, LWP) is read.
+	StopUs Latencies `json:"stop_us"`
+}
+
+// Latencies are p50 and p99 in microseconds.
+type Latencies struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+func (m *Machine) schedResult() SchedResult {
+	st := m.state
+	r := SchedResult{
+		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
+		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
+		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
+		KickBoosts: st.Acct.KickBoosts, Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
+	}
+	if !m.pol.Exclusive() {
+		r.SliceUs = 0 // Linux decides
+	}
+	for _, v := range st.VCPUs {
+		r.LHPEvents += v.Acct.LHP
+		r.LWPEvents += v.Acct.LWP
+		r.WaiterPreemptions += v.Acct.WaiterPreempt
+	}
+	var busy, idle time.Duration
+	for _, p := range st.PCPUs {
+		busy += p.Busy
+		idle += p.Idle
+	}
+	if busy+idle > 0 {
+		r.IdleFraction = float64(idle) / float64(busy+idle)
+	}
+	p50, p99 := st.Acct.WakePercentiles()
+	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
+	p50, p99 = st.Acct.StopPercentiles()
+	r.StopUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
+	return r
+}
