@@ -1,8 +1,8 @@
 /*
  * boot.S - the only ring-0 code of the guest: entry, IDT, fault reporting.
  *
- * Guest ring 0 is emulated one instruction at a time (~250 ns each, see
- * DESIGN.md section 1), so this file does as little as possible there:
+ * Guest ring 0 is emulated one instruction at a time (~250 ns each on PVM, see
+ * docs/kvm.md), so this file does as little as possible there:
  *
  *  - The IDT is not built at run time. It is plain initialised data whose gate
  *    offsets the linker fills in (__isr_lo16/__isr_hi16 come from guest.lds),

@@ -7,7 +7,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/hv"
 )
 
-// 64-bit GDT descriptors (see DESIGN.md §3).
+// 64-bit GDT descriptors (docs/guest-abi.md, "Boot state").
 const (
 	gdtKernelCode = 0x00af9b000000ffff
 	gdtKernelData = 0x00cf93000000ffff

@@ -8,7 +8,7 @@ import (
 // tssTypeBusy is a 64-bit TSS descriptor's type once TR is loaded.
 const tssTypeBusy = 0xb
 
-// longModeSregs is a 64-bit ring-0 start with paging on (DESIGN.md §3):
+// longModeSregs is a 64-bit ring-0 start with paging on (docs/guest-abi.md, "Boot state"):
 // flat code and data segments of the VMM-built GDT, TR loaded, no IDT (the
 // guest installs its own).
 func longModeSregs(base *Sregs, k hv.KernelEntry) *Sregs {

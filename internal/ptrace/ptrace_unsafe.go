@@ -11,7 +11,7 @@ import (
 // block (the tracee is stopped), and skipping the runtime's syscall
 // bookkeeping is measurable at ~25 µs a round trip. wait4 blocks, so it goes
 // through unix.Wait4 (Syscall6): a RawSyscall there would keep the runtime
-// from preempting the thread, and a GC would wait for the guest (DESIGN.md §0).
+// from preempting the thread, and a GC would wait for the guest (docs/ptrace.md).
 
 func ptraceRaw(req int, pid int, addr, data uintptr) unix.Errno {
 	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(pid), addr, data, 0, 0)
@@ -81,7 +81,7 @@ type kernelSigaction struct {
 // quietSIGCHLD adds SA_NOCLDSTOP to the Go runtime's own SIGCHLD handler
 // (read, modify, write back). Every ptrace stop otherwise sends the tracing
 // process a SIGCHLD whose handler costs ~5 µs, 20 % of a hypercall round
-// trip (DESIGN.md §0). The runtime still sees children exit, so os/exec
+// trip (docs/ptrace.md). The runtime still sees children exit, so os/exec
 // keeps working (signal.Ignore(SIGCHLD) would break it).
 func quietSIGCHLD() error {
 	var sa kernelSigaction
