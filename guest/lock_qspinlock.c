@@ -358,8 +358,13 @@ static GUEST_CS_TEXT void qspin_pass_head(struct lock_ctx *c, struct lhpvm_lock_
 	lock_grant(s, c->id);
 	/* The CAS's atomicity against a new queuer's tail XCHG in
 	 * qspin_slowpath is what matters (it fails if one came); its acquire
-	 * orders nothing new. */
-	if ((v & Q_TAIL_MASK) == tail && lk_cas_acq(q_word(s), v, Q_LOCKED))
+	 * orders nothing new. Pending must be clear in v, as in Linux (whose
+	 * v is the head wait's): a native locker that set pending, saw our
+	 * tail and is about to undo it (qspin_slowpath) must make the CAS
+	 * fail and queue behind us. Were its pending swallowed here, its undo
+	 * would later clear a pending bit another locker owns, and two
+	 * lockers could take the lock. pv never has pending set here. */
+	if ((v & ~Q_LOCKED_MASK) == tail && lk_cas_acq(q_word(s), v, Q_LOCKED))
 		return;
 	/* set_locked. Relaxed: native, no one else sets the locked byte while
 	 * the tail is ours and pending is clear (the fast path needs a zero
