@@ -164,12 +164,12 @@ LOCK_INLINE struct lhpvm_vcpu_page *lock_vcpu_page(const struct lock_ctx *c, uin
 LOCK_INLINE int lock_vcpu_preempted(const struct lock_ctx *c, uint32_t v)
 {
 	return v < c->nr_vcpus && v != c->id &&
-	       lk_load(&lock_vcpu_page(c, v)->preempted) != 0;
+	       lk_load(&lock_vcpu_page(c, v)->preempted) != 0; /* host-written hint */
 }
 
-/* The holder as lockbench.c publishes it in slot->owner (vCPU id + 1, set
- * inside the critical section; 0 right after the acquire and before the
- * release). */
+/* The holder as lockbench.c publishes it in slot->owner (vCPU id + 1, set in
+ * the CS; 0 right after the acquire and before the release). Relaxed, as are
+ * the page loads below: hints that only aim a YIELD or a grant. */
 LOCK_INLINE uint32_t lock_owner_vcpu(struct lhpvm_lock_slot *s)
 {
 	uint64_t o = lk_load(&s->owner);
@@ -193,12 +193,12 @@ LOCK_INLINE uint32_t lock_ticket_vcpu(const struct lock_ctx *c, uint32_t ticket)
 
 LOCK_INLINE void lock_set_state(struct lock_ctx *c, uint32_t state)
 {
-	lk_store(&c->page->lock_state, state);
+	lk_store(&c->page->lock_state, state); /* relaxed: see pvticket_slow's XADD */
 }
 
 LOCK_INLINE void lock_publish_ticket(struct lock_ctx *c, uint32_t ticket)
 {
-	lk_store(&c->page->ticket, ticket);
+	lk_store(&c->page->ticket, ticket); /* relaxed: see pvticket_slow's XADD */
 }
 
 /* Counted hypercalls. The counters live in this vCPU's page; only this vCPU
@@ -213,7 +213,7 @@ LOCK_INLINE int64_t lock_wait(struct lock_ctx *c, uint32_t *word, uint32_t expec
 	c->page->wait_cycles += t1 - t0;
 	c->page->waits++;
 	GUEST_ASSERT(r >= 0);
-	kicked = __atomic_exchange_n(&c->page->kick_tsc, 0, __ATOMIC_RELAXED);
+	kicked = __atomic_exchange_n(&c->page->kick_tsc, 0, __ATOMIC_RELAXED); /* stats only */
 	if (r == LHPVM_WAIT_WOKEN && kicked && kicked <= t1) {
 		c->page->pv_kick_wake++;
 		c->page->pv_latency_wake += t1 - kicked;
@@ -226,12 +226,22 @@ LOCK_INLINE void lock_kick(struct lock_ctx *c, uint32_t v)
 	uint64_t t0 = rdtsc_ordered();
 	int64_t r;
 
-	lk_store(&lock_vcpu_page(c, v)->kick_tsc, t0);
+	lk_store(&lock_vcpu_page(c, v)->kick_tsc, t0); /* stats only: relaxed */
 	r = hc_kick(v);
 	c->page->pv_latency_kick += rdtsc_ordered() - t0;
 	c->page->kicks++;
 	GUEST_ASSERT(r == 0);
 }
+
+/*
+ * The lock code does not rely on WAIT or KICK as fences. WAIT(word, v)
+ * blocks only while *word == v and no KICK is pending (a KICK to a vCPU not
+ * in WAIT stays pending), so a waiter's "publish; full fence; re-check; WAIT"
+ * (pvticket_slow, pvq_wait_node, pvq_wait_head_or_lock) against a waker's
+ * "store; full fence; check; KICK" (pvticket_release, qspin_pass_head,
+ * pvqspin_release) loses no wakeup. KICK's doorbell store follows the
+ * waker's earlier stores in x86 store order, so the woken vCPU sees them.
+ */
 
 /* ---- who the lock is granted to (slot->granted, read by the host) ---------- */
 
@@ -239,6 +249,8 @@ LOCK_INLINE void lock_kick(struct lock_ctx *c, uint32_t v)
  * acquire), or nobody's (LOCK_NO_VCPU, before every release). */
 LOCK_INLINE void lock_grant(struct lhpvm_lock_slot *s, uint32_t v)
 {
+	/* Relaxed: after the lock's acquire, which matches the release that
+	 * followed the releaser's lock_hand_to, so ours comes later. */
 	lk_store(&s->granted, v == LOCK_NO_VCPU ? 0 : (uint64_t)v + 1);
 }
 
@@ -248,6 +260,7 @@ LOCK_INLINE void lock_grant(struct lhpvm_lock_slot *s, uint32_t v)
  * own grant. */
 LOCK_INLINE void lock_hand_to(struct lhpvm_lock_slot *s, uint32_t v)
 {
+	/* Relaxed: the hand-over's release store orders it (see lock_grant). */
 	lk_store(&s->granted, v == LOCK_NO_VCPU ? 0 : ((uint64_t)v + 1) | LHPVM_GRANT_HANDED);
 }
 

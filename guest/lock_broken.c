@@ -17,12 +17,15 @@
 static GUEST_SPIN_TEXT void broken_acquire(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Relaxed, and no acquire anywhere: deliberately no ordering. */
 	lk_store(&s->word, 1);
 }
 
 static GUEST_CS_TEXT void broken_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Pairs with nothing (broken_acquire reads nothing); a release only to
+	 * look like the other locks' unlock. */
 	lk_store_rel(&s->word, 0);
 }
 

@@ -17,21 +17,28 @@ static GUEST_SPIN_TEXT void mcs_acquire(struct lock_ctx *c, struct lhpvm_lock_sl
 	struct lock_qnode *me = lock_my_qnode(c), *prev;
 	uint32_t spins = 0;
 
+	/* Relaxed: published by the XCHG below (to a successor that finds us
+	 * in the tail) and by the release store to prev->next (to prev). */
 	lk_store(&me->next, 0);
 	lk_store(&me->locked, 0);
 	lk_store(&me->cpu, c->id);
-	/* acq_rel: publishes the node's initialisation to whoever follows us,
-	 * and acquires the previous holder's release when the queue was empty. */
+	/* acq_rel: publishes the node's initialisation to whoever follows us
+	 * (matches its own XCHG here), and acquires the previous holder's
+	 * release when the queue was empty (matches the CAS in mcs_release). */
 	prev = (struct lock_qnode *)(uintptr_t)__atomic_exchange_n(&s->word, (uint64_t)(uintptr_t)me,
 								    __ATOMIC_ACQ_REL);
 	if (!prev)
 		return;
+	/* Matches lk_load_acq(&me->next) in mcs_release: our locked = 0 above
+	 * is visible to prev before it stores locked = 1, so it is not undone. */
 	lk_store_rel(&prev->next, (uint64_t)(uintptr_t)me);
+	/* Matches the release store of next->locked in mcs_release: the
+	 * previous holder's CS happens before ours. */
 	while (!lk_load_acq(&me->locked)) {
 		cpu_relax();
 		if (lock_aware(c) && (++spins & LOCK_PREEMPT_CHECK_MASK) == 0 &&
 		    !lock_yield_if_preempted(c, lock_owner_vcpu(s)))
-			lock_yield_if_preempted(c, lk_load(&prev->cpu));
+			lock_yield_if_preempted(c, lk_load(&prev->cpu)); /* a hint */
 	}
 }
 
@@ -43,15 +50,23 @@ static GUEST_SPIN_TEXT void mcs_acquire(struct lock_ctx *c, struct lhpvm_lock_sl
 static GUEST_CS_TEXT void mcs_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	struct lock_qnode *me = lock_my_qnode(c);
+	/* Matches the release store to prev->next in mcs_acquire: the
+	 * successor's node (locked = 0, cpu) is initialised before we use it. */
 	uint64_t next = lk_load_acq(&me->next);
 
 	if (!next) {
+		/* Release: matches the XCHG of the tail in mcs_acquire of the next
+		 * vCPU to find it 0 (our CS before its). The acquire half orders
+		 * nothing we need: on failure the load below acquires. */
 		if (lk_cas_acq_rel(&s->word, (uint64_t)(uintptr_t)me, 0))
 			return;
+		/* As above: matches the release store to prev->next. */
 		while (!(next = lk_load_acq(&me->next)))
 			cpu_relax();
 	}
 	lock_hand_to(s, lk_load(&((struct lock_qnode *)(uintptr_t)next)->cpu));
+	/* Matches lk_load_acq(&me->locked) in mcs_acquire: our CS and the
+	 * granted store above happen before the successor's CS. */
 	lk_store_rel(&((struct lock_qnode *)(uintptr_t)next)->locked, 1);
 }
 

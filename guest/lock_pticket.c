@@ -38,13 +38,17 @@ LOCK_INLINE uint32_t *pt_lock(struct lhpvm_lock_slot *s)
 static GUEST_SPIN_TEXT void pticket_acquire(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	uint32_t *grant = lk_lo32(&s->word), *request = lk_lo32(&s->word2), *lk = pt_lock(s);
+	/* Relaxed: tickets only order the waiters; the lock word's CAS below and
+	 * the release store in pticket_release order the CS. */
 	uint32_t t = __atomic_fetch_add(request, 1, __ATOMIC_RELAXED);
 	uint32_t me = c->id + 1, g, last = t, spins32 = 0;
 	uint64_t spins = 0, timeout = 0;
 
 	lock_publish_ticket(c, t);
 
-	/* In line: until our turn, or the queue stops moving for our timeout. */
+	/* In line: until our turn, or the queue stops moving for our timeout.
+	 * Relaxed: grant is only our place in line (nothing is read under it);
+	 * a stale value delays our turn or restarts the timeout, nothing more. */
 	while ((int32_t)(t - (g = lk_load(grant))) > 0) {
 		if (g != last) {
 			/* The queue moved (or first look): restart our timeout. */
@@ -68,6 +72,8 @@ static GUEST_SPIN_TEXT void pticket_acquire(struct lock_ctx *c, struct lhpvm_loc
 	for (;;) {
 		uint32_t w = lk_load(lk);
 
+		/* Matches lk_store_rel(pt_lock) in pticket_release: the previous
+		 * holder's CS, and its store to grant, happen before ours. */
 		if (w == 0 && lk_cas_acq(lk, 0, me))
 			return;
 		cpu_relax();
@@ -80,13 +86,18 @@ static GUEST_CS_TEXT void pticket_release(struct lock_ctx *c, struct lhpvm_lock_
 {
 	uint32_t *grant = lk_lo32(&s->word);
 
+	/* Relaxed: the last store to grant was the previous holder's, made
+	 * visible to us by our CAS on the lock word (see pticket_acquire). */
 	uint32_t next = lk_load(grant) + 1;
 
 	/* Granted to the next ticket's vCPU, though a timed-out waiter may
 	 * still take it first (then lockbench.c re-grants it to that one). */
 	lock_hand_to(s, lock_ticket_vcpu(c, next));
-	/* Only the holder writes grant. */
+	/* Only the holder writes grant. Relaxed: the release store below
+	 * publishes it to the next holder; waiters in line read it as a hint. */
 	lk_store(grant, next);
+	/* Matches lk_cas_acq(lk) in pticket_acquire: our CS, grant and the
+	 * granted store are visible to whoever takes the lock word next. */
 	lk_store_rel(pt_lock(s), 0);
 }
 

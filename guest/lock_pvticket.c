@@ -41,9 +41,21 @@ LOCK_INLINE void pvticket_slow(struct lock_ctx *c, uint32_t *head, uint32_t *slo
 
 	c->page->slow_paths++;
 	lock_set_state(c, LHPVM_LOCK_STATE_SLOW);
+	/* LOCK XADD, a full fence. Matches the seq_cst load of the count in
+	 * pvticket_release: releases our SLOW state and published ticket
+	 * (relaxed stores) to its pvticket_unlock_kick scan, and orders the
+	 * increment before our re-read of head (Dekker against its XCHG). */
 	__atomic_fetch_add(slow, 1, __ATOMIC_SEQ_CST);
+	/* Matches the XCHG of head in pvticket_release: after our increment,
+	 * either we see its new head or it sees our count and kicks us; the
+	 * acquire half orders its CS before ours. WAIT(head, h) blocks only
+	 * while head == h and no KICK is pending, so a KICK sent between this
+	 * load and the WAIT is not lost. */
 	while ((h = __atomic_load_n(head, __ATOMIC_SEQ_CST)) != t)
 		lock_wait(c, head, h);
+	/* Relaxed: a releaser that still sees our count (or SLOW state) only
+	 * scans or kicks needlessly; a stale KICK stays pending and makes a
+	 * later WAIT return at once, which every WAIT loop re-checks. */
 	__atomic_fetch_sub(slow, 1, __ATOMIC_RELAXED);
 	lock_set_state(c, LHPVM_LOCK_STATE_WAITING);
 }
@@ -51,11 +63,13 @@ LOCK_INLINE void pvticket_slow(struct lock_ctx *c, uint32_t *head, uint32_t *slo
 static GUEST_SPIN_TEXT void pvticket_acquire(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	uint32_t *head = lk_lo32(&s->word), *tail = lk_lo32(&s->word2);
+	/* Relaxed: the tail only hands out tickets; head orders the CS. */
 	uint32_t t = __atomic_fetch_add(tail, 1, __ATOMIC_RELAXED);
 	uint32_t h;
 
 	lock_publish_ticket(c, t);
 	for (uint64_t spins = 0; spins < c->spin_threshold; spins++) {
+		/* Matches the XCHG of head in pvticket_release. */
 		if ((h = lk_load_acq(head)) == t)
 			return;
 		if (lock_aware(c) && (spins & LOCK_PREEMPT_CHECK_MASK) == LOCK_PREEMPT_CHECK_MASK) {
@@ -71,7 +85,11 @@ static GUEST_SPIN_TEXT void pvticket_acquire(struct lock_ctx *c, struct lhpvm_lo
 	pvticket_slow(c, head, pvt_slow(s), t);
 }
 
-/* Outside the CS range: the lock is already free when this runs. */
+/* Outside the CS range: the lock is already free when this runs.
+ * Relaxed loads: the caller's seq_cst load of the slow count read the
+ * waiter's XADD in pvticket_slow (or a later RMW of the count), so the
+ * waiter's lock_state, lock_id and ticket stores are visible here. The KICK
+ * follows our XCHG of head (the doorbell store comes after it in order). */
 static GUEST_NOINLINE void pvticket_unlock_kick(struct lock_ctx *c, uint32_t ticket)
 {
 	for (uint32_t v = 0; v < c->nr_vcpus; v++) {
@@ -88,11 +106,15 @@ static GUEST_NOINLINE void pvticket_unlock_kick(struct lock_ctx *c, uint32_t tic
 static GUEST_CS_TEXT void pvticket_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	uint32_t *head = lk_lo32(&s->word);
+	/* Relaxed: we hold the lock and only the holder writes head. */
 	uint32_t next = lk_load(head) + 1;
 
 	lock_hand_to(s, lock_ticket_vcpu(c, next));
-	/* XCHG: release the lock and fence before reading the slow count. */
+	/* XCHG: release the lock and fence before reading the slow count.
+	 * Matches lk_load_acq(head) in pvticket_acquire and the seq_cst load
+	 * of head in pvticket_slow (our CS and granted store before theirs). */
 	__atomic_exchange_n(head, next, __ATOMIC_SEQ_CST);
+	/* Matches the XADD of the count in pvticket_slow (Dekker, above). */
 	if (__atomic_load_n(pvt_slow(s), __ATOMIC_SEQ_CST) != 0)
 		pvticket_unlock_kick(c, next);
 }

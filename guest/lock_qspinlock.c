@@ -47,6 +47,11 @@
  * unlocker that sees Q_SLOW finds us in the hash and KICKs after releasing.
  * A KICK that arrives before we WAIT stays pending and makes the WAIT return
  * at once; every WAIT is followed by a re-check.
+ *
+ * Each ordering site below names the site it pairs with. The word is also
+ * accessed as bytes and 16-bit halves (locked, pending, tail): mixed-size
+ * atomics, which C11 does not model but x86 orders like same-size ones, as
+ * Linux relies on.
  */
 #include "lock.h"
 
@@ -125,8 +130,13 @@ static GUEST_NOINLINE void pvq_hash(struct lock_ctx *c, struct lhpvm_lock_slot *
 	for (uint32_t hops = 1;; hops++, i = (i + 1) & (PVQ_HASH_SIZE - 1)) {
 		struct pvq_hash_entry *e = &pvq_hash_table[i];
 
+		/* Acquire matches the release of e->lock in pvq_unhash: the last
+		 * user's read of e->node is done before we overwrite it. */
 		if (lk_load(&e->lock) == 0 && lk_cas_acq(&e->lock, 0, (uint64_t)(uintptr_t)s)) {
-			/* Published by the full fence (XCHG) that sets Q_SLOW next. */
+			/* Published by the full fence (XCHG) that sets Q_SLOW next in
+			 * pvq_wait_head_or_lock, matched by the acquire load of Q_SLOW
+			 * in pvqspin_release. From qspin_pass_head, the unlocker that
+			 * unhashes is this vCPU: program order suffices. */
 			lk_store(&e->node, (uint64_t)(uintptr_t)node);
 			c->page->pv_hash_hops += hops;
 			return;
@@ -142,9 +152,14 @@ static GUEST_NOINLINE struct lock_qnode *pvq_unhash(struct lhpvm_lock_slot *s)
 	for (uint32_t hops = 1;; hops++, i = (i + 1) & (PVQ_HASH_SIZE - 1)) {
 		struct pvq_hash_entry *e = &pvq_hash_table[i];
 
+		/* Not what makes e->node visible (pvq_hash's CAS has no release
+		 * half): that is pvqspin_release's acquire load of Q_SLOW, or
+		 * program order. Harmless: a plain MOV on x86. */
 		if (lk_load_acq(&e->lock) == (uint64_t)(uintptr_t)s) {
 			struct lock_qnode *node = (struct lock_qnode *)(uintptr_t)lk_load(&e->node);
 
+			/* Matches the acquire CAS in pvq_hash: our read of e->node
+			 * is done before the entry is reused. */
 			lk_store_rel(&e->lock, 0);
 			return node;
 		}
@@ -155,7 +170,9 @@ static GUEST_NOINLINE struct lock_qnode *pvq_unhash(struct lhpvm_lock_slot *s)
 
 /* ---- trylocks -------------------------------------------------------------- */
 
-/* Native: the whole word must be 0 (no queue to jump). */
+/* Native: the whole word must be 0 (no queue to jump). In both trylocks the
+ * relaxed load is only a test; the CAS's acquire matches the release of the
+ * locked byte in qspin_release / pvqspin_release. */
 LOCK_INLINE int q_trylock(struct lhpvm_lock_slot *s)
 {
 	return lk_load(q_word(s)) == 0 && lk_cas_acq(q_word(s), 0, Q_LOCKED);
@@ -190,7 +207,8 @@ LOCK_INLINE int pvq_steal(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 
 /* ---- pv waiting -------------------------------------------------------------- */
 
-/* Is the predecessor not running (the pv_wait_early check)? */
+/* Is the predecessor not running (the pv_wait_early check)? Relaxed: a
+ * stale answer only makes us halt sooner or later. */
 LOCK_INLINE int pvq_prev_not_running(struct lock_ctx *c, struct lock_qnode *prev)
 {
 	if (c->pv_prev_check == LHPVM_PV_PREV_CHECK_PREEMPTED)
@@ -205,6 +223,8 @@ LOCK_INLINE void pvq_wait_node(struct lock_ctx *c, struct lock_qnode *me, struct
 		int early = 0;
 
 		for (uint64_t loop = c->spin_threshold; loop; loop--) {
+			/* Matches the store of next->locked in qspin_pass_head: we
+			 * are the head only after our predecessor's hand-over. */
 			if (lk_load_acq(&me->locked))
 				return;
 			if (c->pv_prev_check != LHPVM_PV_PREV_CHECK_OFF && (loop & LOCK_PV_PREV_CHECK_MASK) == 0 &&
@@ -215,17 +235,28 @@ LOCK_INLINE void pvq_wait_node(struct lock_ctx *c, struct lock_qnode *me, struct
 			cpu_relax();
 		}
 		lock_set_state(c, LHPVM_LOCK_STATE_SLOW);
-		/* smp_store_mb: XCHG, a store and a full fence. */
+		/* smp_store_mb: XCHG, a store and a full fence. Matches the
+		 * (store locked = 1; CAS state) of qspin_pass_head:
+		 *   [S] state = HALTED         [S] next->locked = 1
+		 *       MB                         MB
+		 *   [L] locked                 [RmW] next->state HALTED -> ...
+		 * either we see locked = 1 and do not WAIT, or it sees HALTED
+		 * and kicks us (now, or from its unlock via the hash). */
 		__atomic_exchange_n(&me->state, QNODE_HALTED, __ATOMIC_SEQ_CST);
 		if (!__atomic_load_n(&me->locked, __ATOMIC_SEQ_CST)) {
 			c->page->pv_wait_node++;
 			c->page->pv_wait_early += early;
 			c->page->slow_paths++;
+			/* Returns at once if qspin_pass_head's CAS already moved
+			 * state off HALTED, or a KICK is pending. */
 			lock_wait(c, &me->state, QNODE_HALTED);
 		}
-		/* Keep HASHED: then the new holder's unlock kicks us. */
+		/* Keep HASHED: then the new holder's unlock kicks us.
+		 * Races qspin_pass_head's CAS of our state: the RMWs' atomicity
+		 * decides who moves HALTED; no other ordering is needed. */
 		lk_cas_full(&me->state, QNODE_HALTED, QNODE_RUNNING);
 		lock_set_state(c, LHPVM_LOCK_STATE_WAITING);
+		/* Only for the count: the loop's load above decides. */
 		if (!lk_load_acq(&me->locked))
 			c->page->pv_spurious_wakeup++;
 	}
@@ -234,15 +265,21 @@ LOCK_INLINE void pvq_wait_node(struct lock_ctx *c, struct lock_qnode *me, struct
 /* The queue head: returns holding the lock (its locked byte 1 or Q_SLOW). */
 LOCK_INLINE void pvq_wait_head_or_lock(struct lock_ctx *c, struct lhpvm_lock_slot *s, struct lock_qnode *me)
 {
-	/* pv_kick_node may have hashed us already (deferred kick). */
+	/* pv_kick_node may have hashed us already (deferred kick). Relaxed:
+	 * our own node; we read qspin_pass_head's CAS result in pvq_wait_node
+	 * (our CAS of state there), and only we write state from now on. */
 	int hashed = lk_load(&me->state) == QNODE_HASHED;
 
 	for (uint64_t waits = 0;; waits++) {
+		/* Relaxed: for our successor's pvq_prev_not_running, a hint. */
 		lk_store(&me->state, QNODE_RUNNING);
+		/* Relaxed (Linux's set_pending): only turns pvq_steal away. */
 		if (c->pv_pending == LHPVM_PV_PENDING_ON)
 			__atomic_store_n(q_pending(s), 1, __ATOMIC_RELAXED); /* no stealing meanwhile */
 		for (uint64_t loop = c->spin_threshold_head; loop; loop--) {
-			/* trylock_clear_pending: locked clear -> take it and drop pending. */
+			/* trylock_clear_pending: locked clear -> take it and drop pending.
+			 * Relaxed test; the CASes' acquire matches the release of the
+			 * locked byte in pvqspin_release. */
 			uint32_t v = lk_load(q_word(s));
 
 			if (!(v & Q_LOCKED_MASK)) {
@@ -261,19 +298,33 @@ LOCK_INLINE void pvq_wait_head_or_lock(struct lock_ctx *c, struct lhpvm_lock_slo
 		if (!hashed) {
 			pvq_hash(c, s, me);
 			hashed = 1;
+			/* Full fence: pvq_hash's entry is visible before Q_SLOW.
+			 * Matches the acquire load of Q_SLOW in pvqspin_release,
+			 * which then finds the entry in pvq_unhash:
+			 *   [S] <hash>                 [L] locked == Q_SLOW (acquire)
+			 *       MB
+			 *   [RmW] locked = Q_SLOW      [L] <unhash>
+			 * If it returns 0 the lock was free and this XCHG is our
+			 * acquire (matching pvqspin_release's release of the byte). */
 			if (__atomic_exchange_n(q_locked(s), (uint8_t)Q_SLOW, __ATOMIC_SEQ_CST) == 0) {
-				/* It was free: ours. Back to plain locked, unhashed. */
+				/* It was free: ours. Back to plain locked, unhashed.
+				 * Relaxed: we hold the lock; only our own release reads
+				 * the byte next, and our own entry goes (program order). */
 				__atomic_store_n(q_locked(s), (uint8_t)Q_LOCKED, __ATOMIC_RELAXED);
 				pvq_unhash(s);
 				lock_set_state(c, LHPVM_LOCK_STATE_WAITING);
 				return;
 			}
 		}
-		lk_store(&me->state, QNODE_HASHED);
+		lk_store(&me->state, QNODE_HASHED); /* relaxed: a hint, as RUNNING above */
 		c->page->pv_wait_head++;
 		c->page->pv_wait_again += waits != 0;
 		c->page->slow_paths++;
-		for (;;) { /* WAIT on the word while its locked byte is Q_SLOW */
+		/* WAIT on the word while its locked byte is Q_SLOW. Relaxed: WAIT
+		 * blocks only while the word is still v and no KICK is pending,
+		 * and pvqspin_release stores the byte before it KICKs; the
+		 * acquire is the trylock CAS when we loop back. */
+		for (;;) {
 			uint32_t v = lk_load(q_word(s));
 
 			if ((v & Q_LOCKED_MASK) != Q_SLOW || lock_wait(c, q_word(s), v) != LHPVM_WAIT_VALUE_CHANGE)
@@ -296,6 +347,8 @@ LOCK_INLINE void pvq_wait_head_or_lock(struct lock_ctx *c, struct lhpvm_lock_slo
 static GUEST_CS_TEXT void qspin_pass_head(struct lock_ctx *c, struct lhpvm_lock_slot *s,
 					  struct lock_qnode *me, uint32_t tail, int pv)
 {
+	/* Relaxed: the lock's acquire is behind us (the head wait's
+	 * lk_load_acq in qspin_slowpath, or pvq_wait_head_or_lock's CAS). */
 	uint32_t v = lk_load(q_word(s));
 	uint64_t n;
 	struct lock_qnode *next;
@@ -303,16 +356,36 @@ static GUEST_CS_TEXT void qspin_pass_head(struct lock_ctx *c, struct lhpvm_lock_
 	/* Ours now: say so before a KICK below can cost us our pCPU (the host
 	 * times a lock held by a vCPU that does not run from this). */
 	lock_grant(s, c->id);
-	if ((v & Q_TAIL_MASK) == tail && lk_cas_acq(q_word(s), v, Q_LOCKED))
+	/* The CAS's atomicity against a new queuer's tail XCHG in
+	 * qspin_slowpath is what matters (it fails if one came); its acquire
+	 * orders nothing new. Pending must be clear in v, as in Linux (whose
+	 * v is the head wait's): a native locker that set pending, saw our
+	 * tail and is about to undo it (qspin_slowpath) must make the CAS
+	 * fail and queue behind us. Were its pending swallowed here, its undo
+	 * would later clear a pending bit another locker owns, and two
+	 * lockers could take the lock. pv never has pending set here. */
+	if ((v & ~Q_LOCKED_MASK) == tail && lk_cas_acq(q_word(s), v, Q_LOCKED))
 		return;
+	/* set_locked. Relaxed: native, no one else sets the locked byte while
+	 * the tail is ours and pending is clear (the fast path needs a zero
+	 * word, the pending path no tail); pv, the byte is already ours. */
 	__atomic_store_n(q_locked(s), (uint8_t)Q_LOCKED, __ATOMIC_RELAXED);
+	/* Matches the release store to prev->next in qspin_slowpath: the
+	 * successor's node (locked = 0, state, cpu) is initialised before we
+	 * write into it below. */
 	while (!(n = lk_load_acq(&me->next)))
 		cpu_relax(); /* it swapped the tail and has not linked in yet */
 	next = (struct lock_qnode *)(uintptr_t)n;
+	/* Hands the queue head over: matches lk_load_acq(&me->locked) in
+	 * qspin_slowpath and pvq_wait_node. Native only needs a release
+	 * (Linux's arch_mcs_spin_unlock_contended); pv needs the full fence
+	 * before the CAS of next->state below (smp_mb__before_atomic), the
+	 * other half of pvq_wait_node's XCHG-state-then-load-locked. */
 	__atomic_store_n(&next->locked, 1, __ATOMIC_SEQ_CST);
 	if (!pv)
 		return;
-	/* pv_kick_node */
+	/* pv_kick_node. Both CASes match pvq_wait_node's XCHG of state to
+	 * HALTED and its CAS HALTED -> RUNNING: one RMW wins HALTED. */
 	if (c->pv_kick == LHPVM_PV_KICK_IMMEDIATE) {
 		if (lk_cas_full(&next->state, QNODE_HALTED, QNODE_RUNNING))
 			lock_kick(c, lk_load(&next->cpu));
@@ -320,6 +393,9 @@ static GUEST_CS_TEXT void qspin_pass_head(struct lock_ctx *c, struct lhpvm_lock_
 	}
 	if (!lk_cas_full(&next->state, QNODE_HALTED, QNODE_HASHED))
 		return;
+	/* Relaxed, and set before hashing: we hold the lock, and the vCPU that
+	 * sees Q_SLOW and unhashes is this one, in pvqspin_release (program
+	 * order). Others only see the lock held. */
 	__atomic_store_n(q_locked(s), (uint8_t)Q_SLOW, __ATOMIC_RELAXED);
 	pvq_hash(c, s, next);
 }
@@ -330,21 +406,31 @@ LOCK_INLINE void qspin_slowpath(struct lock_ctx *c, struct lhpvm_lock_slot *s, i
 	uint32_t v, tail, old;
 
 	if (!pv) {
+		/* Relaxed loads: tests only; the fetch_or below decides. */
 		v = lk_load(q_word(s));
 		for (int i = 0; v == Q_PENDING && i < Q_PENDING_LOOPS; i++) {
 			cpu_relax();
 			v = lk_load(q_word(s));
 		}
 		if (!(v & ~Q_LOCKED_MASK)) {
+			/* Acquire as Linux's fetch_set_pending_acquire; the load
+			 * of locked below re-acquires before we take the lock. */
 			v = __atomic_fetch_or(q_word(s), Q_PENDING, __ATOMIC_ACQUIRE);
 			if (!(v & ~Q_LOCKED_MASK)) {
-				/* Pending is ours: wait for the holder, then take it. */
+				/* Pending is ours: wait for the holder, then take it.
+				 * Matches the release store of the locked byte in
+				 * qspin_release: its CS happens before ours. */
 				while (lk_load_acq(q_locked(s)))
 					cpu_relax();
+				/* clear_pending_set_locked. Relaxed: the acquire was the
+				 * load above; while pending is ours no one else may set
+				 * the locked byte (the fast path needs a zero word, the
+				 * queue head waits for pending to clear). */
 				__atomic_store_n(q_locked_pending(s), (uint16_t)Q_LOCKED, __ATOMIC_RELAXED);
 				c->page->lock_pending++;
 				return;
 			}
+			/* Relaxed (Linux's clear_pending): orders nothing; we queue. */
 			if (!(v & Q_PENDING)) /* we set it but someone queued: undo */
 				__atomic_fetch_and(q_word(s), ~Q_PENDING, __ATOMIC_RELAXED);
 		}
@@ -352,6 +438,9 @@ LOCK_INLINE void qspin_slowpath(struct lock_ctx *c, struct lhpvm_lock_slot *s, i
 
 	c->page->lock_slowpath++;
 	me = lock_my_qnode(c);
+	/* Relaxed: published by the tail XCHG's release half (to a successor
+	 * that finds us in the tail) and by the release store to prev->next
+	 * (to our predecessor). */
 	lk_store(&me->next, 0);
 	lk_store(&me->locked, 0);
 	lk_store(&me->state, QNODE_RUNNING);
@@ -360,15 +449,20 @@ LOCK_INLINE void qspin_slowpath(struct lock_ctx *c, struct lhpvm_lock_slot *s, i
 		return;
 
 	tail = (c->id + 1) << Q_TAIL_SHIFT;
-	/* xchg_tail: publishes our node, acquires the predecessor's. */
+	/* xchg_tail: publishes our node, acquires the predecessor's. Matches
+	 * the same XCHG of our successor (release: our node's initialisation)
+	 * and of our predecessor (acquire: its next = 0 is before our store
+	 * to prev->next below). Linux: smp_wmb() and a relaxed xchg. */
 	old = (uint32_t)__atomic_exchange_n(q_tail(s), (uint16_t)(tail >> Q_TAIL_SHIFT), __ATOMIC_ACQ_REL)
 	      << Q_TAIL_SHIFT;
 	if (old) {
 		prev = q_node_of(c, old >> Q_TAIL_SHIFT);
+		/* Matches lk_load_acq(&me->next) in qspin_pass_head. */
 		lk_store_rel(&prev->next, (uint64_t)(uintptr_t)me);
 		if (pv) {
 			pvq_wait_node(c, me, prev);
 		} else {
+			/* Matches the store of next->locked in qspin_pass_head. */
 			while (!lk_load_acq(&me->locked))
 				cpu_relax();
 		}
@@ -376,12 +470,16 @@ LOCK_INLINE void qspin_slowpath(struct lock_ctx *c, struct lhpvm_lock_slot *s, i
 	if (pv) {
 		pvq_wait_head_or_lock(c, s, me);
 	} else {
+		/* The head's acquire of the lock: matches the release store of
+		 * the locked byte in qspin_release (last holder's CS first). */
 		while (lk_load_acq(q_word(s)) & Q_LOCKED_PENDING_MASK)
 			cpu_relax();
 	}
 	qspin_pass_head(c, s, me, tail, pv);
 }
 
+/* Fast paths: the CAS's acquire matches the release of the locked byte in
+ * qspin_release / pvqspin_release. */
 static GUEST_SPIN_TEXT void qspin_acquire(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	if (!lk_cas_acq(q_word(s), 0, Q_LOCKED))
@@ -397,10 +495,15 @@ static GUEST_SPIN_TEXT void pvqspin_acquire(struct lock_ctx *c, struct lhpvm_loc
 static GUEST_CS_TEXT void qspin_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Matches the acquire of the lock: the CAS in qspin_acquire and
+	 * q_trylock, and qspin_slowpath's loads of the locked byte (pending
+	 * owner) and of the word (queue head). */
 	__atomic_store_n(q_locked(s), 0, __ATOMIC_RELEASE);
 }
 
-/* Outside the CS range: the lock is already free when this runs. */
+/* Outside the CS range: the lock is already free when this runs. The KICK's
+ * doorbell store follows pvqspin_release's store of the byte; node->cpu is
+ * fixed since the node's initialisation (relaxed). */
 static GUEST_NOINLINE void pvqspin_unlock_kick(struct lock_ctx *c, struct lock_qnode *node)
 {
 	c->page->pv_kick_unlock++;
@@ -411,11 +514,18 @@ static GUEST_CS_TEXT void pvqspin_release(struct lock_ctx *c, struct lhpvm_lock_
 {
 	struct lock_qnode *node;
 
+	/* Release matches the acquire CASes in pvqspin_acquire, pvq_steal and
+	 * pvq_wait_head_or_lock (and its Q_SLOW XCHG when it finds 0). */
 	if (lk_cas_rel(q_locked(s), (uint8_t)Q_LOCKED, 0))
 		return;
-	/* Q_SLOW: a halted waiter is hashed; find it before the release. */
+	/* Q_SLOW: a halted waiter is hashed; find it before the release.
+	 * A failed CAS orders nothing: this acquire load (Linux's smp_rmb)
+	 * matches the Q_SLOW XCHG in pvq_wait_head_or_lock, so pvq_unhash
+	 * sees its entry. It is inside GUEST_ASSERT: keep it if that goes. */
 	GUEST_ASSERT(lk_load_acq(q_locked(s)) == Q_SLOW);
 	node = pvq_unhash(s);
+	/* Release, as above; after our read of the node (pvq_unhash), so the
+	 * entry is consumed before a new holder can hash another waiter. */
 	__atomic_store_n(q_locked(s), 0, __ATOMIC_RELEASE);
 	pvqspin_unlock_kick(c, node);
 }

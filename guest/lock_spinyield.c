@@ -19,6 +19,8 @@ static GUEST_SPIN_TEXT void spinyield_acquire(struct lock_ctx *c, struct lhpvm_l
 		uint64_t w = 0;
 
 		for (uint64_t spins = 0; spins < c->spin_threshold; spins++) {
+			/* Relaxed test; the CAS is the acquire, matching the
+			 * release store in spinyield_release. */
 			w = lk_load(&s->word);
 			if (w == 0 && lk_cas_acq(&s->word, 0, me))
 				return;
@@ -27,7 +29,7 @@ static GUEST_SPIN_TEXT void spinyield_acquire(struct lock_ctx *c, struct lhpvm_l
 				break;
 			cpu_relax();
 		}
-		w = lk_load(&s->word);
+		w = lk_load(&s->word); /* relaxed: only picks the YIELD target */
 		if (w != 0 && w != me) {
 			c->page->slow_paths++;
 			lock_yield(c, w - 1);
@@ -38,6 +40,7 @@ static GUEST_SPIN_TEXT void spinyield_acquire(struct lock_ctx *c, struct lhpvm_l
 static GUEST_CS_TEXT void spinyield_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Matches the acquire CAS in spinyield_acquire. */
 	lk_store_rel(&s->word, 0);
 }
 

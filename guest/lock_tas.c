@@ -13,6 +13,8 @@ static GUEST_SPIN_TEXT void tas_acquire(struct lock_ctx *c, struct lhpvm_lock_sl
 {
 	uint32_t spins = 0;
 
+	/* Matches the release store in tas_release: the previous holder's CS
+	 * happens before ours. No release needed: a failed XCHG stores 1 over 1. */
 	while (__atomic_exchange_n(&s->word, 1, __ATOMIC_ACQUIRE) != 0) {
 		cpu_relax();
 		if (lock_aware(c) && (++spins & LOCK_PREEMPT_CHECK_MASK) == 0)
@@ -23,6 +25,7 @@ static GUEST_SPIN_TEXT void tas_acquire(struct lock_ctx *c, struct lhpvm_lock_sl
 static GUEST_CS_TEXT void tas_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Matches the acquire XCHG in tas_acquire. */
 	lk_store_rel(&s->word, 0);
 }
 

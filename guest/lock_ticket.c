@@ -15,10 +15,14 @@
 static GUEST_SPIN_TEXT void ticket_acquire(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	uint32_t *head = lk_lo32(&s->word), *tail = lk_lo32(&s->word2);
+	/* Relaxed: the tail only hands out tickets (the RMW makes them unique);
+	 * the CS is ordered through head, below and in ticket_release. */
 	uint32_t t = __atomic_fetch_add(tail, 1, __ATOMIC_RELAXED);
 	uint32_t h, spins = 0;
 
 	lock_publish_ticket(c, t);
+	/* Matches the release store of head in ticket_release: the previous
+	 * holder's CS (and its lock_hand_to) happens before ours. */
 	while ((h = lk_load_acq(head)) != t) {
 		cpu_relax();
 		if (lock_aware(c) && (++spins & LOCK_PREEMPT_CHECK_MASK) == 0) {
@@ -35,11 +39,15 @@ static GUEST_CS_TEXT void ticket_release(struct lock_ctx *c, struct lhpvm_lock_s
 {
 	uint32_t *head = lk_lo32(&s->word);
 
+	/* Relaxed: we hold the lock, our ticket_acquire's acquire load read this
+	 * head, and only the holder writes it. */
 	uint32_t next = lk_load(head) + 1;
 
 	/* Granted to whoever holds the next ticket (if it has published it). */
 	lock_hand_to(s, lock_ticket_vcpu(c, next));
-	/* Only the holder writes the head: no atomic add needed. */
+	/* Only the holder writes the head: no atomic add needed.
+	 * Matches lk_load_acq(head) in ticket_acquire: our CS and the granted
+	 * store above are visible to the next ticket's holder before it runs. */
 	lk_store_rel(head, next);
 }
 

@@ -17,11 +17,13 @@ static GUEST_SPIN_TEXT void ttas_acquire(struct lock_ctx *c, struct lhpvm_lock_s
 	uint32_t backoff = 1, spins = 0;
 
 	for (;;) {
+		/* Relaxed: only a test; the XCHG below is the acquire. */
 		while (lk_load(&s->word) != 0) {
 			cpu_relax();
 			if (lock_aware(c) && (++spins & LOCK_PREEMPT_CHECK_MASK) == 0)
 				lock_yield_if_preempted(c, lock_owner_vcpu(s));
 		}
+		/* Matches the release store in ttas_release. */
 		if (__atomic_exchange_n(&s->word, 1, __ATOMIC_ACQUIRE) == 0)
 			return;
 		/* Lost the race to another waiter: back off before re-reading. */
@@ -35,6 +37,7 @@ static GUEST_SPIN_TEXT void ttas_acquire(struct lock_ctx *c, struct lhpvm_lock_s
 static GUEST_CS_TEXT void ttas_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Matches the acquire XCHG in ttas_acquire. */
 	lk_store_rel(&s->word, 0);
 }
 

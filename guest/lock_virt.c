@@ -14,6 +14,8 @@ static GUEST_SPIN_TEXT void virt_acquire(struct lock_ctx *c, struct lhpvm_lock_s
 
 	(void)c;
 	for (;;) {
+		/* Relaxed test; the CAS is the acquire, matching the release
+		 * store in virt_release. */
 		if (lk_load(w) == 0 && lk_cas_acq(w, 0, 1))
 			return;
 		cpu_relax();
@@ -23,6 +25,9 @@ static GUEST_SPIN_TEXT void virt_acquire(struct lock_ctx *c, struct lhpvm_lock_s
 static GUEST_CS_TEXT void virt_release(struct lock_ctx *c, struct lhpvm_lock_slot *s)
 {
 	(void)c;
+	/* Matches the acquire CAS in virt_acquire. A byte store against a
+	 * 4-byte CAS: mixed-size, which C11 does not model but x86 orders like
+	 * same-size accesses (Linux's native unlock does the same). */
 	__atomic_store_n((uint8_t *)lk_lo32(&s->word), 0, __ATOMIC_RELEASE);
 }
 

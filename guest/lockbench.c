@@ -76,14 +76,14 @@ static GUEST_CS_TEXT uint64_t lockbench_op(struct lock_ctx *c, const struct lock
 	uint64_t t0, t1, o, v;
 
 	t0 = rdtsc_ordered();
-	l->acquire(c, s);
+	l->acquire(c, s); /* its acquire orders the CS's relaxed/plain accesses */
 	t1 = rdtsc_ordered();
 	lock_grant(s, c->id); /* ours now, however it came to us */
 	lk_store(&p->lock_state, LHPVM_LOCK_STATE_HOLDING);
 	if (hint)
 		lk_store(&p->in_cs, 1);
 
-	o = lk_load(&s->owner);
+	o = lk_load(&s->owner); /* relaxed: the lock orders it; others read a hint */
 	if (o != 0)
 		lockbench_check_failed(c, l, o, 0);
 	lk_store(&s->owner, me);
@@ -101,7 +101,7 @@ static GUEST_CS_TEXT uint64_t lockbench_op(struct lock_ctx *c, const struct lock
 	lk_store(&s->owner, 0);
 	lock_grant(s, LOCK_NO_VCPU); /* a FIFO release hands it to the next waiter */
 
-	l->release(c, s);
+	l->release(c, s); /* its release publishes the CS to the next holder */
 	if (hint)
 		lk_store(&p->in_cs, 0);
 	lk_store(&p->lock_state, LHPVM_LOCK_STATE_NONE);
@@ -164,6 +164,8 @@ int workload_lock(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_pag
 	while ((n == 0 || done < n) && !stop_requested(bi)) {
 		uint64_t cycles;
 
+		/* Relaxed: read by the host and the holder lookups as hints;
+		 * pvticket_slow's XADD publishes them to pvticket_unlock_kick. */
 		lk_store(&page->lock_id, c.lock_index);
 		lk_store(&page->lock_state, LHPVM_LOCK_STATE_WAITING);
 		cycles = lockbench_op(&c, l, slot, cs_cycles);
@@ -178,6 +180,7 @@ int workload_lock(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_pag
 
 		/* Delay hint, guest half: the host deferred a preemption while
 		 * we were in the CS and asks us to give the CPU back now. */
+		/* Relaxed: a request from the host, nothing is read under it. */
 		if ((c.flags & LHPVM_FLAG_DELAY_HINT) && lk_load(&page->yield_requested)) {
 			lk_store(&page->yield_requested, 0);
 			lock_yield(&c, LHPVM_YIELD_ANY);

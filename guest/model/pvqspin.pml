@@ -248,7 +248,7 @@ gotlock:
 		 * successor becomes the head (and, halted, is kicked). */
 		atomic { vl = locked; vp = pending; vt = tail };
 		if
-		:: vt == me + 1 ->
+		:: vt == me + 1 && vp == 0 ->
 			atomic {
 				if
 				:: locked == vl && pending == vp && tail == vt -> locked = 1; pending = 0; tail = 0; got = 1
