@@ -322,7 +322,15 @@ type report struct {
 		LockEvents         map[string]float64 `json:"lock_events"`
 		HeldPreemptedNs    *int64             `json:"held_preempted_ns"`
 		GrantedPreemptedNs *int64             `json:"granted_preempted_ns"`
-		Locks              []struct {
+		Fairness           *struct {
+			MinAcq     uint64  `json:"min_acq"`
+			AvgAcq     float64 `json:"avg_acq"`
+			MaxAcq     uint64  `json:"max_acq"`
+			MaxOverMin float64 `json:"max_over_min"`
+			Jain       float64 `json:"jain"`
+		} `json:"fairness"`
+		Acquisitions uint64 `json:"acquisitions"`
+		Locks        []struct {
 			Lock               int   `json:"lock"`
 			HeldPreemptedNs    int64 `json:"held_preempted_ns"`
 			GrantedPreemptedNs int64 `json:"granted_preempted_ns"`
@@ -333,6 +341,7 @@ type report struct {
 			Ops                uint64             `json:"ops"`
 			Exits              uint64             `json:"exits"`
 			Hypercalls         uint64             `json:"hypercalls"`
+			Acquisitions       uint64             `json:"acquisitions"`
 			LockEvents         map[string]float64 `json:"lock_events"`
 			HeldPreemptedNs    *int64             `json:"held_preempted_ns"`
 			GrantedPreemptedNs *int64             `json:"granted_preempted_ns"`
@@ -446,6 +455,16 @@ vms:
 				require.NotNil(t, v.HeldPreemptedNs)
 			}
 			assert.Equal(t, vm.LockEvents["pv_lock_stealing"], steals, "the VM's events are its vCPUs'")
+			// Fairness: the spread of the vCPUs' acquisitions.
+			require.NotNil(t, vm.Fairness)
+			lo, hi := vm.VCPU[0].Acquisitions, vm.VCPU[0].Acquisitions
+			for _, v := range vm.VCPU {
+				lo, hi = min(lo, v.Acquisitions), max(hi, v.Acquisitions)
+			}
+			assert.Equal(t, lo, vm.Fairness.MinAcq)
+			assert.Equal(t, hi, vm.Fairness.MaxAcq)
+			assert.InDelta(t, float64(vm.Acquisitions)/4, vm.Fairness.AvgAcq, 1e-6)
+			assert.True(t, vm.Fairness.Jain >= 0.25 && vm.Fairness.Jain <= 1, "Jain's index in [1/n, 1]: %v", vm.Fairness.Jain)
 			require.NotNil(t, vm.HeldPreemptedNs)
 			require.NotNil(t, vm.GrantedPreemptedNs)
 			require.Len(t, vm.Locks, 1)

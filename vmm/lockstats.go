@@ -20,6 +20,41 @@ type Latency struct {
 	Max float64 `json:"max"`
 }
 
+// Fairness is how evenly a VM's vCPUs shared its locks: their acquisitions'
+// minimum, mean and maximum, max/min (0 when a vCPU took none: starved),
+// and Jain's fairness index, (Σx)² / (n·Σx²), 1 when every vCPU took the
+// same and 1/n when one took all.
+type Fairness struct {
+	MinAcq     uint64  `json:"min_acq"`
+	AvgAcq     float64 `json:"avg_acq"`
+	MaxAcq     uint64  `json:"max_acq"`
+	MaxOverMin float64 `json:"max_over_min"`
+	Jain       float64 `json:"jain"`
+}
+
+// FairnessOf summarises the acquisitions of a VM's vCPUs.
+func FairnessOf(acq []uint64) Fairness {
+	var f Fairness
+	if len(acq) == 0 {
+		return f
+	}
+	var sum, sq float64
+	f.MinAcq = acq[0]
+	for _, a := range acq {
+		f.MinAcq, f.MaxAcq = min(f.MinAcq, a), max(f.MaxAcq, a)
+		sum += float64(a)
+		sq += float64(a) * float64(a)
+	}
+	f.AvgAcq = sum / float64(len(acq))
+	if f.MinAcq > 0 {
+		f.MaxOverMin = float64(f.MaxAcq) / float64(f.MinAcq)
+	}
+	if sq > 0 {
+		f.Jain = sum * sum / (float64(len(acq)) * sq)
+	}
+	return f
+}
+
 // LockStats is the lock lab's accounting, for a VM or one vCPU.
 type LockStats struct {
 	Lock         string  `json:"lock,omitempty"`
@@ -40,6 +75,9 @@ type LockStats struct {
 	// the host policy (only our scheduler knows who runs).
 	HeldPreemptedNs    *int64 `json:"held_preempted_ns"`
 	GrantedPreemptedNs *int64 `json:"granted_preempted_ns"`
+	// Fairness is how evenly the VM's vCPUs shared the lock (a VM's
+	// statistics only; nil for one vCPU's).
+	Fairness *Fairness `json:"fairness,omitempty"`
 
 	hist      [hypercall.HistogramBucket]uint64
 	maxCycles uint64

@@ -152,6 +152,12 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			r.LockStats.cycles, r.LockStats.SpinCycles = runTotal, spinTotal
 		}
 		r.LockStats.finish(vm.tscKHz)
+		acq := make([]uint64, len(r.VCPU))
+		for i, vr := range r.VCPU {
+			acq[i] = vr.LockStats.Acquisitions
+		}
+		f := FairnessOf(acq)
+		r.LockStats.Fairness = &f
 	}
 	if d := m.damage[vm.index]; d != nil && isLock {
 		ns := func(t time.Duration) *int64 { n := t.Nanoseconds(); return &n }

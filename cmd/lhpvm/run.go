@@ -270,6 +270,14 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		if r.LockStats != nil {
 			printLockEvents(out, r)
 			printDamage(out, r)
+			if f := r.LockStats.Fairness; f != nil && r.VCPUs > 1 {
+				ratio := "a vCPU took none"
+				if f.MaxOverMin > 0 {
+					ratio = fmt.Sprintf("max/min %.2f", f.MaxOverMin)
+				}
+				fmt.Fprintf(out, "fairness: acquisitions per vCPU min %d, mean %.0f, max %d (%s), Jain's index %.3f\n",
+					f.MinAcq, f.AvgAcq, f.MaxAcq, ratio, f.Jain)
+			}
 			fmt.Fprintf(out, "lock %s: ", r.LockStats.Lock)
 		}
 		fmt.Fprintf(out, "%d ops in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)

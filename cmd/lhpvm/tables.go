@@ -25,22 +25,22 @@ func printResults(out io.Writer, res *sweep.Results) {
 			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.After), ref.Min, ref.Max, drift)
 	}
 	m := res.Matrix
-	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s.\n\n",
+	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
 		m.Repeat, m.Duration, m.CSCycles, m.Think, res.Meta.Backend)
 	if m.Ablation != "" {
 		printAblation(out, res)
 		return
 	}
-	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | check |")
-	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | fairness | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range res.Cells {
 		check := verdict(c)
 		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
 		if len(c.Runs) > 1 && c.OK {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %s |\n", c.VCPUs, c.Lock, c.Policy,
-			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, check)
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy,
+			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
 	}
 	if f := res.Failed(); len(f) > 0 {
 		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))

@@ -67,7 +67,8 @@ var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
 // csvMeasures are a run's measures, as in results.json, then its lock
 // events (with units: vmm.LockEvents).
 func csvMeasures() []string {
-	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns"}
+	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
+		"fairness_jain", "acq_max_over_min"}
 	for _, e := range (&vmm.LockEvents{}).Named() {
 		h = append(h, e.Name)
 	}
@@ -84,7 +85,7 @@ func (m Measured) csv() []string {
 		return strconv.FormatInt(*p, 10)
 	}
 	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
-		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs)}
+		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), csvG(m.AcqMaxOverMin)}
 	for _, e := range m.LockEvents.Named() {
 		rec = append(rec, csvG(e.Value))
 	}

@@ -38,19 +38,25 @@ func plotResults(res *Results, dir string) error {
 			XLabel: groupName, YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
 		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
 			XLabel: groupName, YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
+		fair := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: fairness across each VM's vCPUs (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+			XLabel: groupName, YLabel: "Jain's index of acquisitions per vCPU (1: even)", Groups: groups, Series: m.Policies, RefLine: 1}
 		for _, pol := range m.Policies {
-			var r, s []float64
+			var r, s, fr []float64
 			for _, g := range groups {
 				k := key(n, g, pol)
 				r = append(r, value(k, func(c Cell) float64 { return c.Relative }))
 				s = append(s, value(k, func(c Cell) float64 { return c.SpinFraction }))
+				fr = append(fr, value(k, func(c Cell) float64 { return c.FairnessJain }))
 			}
-			rel.Values, spin.Values = append(rel.Values, r), append(spin.Values, s)
+			rel.Values, spin.Values, fair.Values = append(rel.Values, r), append(spin.Values, s), append(fair.Values, fr)
 		}
 		if err := figures.BarChart(rel, filepath.Join(dir, fmt.Sprintf("throughput-%dvcpus.svg", n))); err != nil {
 			return err
 		}
 		if err := figures.BarChart(spin, filepath.Join(dir, fmt.Sprintf("spin-%dvcpus.svg", n))); err != nil {
+			return err
+		}
+		if err := figures.BarChart(fair, filepath.Join(dir, fmt.Sprintf("fairness-%dvcpus.svg", n))); err != nil {
 			return err
 		}
 	}

@@ -123,6 +123,12 @@ type Measured struct {
 	HeldPreemptedNs    *int64         `json:"held_preempted_ns"`
 	GrantedPreemptedNs *int64         `json:"granted_preempted_ns"`
 	LockEvents         vmm.LockEvents `json:"lock_events"`
+	// Fairness of the least fair VM: Jain's index of its vCPUs'
+	// acquisitions, and their max/min (0: a vCPU took none).
+	FairnessJain  float64 `json:"fairness_jain"`
+	AcqMaxOverMin float64 `json:"acq_max_over_min"`
+	// VMAcqPerS is each VM's own throughput, in the cell's VM order.
+	VMAcqPerS []float64 `json:"vm_acq_per_s"`
 }
 
 // Cell is a cell with all its runs and their summary: the median run's

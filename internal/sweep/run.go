@@ -172,11 +172,22 @@ func measure(res *vmm.Result) RunResult {
 	var refused *sched.RefusedError
 	r.Refused = errors.As(res.Err, &refused)
 	var spin, n float64
+	first := true
 	for i, vm := range res.VMs {
 		r.OpsPerSec += vm.OpsPerSec
+		r.VMAcqPerS = append(r.VMAcqPerS, vm.OpsPerSec)
 		l := vm.LockStats
 		if l == nil {
 			continue
+		}
+		if f := l.Fairness; f != nil {
+			if first || f.Jain < r.FairnessJain {
+				r.FairnessJain = f.Jain
+			}
+			if first || (r.AcqMaxOverMin != 0 && (f.MaxOverMin == 0 || f.MaxOverMin > r.AcqMaxOverMin)) {
+				r.AcqMaxOverMin = f.MaxOverMin
+			}
+			first = false
 		}
 		spin += l.SpinFraction * float64(vm.VCPUs)
 		n += float64(vm.VCPUs)

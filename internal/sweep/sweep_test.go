@@ -191,7 +191,8 @@ func TestCSV(t *testing.T) {
 	res.Cells[0].Summarize(&res.References[0])
 	events := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head", "pv_wait_early",
 		"pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake", "pv_hash_hops", "pv_latency_kick_ns", "pv_latency_wake_ns"}
-	measures := append([]string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns"}, events...)
+	measures := append([]string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
+		"fairness_jain", "acq_max_over_min"}, events...)
 
 	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
 	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s", "vs_ref",
