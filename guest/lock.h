@@ -130,6 +130,7 @@ struct lock_ctx {
 	uint32_t flags;               /* bi->flags (LHPVM_FLAG_*) */
 	uint64_t spin_threshold;      /* spins before a slow path, > 0 */
 	uint64_t spin_threshold_head; /* pvqspin's queue head: spins before WAIT, > 0 */
+	uint32_t p_ticket_shift;      /* pticket's timeout unit: 1 << this many spins */
 	/* pvqspin's mechanisms (LHPVM_PV_*), from the boot info. */
 	uint32_t pv_steal, pv_pending, pv_prev_check, pv_kick;
 };

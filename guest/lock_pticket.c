@@ -8,8 +8,9 @@
  *  - Acquire takes a ticket t (LOCK XADD on request) and waits in FIFO
  *    order: while t is ahead of grant (the ticket now served), spin. Each
  *    waiter has a timeout proportional to its distance from the head,
- *    (t - grant) * spin_threshold spins, restarted whenever grant moves
- *    (i.e. measured from the last progress of the queue).
+ *    (t - grant) << p_ticket_shift spins (the paper's TIMEOUT_UNIT is
+ *    1 << 14, the default), restarted whenever grant moves (i.e. measured
+ *    from the last progress of the queue).
  *  - When its turn comes (grant reaches or passes t), or when the timeout
  *    expires because the queue is stuck - typically behind a preempted
  *    vCPU whose turn it is - the waiter stops honouring FIFO and competes
@@ -56,7 +57,8 @@ static GUEST_SPIN_TEXT void pticket_acquire(struct lock_ctx *c, struct lhpvm_loc
 
 			last = g;
 			spins = 0;
-			timeout = d > UINT64_MAX / c->spin_threshold ? UINT64_MAX : d * c->spin_threshold;
+			/* d < 2^32 and the shift <= 30: no overflow. */
+			timeout = d << c->p_ticket_shift;
 		}
 		if (spins >= timeout ||
 		    (lock_aware(c) && (spins & LOCK_PREEMPT_CHECK_MASK) == LOCK_PREEMPT_CHECK_MASK &&

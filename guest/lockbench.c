@@ -12,7 +12,7 @@
  *
  * Parameters (BootInfo): lock_kind (0: ticket), nr_locks (0: 1; vCPU id %
  * nr_locks picks the slot), cs_cycles, think_cycles, spin_threshold (0:
- * 1 << 15), flags (LHPVM_FLAG_DELAY_HINT, LHPVM_FLAG_PREEMPTED_AWARE),
+ * 1 << 15), p_ticket_shift (0: 14), flags (LHPVM_FLAG_DELAY_HINT, LHPVM_FLAG_PREEMPTED_AWARE),
  * iterations (0: until bi->stop).
  *
  * Accounting, in this vCPU's page: ops = acquisitions, spin_cycles (sum of
@@ -154,6 +154,9 @@ int workload_lock(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_pag
 	c.flags = bi->flags;
 	c.spin_threshold = bi->spin_threshold ? bi->spin_threshold : LOCK_DEFAULT_SPIN_THRESHOLD;
 	c.spin_threshold_head = bi->spin_threshold_head ? bi->spin_threshold_head : c.spin_threshold;
+	c.p_ticket_shift = bi->p_ticket_shift ? bi->p_ticket_shift : LHPVM_DEFAULT_P_TICKET_SHIFT;
+	if (c.p_ticket_shift > LHPVM_MAX_P_TICKET_SHIFT)
+		c.p_ticket_shift = LHPVM_MAX_P_TICKET_SHIFT;
 	c.pv_steal = bi->pv_steal;
 	c.pv_pending = bi->pv_pending;
 	c.pv_prev_check = bi->pv_prev_check;

@@ -184,6 +184,13 @@ const (
 	PVKickImmediate = 1 // kick the halted successor at once
 )
 
+// pticket's timeout unit, 1 << PTicketShift spins: the default is the
+// TIMEOUT_UNIT of Ouyang & Lange's patch (VEE'13), 1 << 14.
+const (
+	DefaultPTicketShift = 14
+	MaxPTicketShift     = 30
+)
+
 // GrantHanded is set in LockSlot.Granted while a FIFO release has handed the
 // lock to a waiter that has not taken it yet (the low 32 bits name it).
 const GrantHanded = 1 << 32
@@ -220,7 +227,9 @@ type BootInfo struct {
 	PVPending     uint32 // PVPending*
 	PVPrevCheck   uint32 // PVPrevCheck*
 	PVKick        uint32 // PVKick*
-	_             uint32
+	// PTicketShift: pticket's waiter times out after (its distance from
+	// the head) << PTicketShift spins (0: DefaultPTicketShift).
+	PTicketShift uint32
 	// SpinThresholdHead: spins of pvqspin's queue head before it WAITs
 	// (0: SpinThreshold).
 	SpinThresholdHead uint64

@@ -101,6 +101,27 @@ func TestLockOptions(t *testing.T) {
 	})
 }
 
+// TestPTicketTimeoutShift: pticket's timeout unit is 1 << shift spins per
+// place in line: at shift 1 a waiter leaves the queue order after a few
+// spins, at 30 (a second or more of spinning) never within the run. Both
+// stay exact.
+func TestPTicketTimeoutShift(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		slow := map[uint32]uint64{}
+		for _, shift := range []uint32{1, 30} {
+			cfg := lockConfig(t, "pticket", 4)
+			cfg.PTicketShift = shift
+			res := runUntil(t, h, lockMachine(t, "host", 150*time.Millisecond), func(r *vmm.Result) bool {
+				return r.VMs[0].LockStats.Acquisitions >= 1000
+			}, cfg)
+			requireExact(t, res)
+			slow[shift] = res.VMs[0].LockStats.SlowPaths
+		}
+		assert.Greater(t, slow[1], uint64(0), "shift 1: waiters time out")
+		assert.Zero(t, slow[30], "shift 30: nobody waits 2^30 spins")
+	})
+}
+
 func TestManyLocks(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cfg := lockConfig(t, "mcs", 8)

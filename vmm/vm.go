@@ -65,6 +65,9 @@ type Config struct {
 	SpinThreshold uint64
 	Flags         uint32
 	PV            PVKnobs // pvqspin's mechanisms
+	// PTicketShift: a pticket waiter's timeout is its distance from the
+	// head << PTicketShift spins (0: hypercall.DefaultPTicketShift).
+	PTicketShift uint32
 }
 
 // DefaultTimeout is the watchdog when Config.Timeout is 0.
@@ -274,7 +277,7 @@ func (vm *VM) writeBootInfo(mem []byte) {
 		NrLocks: uint32(c.Locks), LockKind: c.LockKind, CSCycles: c.CSCycles,
 		ThinkCycles: c.ThinkCycles, SpinThreshold: c.SpinThreshold, Flags: c.Flags,
 		PVSteal: c.PV.Steal, PVPending: c.PV.Pending, PVPrevCheck: c.PV.PrevCheck, PVKick: c.PV.Kick,
-		SpinThresholdHead: c.PV.SpinThresholdHead,
+		SpinThresholdHead: c.PV.SpinThresholdHead, PTicketShift: c.PTicketShift,
 	}
 	if vm.codeGPA != 0 {
 		bi.CodeGPA, bi.CodeLen = vm.codeGPA, uint64(len(c.Code))

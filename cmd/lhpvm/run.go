@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/figures"
@@ -127,6 +128,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc)
 	}
 	fl.Uint64Var(&f.SpinThresholdHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
+	fl.Uint32Var(&f.PTicketShift, "pticket-timeout-shift", hypercall.DefaultPTicketShift, "pticket: a waiter times out after (its place in line) << this many spins (Ouyang & Lange: 14)")
 	return cmd
 }
 

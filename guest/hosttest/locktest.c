@@ -68,6 +68,7 @@ struct cfg {
 	uint32_t threads;
 	uint64_t iters;
 	uint64_t spin_threshold, spin_threshold_head;
+	uint32_t p_ticket_shift; /* pticket's timeout unit (0: the default) */
 	uint32_t pv_steal, pv_pending, pv_prev_check, pv_kick; /* LHPVM_PV_*: pvqspin's knobs */
 	uint64_t cs_cycles, think_cycles;
 	uint32_t locks;
@@ -260,6 +261,8 @@ static void cfg_str(const struct cfg *c, char *buf, size_t n)
 			 steal_names[c->pv_steal], pending_names[c->pv_pending],
 			 prev_check_names[c->pv_prev_check], kick_names[c->pv_kick],
 			 c->spin_threshold_head);
+	else if (c->kind == LHPVM_LOCK_P_TICKET && c->p_ticket_shift)
+		snprintf(pv, sizeof(pv), " shift=%u", c->p_ticket_shift);
 	char size[96];
 	int k;
 
@@ -460,6 +463,7 @@ static int run_child(const struct cfg *c)
 	bi->think_cycles = c->think_cycles;
 	bi->spin_threshold = c->spin_threshold;
 	bi->spin_threshold_head = c->spin_threshold_head;
+	bi->p_ticket_shift = c->p_ticket_shift;
 	bi->pv_steal = c->pv_steal;
 	bi->pv_pending = c->pv_pending;
 	bi->pv_prev_check = c->pv_prev_check;
@@ -803,6 +807,7 @@ static void suite(void)
 		c.threads = 4;
 		c = timed(c, 150, 1000);
 		c.spin_threshold = 256;
+		c.p_ticket_shift = 8;
 		c.cs_cycles = 1000;
 		c.flags = LHPVM_FLAG_DELAY_HINT | LHPVM_FLAG_PREEMPTED_AWARE;
 		c.chaos = true;
@@ -815,6 +820,7 @@ static void suite(void)
 		c.threads = 8;
 		c = timed(c, 200, 1000);
 		c.spin_threshold = 1024;
+		c.p_ticket_shift = 10;
 		c.chaos = true;
 		run(c);
 	}
@@ -905,6 +911,7 @@ static void usage(FILE *f)
 		"pvqspin: --pv-steal hybrid|off|once  --pv-pending on|off\n"
 		"         --pv-prev-check node|off|preempted  --pv-kick deferred|immediate\n"
 		"         --spin-threshold-head N (0: the spin threshold)\n"
+		"pticket: --pticket-timeout-shift N (0: 14): timeout unit 1<<N spins\n"
 		"locks: tas ttas ticket mcs pvticket pvqspin spinyield pticket qspinlock virt broken\n");
 }
 
@@ -940,6 +947,7 @@ int main(int argc, char **argv)
 		NUM("--locks", locks)
 		NUM("--min-waits", min_waits)
 		NUM("--spin-threshold-head", spin_threshold_head)
+		NUM("--pticket-timeout-shift", p_ticket_shift)
 #undef NUM
 		if (strcmp(a, "--iters") == 0 && v) {
 			c.iters = strtoull(v, NULL, 0);

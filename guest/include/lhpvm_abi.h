@@ -114,6 +114,9 @@
 #define LHPVM_PV_KICK_DEFERRED 0
 #define LHPVM_PV_KICK_IMMEDIATE 1
 
+#define LHPVM_DEFAULT_P_TICKET_SHIFT 14
+#define LHPVM_MAX_P_TICKET_SHIFT 30
+
 #define LHPVM_GRANT_HANDED 0x100000000
 
 #define LHPVM_LOCK_STATE_NONE 0
@@ -145,13 +148,13 @@ struct lhpvm_boot_info {
 	uint32_t pv_pending;
 	uint32_t pv_prev_check;
 	uint32_t pv_kick;
-	uint32_t _pad0;
+	uint32_t p_ticket_shift;
 	uint64_t spin_threshold_head;
 	uint64_t code_gpa;
 	uint64_t code_len;
-	uint64_t _pad1[45];
+	uint64_t _pad0[45];
 	uint32_t stop;
-	uint32_t _pad2[15];
+	uint32_t _pad1[15];
 };
 _Static_assert(sizeof(struct lhpvm_boot_info) == 576, "BootInfo size");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, magic) == 0, "BootInfo.Magic offset");
@@ -175,6 +178,7 @@ _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_steal) == 108, "Boo
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_pending) == 112, "BootInfo.PVPending offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_prev_check) == 116, "BootInfo.PVPrevCheck offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, pv_kick) == 120, "BootInfo.PVKick offset");
+_Static_assert(__builtin_offsetof(struct lhpvm_boot_info, p_ticket_shift) == 124, "BootInfo.PTicketShift offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, spin_threshold_head) == 128, "BootInfo.SpinThresholdHead offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, code_gpa) == 136, "BootInfo.CodeGPA offset");
 _Static_assert(__builtin_offsetof(struct lhpvm_boot_info, code_len) == 144, "BootInfo.CodeLen offset");

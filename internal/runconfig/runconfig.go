@@ -59,6 +59,7 @@ type Flags struct {
 	PreemptedAware    bool
 	PV                map[string]string // pvqspin's knobs by flag name (pv-steal, ...)
 	SpinThresholdHead uint64
+	PTicketShift      uint32
 
 	// Changed reports whether the flag of that name was given; nil: none.
 	Changed func(name string) bool
@@ -68,13 +69,13 @@ func (f Flags) changed(name string) bool { return f.Changed != nil && f.Changed(
 
 // LockFlags only mean something to the lock workload.
 var LockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
-	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
+	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head", "pticket-timeout-shift"}
 
 // vmFlags shape the single VM of a flag-built run; with --scenario the
 // scenario describes the VMs and these are refused.
 var vmFlags = []string{"vcpus", "workload", "iterations", "mem", "image", "lock", "locks", "cs-cycles",
 	"think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
-	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head"}
+	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head", "pticket-timeout-shift"}
 
 // stringFlags may not be given empty: an empty value would silently mean
 // the default.
@@ -391,6 +392,9 @@ func scenarioOf(f Flags) (*scenario.Scenario, string, error) {
 			Iterations: f.Iterations, Lock: f.Lock, Locks: f.Locks, CSCycles: f.CSCycles,
 			ThinkCycles: f.ThinkCycles, SpinThreshold: f.SpinThreshold, DelayHint: f.DelayHint,
 			PreemptedAware: f.PreemptedAware, SpinThresholdHead: f.SpinThresholdHead}
+		if f.changed("pticket-timeout-shift") {
+			vm.PTicketTimeoutShift = f.PTicketShift
+		}
 		for _, k := range vmm.PVKnobList() {
 			if v, ok := f.PV[k.Flag]; ok && f.changed(k.Flag) {
 				*vm.PVKnob(k.Key) = v
@@ -566,6 +570,16 @@ func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
 		return fmt.Errorf("%s 0: must be at least 1 (leave it out for the spin threshold)", at("spin-threshold-head", "spin_threshold_head"))
 	}
 	cfg.PV.SpinThresholdHead = v.SpinThresholdHead
+	if v.PTicketTimeoutShift != 0 || given("pticket-timeout-shift", "pticket_timeout_shift") {
+		if lk.ID != hypercall.LockPTicket {
+			return fmt.Errorf("%s: applies to lock pticket only (this VM runs %s)", at("pticket-timeout-shift", "pticket_timeout_shift"), lk.Name)
+		}
+		if v.PTicketTimeoutShift < 1 || v.PTicketTimeoutShift > hypercall.MaxPTicketShift {
+			return fmt.Errorf("%s %d: must be between 1 and %d (leave it out for %d)", at("pticket-timeout-shift", "pticket_timeout_shift"),
+				v.PTicketTimeoutShift, hypercall.MaxPTicketShift, hypercall.DefaultPTicketShift)
+		}
+	}
+	cfg.PTicketShift = v.PTicketTimeoutShift
 	cfg.LockKind, cfg.Locks = lk.ID, v.Locks
 	cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = v.CSCycles, v.ThinkCycles, v.SpinThreshold
 	if v.DelayHint {

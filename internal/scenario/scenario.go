@@ -75,6 +75,9 @@ type VM struct {
 	PVPrevCheck       string `yaml:"pv_prev_check"`
 	PVKick            string `yaml:"pv_kick"`
 	SpinThresholdHead uint64 `yaml:"spin_threshold_head"`
+	// PTicketTimeoutShift: pticket's timeout unit, 1 << this many spins
+	// (0: the default, 14).
+	PTicketTimeoutShift uint32 `yaml:"pticket_timeout_shift"`
 }
 
 // PVKnob is the field of pvqspin knob key (pv_steal, ...), nil if there is
@@ -95,7 +98,7 @@ func (v *VM) PVKnob(key string) *string {
 
 // LockKeys are the keys of a VM that only the lock workload reads.
 var LockKeys = []string{"lock", "locks", "cs_cycles", "think_cycles", "spin_threshold", "delay_hint", "preempted_aware",
-	"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head"}
+	"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head", "pticket_timeout_shift"}
 
 // PVKeys are the keys of a VM that only the pvqspin lock reads.
 var PVKeys = []string{"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head"}
