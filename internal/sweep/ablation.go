@@ -19,7 +19,9 @@ type Variant struct {
 	// Knobs are pvqspin's knobs the variant sets, by scenario key
 	// (pv_steal: off), as a scenario or the run flags set them.
 	Knobs map[string]string
-	Boost bool
+	// PTicketShift: pticket's timeout shift (0: the default).
+	PTicketShift uint32
+	Boost        bool
 	// NeedsPV: the variant only differs from "full" under a policy with pv.
 	NeedsPV bool
 }
@@ -29,6 +31,7 @@ func (v Variant) apply(vm *scenario.VM) {
 	for key, val := range v.Knobs {
 		*vm.PVKnob(key) = val
 	}
+	vm.PTicketTimeoutShift = v.PTicketShift
 }
 
 // Ablation is one ablation: its lock and its variants.
@@ -46,10 +49,22 @@ var Ablations = map[string]Ablation{
 		Variants: []Variant{
 			{Name: "full", Doc: "every mechanism on; the host boosts the kicked vCPU (--boost-kicked) under a pv policy", Boost: true},
 			{Name: "no-steal", Doc: "--pv-steal off: no lock stealing, strict queue order", Knobs: map[string]string{"pv_steal": "off"}, Boost: true},
+			{Name: "steal-once", Doc: "--pv-steal once: one stealing attempt before queueing (Linux 4.5-4.14)", Knobs: map[string]string{"pv_steal": "once"}, Boost: true},
 			{Name: "no-pending", Doc: "--pv-pending off: the queue head does not hold off stealers", Knobs: map[string]string{"pv_pending": "off"}, Boost: true},
 			{Name: "no-prev-check", Doc: "--pv-prev-check off: queued waiters spin the whole threshold", Knobs: map[string]string{"pv_prev_check": "off"}, Boost: true},
 			{Name: "immediate-kick", Doc: "--pv-kick immediate: a halted new queue head is kicked at once, not at unlock", Knobs: map[string]string{"pv_kick": "immediate"}, Boost: true},
 			{Name: "no-boost", Doc: "without --boost-kicked", NeedsPV: true},
+		},
+	},
+	"pticket": {
+		Lock: "pticket",
+		Doc:  "the preemptable ticket lock's timeout unit, 1 << shift spins per place in line",
+		Variants: []Variant{
+			{Name: "shift-8", Doc: "--pticket-timeout-shift 8 (the authors' later default)", PTicketShift: 8},
+			{Name: "shift-10", Doc: "--pticket-timeout-shift 10", PTicketShift: 10},
+			{Name: "shift-12", Doc: "--pticket-timeout-shift 12", PTicketShift: 12},
+			{Name: "shift-14", Doc: "--pticket-timeout-shift 14 (the paper's, the default)", PTicketShift: 14},
+			{Name: "shift-16", Doc: "--pticket-timeout-shift 16", PTicketShift: 16},
 		},
 	},
 }

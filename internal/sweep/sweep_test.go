@@ -192,7 +192,7 @@ func TestCSV(t *testing.T) {
 	events := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head", "pv_wait_early",
 		"pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake", "pv_hash_hops", "pv_latency_kick_ns", "pv_latency_wake_ns"}
 	measures := append([]string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
-		"fairness_jain", "acq_max_over_min"}, events...)
+		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}, events...)
 
 	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
 	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s", "vs_ref",
@@ -281,7 +281,7 @@ func TestCheck(t *testing.T) {
 		"--locks, --policies and --sizes may not be empty":              func(o *Options) { o.Locks = "," },
 		`--sizes: "x" is not a vCPU count`:                              func(o *Options) { o.Sizes = "2,x" },
 		"--variants needs --ablation":                                   func(o *Options) { o.Changed = func(n string) bool { return n == "variants" } },
-		`--ablation "ticket": have pvqspin`:                             func(o *Options) { o.Ablation = "ticket" },
+		`--ablation "ticket": have pticket, pvqspin`:                    func(o *Options) { o.Ablation = "ticket" },
 		"--duration 0s: must be between 1ms and 24h0m0s":                func(o *Options) { o.Duration = 0 },
 		"--vm-vcpus -1: must be between 1 and 1024 (or 0: one VM)":      func(o *Options) { o.VMVCPUs = -1 },
 		`--backend: unknown backend "xen" (have: kvm, ptrace, or auto)`: func(o *Options) { o.Backend = "xen" },
