@@ -36,7 +36,7 @@ type balancePolicy struct {
 
 func init() {
 	register("balance", "balance scheduling (Sukwong & Kim): rr, but sibling vCPUs never share a pCPU's queue while another pCPU has none of them",
-		func(o Options) Policy { return &balancePolicy{slice: sliceClock{o.Slice}} })
+		func(o Options) Policy { return &balancePolicy{slice: sliceClock{slice: o.Slice}} })
 }
 
 func (p *balancePolicy) Name() string    { return "balance" }
@@ -220,7 +220,7 @@ func (p *balancePolicy) start(s *State, i int) {
 	p.q[i] = p.q[i][1:]
 	p.cur[i] = v
 	v.Home = i
-	v.SliceEnd = p.slice.end(s.Now)
+	v.SliceEnd = p.slice.endOn(s.Now, i, len(p.cur))
 }
 
 // Boost implements Queuer: v goes to the front of the queue it is in (the

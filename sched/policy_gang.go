@@ -47,7 +47,7 @@ type gangPolicy struct {
 
 func init() {
 	register("gang", "strict co-scheduling (VMware ESX 2): all vCPUs of a VM run at once on distinct pCPUs, or none do; round-robin over VMs each slice",
-		func(o Options) Policy { return &gangPolicy{slice: sliceClock{o.Slice}} })
+		func(o Options) Policy { return &gangPolicy{slice: sliceClock{slice: o.Slice, aligned: true}} })
 }
 
 func (p *gangPolicy) Name() string    { return "gang" }

@@ -107,7 +107,7 @@ func init() {
 }
 
 func newMonitor(o Options) *monitorPolicy {
-	return &monitorPolicy{slice: sliceClock{o.Slice},
+	return &monitorPolicy{slice: sliceClock{slice: o.Slice},
 		probeTimeout: monitorProbeTimeout, deferStep: monitorDeferStep, maxDeferrals: monitorMaxDeferrals,
 		samplePeriod: monitorSamplePeriod, spinSamples: monitorSpinSamples}
 }
@@ -195,7 +195,7 @@ func (p *monitorPolicy) Decide(s *State) Plan {
 		}
 
 		// rr.
-		cur := p.rotate(s, i, p.slice)
+		cur := p.rotate(s, i, &p.slice)
 		if cur != nil {
 			plan.Run = append(plan.Run, Assignment{V: cur, PCPU: i, SliceEnd: cur.SliceEnd})
 			if len(p.q[i]) > 0 || p.longestOther(i) > 0 {

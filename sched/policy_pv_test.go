@@ -166,7 +166,8 @@ func TestPVYieldToIneligibleTargetIsPlainYield(t *testing.T) {
 				func(*VCPU) int { return 99 },
 				func(*VCPU) int { return -1 },
 			} {
-				r.pvdAt(time.Duration(i+1) * time.Millisecond)
+				// Within pCPU 1's first (staggered, half) slice.
+				r.pvdAt(time.Duration(i+1) * 500 * time.Microsecond)
 				y := r.st.PCPUs[0].Running[0]
 				r.s.Yield(y, target(y))
 				r.check()

@@ -52,7 +52,7 @@ func init() {
 			if sk <= 0 {
 				sk = DefaultSkew
 			}
-			return &relaxedPolicy{slice: sliceClock{o.Slice}, skew: sk}
+			return &relaxedPolicy{slice: sliceClock{slice: o.Slice}, skew: sk}
 		})
 }
 
@@ -201,7 +201,7 @@ func (p *relaxedPolicy) Decide(s *State) Plan {
 func (p *relaxedPolicy) start(s *State, i int, v *VCPU) *VCPU {
 	p.cur[i] = v
 	v.Home = i
-	v.SliceEnd = p.slice.end(s.Now)
+	v.SliceEnd = p.slice.endOn(s.Now, i, len(p.cur))
 	return v
 }
 

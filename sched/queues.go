@@ -46,7 +46,7 @@ func (p *runQueues) yield(v *VCPU) {
 // longest other queue when its own is empty; an idle pCPU starts its head
 // (or a stolen waiter); a slice that ended with nobody waiting anywhere
 // starts a new one. It returns what runs on i now (nil: idle).
-func (p *runQueues) rotate(s *State, i int, slice sliceClock) *VCPU {
+func (p *runQueues) rotate(s *State, i int, slice *sliceClock) *VCPU {
 	cur := p.cur[i]
 	expired := cur != nil && (p.yielded[i] || s.Now >= cur.SliceEnd)
 	if expired && len(p.q[i]) == 0 {
@@ -66,7 +66,7 @@ func (p *runQueues) rotate(s *State, i int, slice sliceClock) *VCPU {
 			p.q[i] = p.q[i][1:]
 			p.cur[i] = cur
 			cur.Home = i
-			cur.SliceEnd = slice.end(s.Now)
+			cur.SliceEnd = slice.endOn(s.Now, i, len(p.cur))
 		}
 	} else if expired {
 		cur.SliceEnd = slice.end(s.Now) // nobody waits: a new slice

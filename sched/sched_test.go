@@ -29,7 +29,7 @@ func TestHasModifier(t *testing.T) {
 }
 
 func TestRRTimeSlices(t *testing.T) {
-	r := newRig(t, "rr", 2, 4) // one VM, 4 vCPUs, 2 pCPUs
+	r := newRig(t, "rr-aligned", 2, 4) // one VM, 4 vCPUs, 2 pCPUs
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())
 	r.advance(5 * time.Millisecond)
 	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running(), "mid-slice: no change")
@@ -45,6 +45,27 @@ func TestRRTimeSlices(t *testing.T) {
 	}
 	assert.EqualValues(t, 6, r.st.Acct.Switches)
 	assert.Equal(t, 20*time.Millisecond, r.st.PCPUs[0].Busy)
+}
+
+// TestRRStaggersSlices: rr's pCPUs switch half a slice apart (2 pCPUs),
+// and keep that phase: pCPU 1's first slice is cut to half.
+func TestRRStaggersSlices(t *testing.T) {
+	r := newRig(t, "rr", 2, 4)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())
+	want := []map[int][]string{
+		{0: {"vm0/cpu0"}, 1: {"vm0/cpu3"}}, // 5 ms: pCPU 1's half slice ends
+		{0: {"vm0/cpu2"}, 1: {"vm0/cpu3"}}, // 10 ms: pCPU 0's whole slice ends
+		{0: {"vm0/cpu2"}, 1: {"vm0/cpu1"}}, // 15 ms
+		{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, // 20 ms
+		{0: {"vm0/cpu0"}, 1: {"vm0/cpu3"}}, // 25 ms
+	}
+	for i, w := range want {
+		r.advance(5 * time.Millisecond)
+		assert.Equal(t, w, r.running(), "at %d ms", 5*(i+1))
+	}
+	p, err := New("rr-aligned", Options{})
+	require.NoError(t, err)
+	assert.Equal(t, "rr-aligned", p.Name())
 }
 
 func TestRRNoOvercommitNeverPreempts(t *testing.T) {

@@ -2,14 +2,42 @@ package sched
 
 import "time"
 
-// sliceClock hands out slice ends.
-type sliceClock struct{ slice time.Duration }
+// sliceClock hands out slice ends. Unless aligned, the first slice each
+// pCPU hands out is cut short by i/n of a slice on pCPU i of n, so that the
+// pCPUs' slices end staggered, as a real host's do. Aligned slices (all
+// pCPUs switching at the same instants) co-schedule the vCPUs that happen
+// to share a phase by accident: no real scheduler does that, and it would
+// flatter a baseline against co-scheduling.
+type sliceClock struct {
+	slice   time.Duration
+	aligned bool
+	started []bool // per pCPU: has handed out its first slice
+}
 
-func (c sliceClock) end(now time.Duration) time.Duration {
+func (c *sliceClock) length() time.Duration {
 	if c.slice <= 0 {
-		return now + DefaultSlice
+		return DefaultSlice
 	}
-	return now + c.slice
+	return c.slice
+}
+
+// end is the end of a slice that continues a pCPU's rhythm from now.
+func (c *sliceClock) end(now time.Duration) time.Duration { return now + c.length() }
+
+// endOn is the end of a slice starting now on pCPU i of n.
+func (c *sliceClock) endOn(now time.Duration, i, n int) time.Duration {
+	e := c.end(now)
+	if c.aligned || i <= 0 || i >= n {
+		return e
+	}
+	if c.started == nil {
+		c.started = make([]bool, n)
+	}
+	if !c.started[i] {
+		c.started[i] = true
+		e -= c.length() * time.Duration(i) / time.Duration(n)
+	}
+	return e
 }
 
 // earliest returns the earlier of two deadlines, 0 meaning none.
