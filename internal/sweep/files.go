@@ -68,7 +68,7 @@ var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
 // events (with units: vmm.LockEvents).
 func csvMeasures() []string {
 	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
-		"fairness_jain", "acq_max_over_min"}
+		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}
 	for _, e := range (&vmm.LockEvents{}).Named() {
 		h = append(h, e.Name)
 	}
@@ -85,7 +85,8 @@ func (m Measured) csv() []string {
 		return strconv.FormatInt(*p, 10)
 	}
 	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
-		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), csvG(m.AcqMaxOverMin)}
+		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), csvG(m.AcqMaxOverMin),
+		strconv.FormatUint(m.Acquisitions, 10), strconv.FormatUint(m.SlowPaths, 10)}
 	for _, e := range m.LockEvents.Named() {
 		rec = append(rec, csvG(e.Value))
 	}

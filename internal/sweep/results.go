@@ -129,6 +129,10 @@ type Measured struct {
 	AcqMaxOverMin float64 `json:"acq_max_over_min"`
 	// VMAcqPerS is each VM's own throughput, in the cell's VM order.
 	VMAcqPerS []float64 `json:"vm_acq_per_s"`
+	// Acquisitions and SlowPaths (timeouts of a pv lock's spinning),
+	// summed over the VMs.
+	Acquisitions uint64 `json:"acquisitions"`
+	SlowPaths    uint64 `json:"slow_paths"`
 }
 
 // Cell is a cell with all its runs and their summary: the median run's

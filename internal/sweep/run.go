@@ -189,6 +189,8 @@ func measure(res *vmm.Result) RunResult {
 			}
 			first = false
 		}
+		r.Acquisitions += l.Acquisitions
+		r.SlowPaths += l.SlowPaths
 		spin += l.SpinFraction * float64(vm.VCPUs)
 		n += float64(vm.VCPUs)
 		r.AcquireP99Ns = max(r.AcquireP99Ns, l.AcquireNs.P99)
