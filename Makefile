@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-tree check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model clean
+.PHONY: all build guest stub run test check-tree check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model reproduce clean
 
 all: build
 
@@ -141,6 +141,18 @@ pictures: build
 	./$(BIN) run --scenario slide11-coscheduling --duration 1s --quiet --timeline docs/slide11.png
 	./$(BIN) run --scenario slide12-fragmentation --duration 1s --quiet --timeline docs/slide12.png
 
+# The published results of docs/literature.md, each measured again (under
+# 5 minutes each) and its numbers rewritten there between the preset's
+# markers; the results go to build/reproduce/PRESET/PART.
+PRESETS := vee13-pticket pv-ticket pvqspin-steal kvm-boost coscheduling
+reproduce: build
+	@mkdir -p build/reproduce
+	@for p in $(PRESETS); do \
+		echo "== $$p"; \
+		./$(BIN) experiment --preset $$p --out build/reproduce/$$p --doc docs/literature.md > build/reproduce-$$p.txt || exit 1; \
+	done
+	@echo "docs/literature.md rewritten; the full tables are in build/reproduce-*.txt"
+
 fuzz:
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done
 
@@ -151,4 +163,4 @@ clean:
 	$(MAKE) -C guest clean
 	$(MAKE) -C internal/ptrace/stub clean
 	$(MAKE) -C guest/hosttest clean
-	rm -rf bin
+	rm -rf bin build

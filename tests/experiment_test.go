@@ -227,3 +227,68 @@ func TestExperimentAblation(t *testing.T) {
 		assert.FileExists(t, filepath.Join(dir, "throughput-4vcpus.svg"))
 	})
 }
+
+// TestExperimentPresets: each preset runs briefly (a check that it runs and
+// checks itself, not a measurement: no number is asserted), writes every
+// part's results under --out, prints the claim's report and rewrites its
+// block in --doc, leaving the rest of the document alone. A preset takes
+// none of the matrix flags.
+func TestExperimentPresets(t *testing.T) {
+	stdout, stderr, code := lhpvm(t, "experiment", "--preset", "list")
+	require.Equal(t, 0, code, stderr)
+	var names []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if l != "" && !strings.HasPrefix(l, " ") {
+			names = append(names, l)
+		}
+	}
+	require.Equal(t, []string{"vee13-pticket", "pv-ticket", "pvqspin-steal", "kvm-boost", "coscheduling"}, names)
+	for _, args := range [][]string{
+		{"--preset", "nope"},
+		{"--preset", "kvm-boost", "--locks", "tas"},
+		{"--preset", "kvm-boost", "--sizes", "4"},
+		{"--preset", "kvm-boost", "--ablation", "pvqspin"},
+		{"--doc", "x.md"},
+		{"--preset", "kvm-boost", "--doc", filepath.Join(t.TempDir(), "missing.md")},
+		{"--preset", "kvm-boost", "--doc", writeTemp(t, "no markers\n")},
+	} {
+		_, stderr, code := lhpvm(t, append([]string{"experiment"}, args...)...)
+		assert.NotEqual(t, 0, code, "%v must fail", args)
+		assert.NotEmpty(t, stderr, "%v says why", args)
+	}
+
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		for _, name := range names {
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				doc := writeTemp(t, "# Literature\n\n<!-- preset "+name+" -->\nold numbers\n<!-- end preset "+name+" -->\n\nverdict\n")
+				stdout, stderr, code := lhpvm(t, on(h, "experiment", "--preset", name, "--duration", "5ms", "--repeat", "1",
+					"--quiet", "--out", dir, "--doc", doc)...)
+				require.Equal(t, 0, code, stderr)
+				assert.Contains(t, stdout, "## "+name+"\n\nClaim: ")
+				got := string(readFile(t, doc))
+				assert.NotContains(t, got, "old numbers")
+				assert.Contains(t, got, "<!-- preset "+name+" -->\nMeasured by `lhpvm experiment --preset "+name+"`")
+				assert.Contains(t, got, "on the "+h.Name()+" backend")
+				assert.True(t, strings.HasSuffix(got, "<!-- end preset "+name+" -->\n\nverdict\n"), got)
+				entries, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.NotEmpty(t, entries)
+				for _, e := range entries {
+					r := readExp(t, filepath.Join(dir, e.Name()))
+					assert.Equal(t, h.Name(), r.Meta.Backend)
+					for _, c := range r.Cells {
+						assert.True(t, c.OK, "%s/%s: %+v", name, e.Name(), c)
+					}
+				}
+			})
+		}
+	})
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "doc.md")
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
+}

@@ -14,14 +14,18 @@ import (
 	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // expFlags are experiment's flags: what it measures (sweep.Options), and
 // how its results are shown.
 type expFlags struct {
 	sweep.Options
-	json  bool
-	quiet bool
+	json   bool
+	quiet  bool
+	preset string
+	doc    string
+	given  []string // the flags given
 }
 
 func newExperimentCmd() *cobra.Command {
@@ -42,17 +46,32 @@ the host boosting the kicked vCPU under a pv policy), then with each
 switched off alone - lock stealing, the pending bit, the predecessor
 check, the deferred kick, the boost - at 4 and 8 vCPUs under rr and pv,
 and prints throughput, spin, acquire p99, the lock events and the damage
-times per variant.`,
+times per variant. --ablation pticket runs the preemptable ticket lock
+with timeout units of 1 << 8 to 1 << 16 spins.
+
+--preset NAME reproduces a published result about lock holder preemption
+(` + "`" + `lhpvm experiment --preset list` + "`" + ` lists them): it runs the preset's parts,
+each a matrix of its own with its reference, prints their tables and then
+the claim's comparison beside the published figures. --out DIR writes each
+part into DIR/PART; --doc FILE rewrites the preset's report between its
+markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
+--duration, --repeat, --quiet, --json and --doc go with --preset.`,
 		Example: `  lhpvm experiment --duration 1s
   lhpvm experiment --locks ticket,pvticket --policies rr,rr+pv --sizes 4,8
   lhpvm experiment --vm-vcpus 2 --policies rr,gang   # VMs of 2 vCPUs, so gang can run
   lhpvm experiment --out results --sizes 2,4 --policies rr,pv --locks ticket,tas
   lhpvm experiment --out shard1 --shard 1/4 ... ; lhpvm merge --out all shard1 shard2 shard3 shard4
   lhpvm experiment --ablation pvqspin --out ablation
-  lhpvm experiment --ablation pvqspin --variants full,no-steal --policies pv --sizes 4`,
+  lhpvm experiment --ablation pvqspin --variants full,no-steal --policies pv --sizes 4
+  lhpvm experiment --preset vee13-pticket --out results/vee13
+  lhpvm experiment --preset coscheduling --doc docs/literature.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.Changed = cmd.Flags().Changed
+			cmd.Flags().Visit(func(fl *pflag.Flag) { f.given = append(f.given, fl.Name) })
+			if f.preset != "" || f.Changed("doc") {
+				return runPreset(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+			}
 			return runExperiment(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -74,6 +93,8 @@ times per variant.`,
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
 	fl.StringVar(&f.Ablation, "ablation", "", "run an ablation instead of the lock matrix: "+strings.Join(sweep.AblationNames(), ", ")+" (policies default to rr,pv)")
 	fl.StringVar(&f.Variants, "variants", "", "--ablation: the variants to run (default: all of them)")
+	fl.StringVar(&f.preset, "preset", "", "reproduce a published result: "+strings.Join(sweep.PresetNames(), ", ")+" (list: describe them)")
+	fl.StringVar(&f.doc, "doc", "", "--preset: rewrite the preset's report between its markers in this markdown file")
 	return cmd
 }
 

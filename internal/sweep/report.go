@@ -1,0 +1,437 @@
+package sweep
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The presets' reports: markdown tables of the claim's comparison, our
+// medians with their ranges beside the published figure.
+
+// PresetReport is preset p's report from its parts' results: what
+// measured it, then the preset's tables. A part without results is
+// reported as missing.
+func PresetReport(p *Preset, r map[string]*Results) string {
+	var b strings.Builder
+	var any *Results
+	for _, part := range p.Parts {
+		if res := r[part.Name]; res != nil && any == nil {
+			any = res
+		}
+	}
+	if any == nil {
+		return "No results.\n"
+	}
+	m := any.Meta
+	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, ranges in brackets.\n\n",
+		p.Name, m.Version, m.Backend, len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
+	for _, part := range p.Parts {
+		if res := r[part.Name]; res != nil {
+			ref := res.References[0]
+			fmt.Fprintf(&b, "- %s: reference (ticket, 2 vCPUs, rr) %.3g acq/s [%.3g–%.3g]%s\n", part.Name, ref.OpsPerSec, ref.Min, ref.Max, noisy(ref))
+			if f := res.Failed(); len(f) > 0 {
+				fmt.Fprintf(&b, "  - FAILED cells: %s\n", strings.Join(f, "; "))
+			}
+		} else {
+			fmt.Fprintf(&b, "- %s: not measured\n", part.Name)
+		}
+	}
+	b.WriteString("\n")
+	b.WriteString(p.Report(r))
+	return b.String()
+}
+
+func noisy(ref Reference) string {
+	if ref.Drift > NoisyDrift {
+		return fmt.Sprintf(", drifted %.0f %% across the part (noisy)", 100*ref.Drift)
+	}
+	return ""
+}
+
+// table is a markdown table.
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func (t *table) add(cols ...string) { t.rows = append(t.rows, cols) }
+
+func (t *table) String() string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(t.head, " | ") + " |\n|")
+	for i := range t.head {
+		if i < 2 {
+			b.WriteString("---|")
+		} else {
+			b.WriteString("---:|")
+		}
+	}
+	b.WriteString("\n")
+	for _, r := range t.rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// find returns the cell, or nil.
+func find(res *Results, vcpus int, lock, variant, policy string) *Cell {
+	if res == nil {
+		return nil
+	}
+	for i := range res.Cells {
+		c := &res.Cells[i]
+		if c.VCPUs == vcpus && (lock == "" || c.Lock == lock) && c.Variant == variant && c.Policy == policy {
+			return c
+		}
+	}
+	return nil
+}
+
+func usable(c *Cell) bool { return c != nil && c.OK && c.OpsPerSec > 0 }
+
+// rel is a cell's throughput against the reference: median [range].
+func rel(res *Results, c *Cell) string {
+	if c == nil {
+		return "-"
+	}
+	if !c.OK {
+		if c.Refused {
+			return "refused"
+		}
+		return "FAILED"
+	}
+	ref := res.References[0].OpsPerSec
+	if ref <= 0 {
+		return "-"
+	}
+	if len(c.Runs) > 1 {
+		return fmt.Sprintf("%.2f [%.2f–%.2f]", c.OpsPerSec/ref, c.MinOpsPerSec/ref, c.MaxOpsPerSec/ref)
+	}
+	return fmt.Sprintf("%.2f", c.OpsPerSec/ref)
+}
+
+// ratio is a's throughput over b's: the ratio of the medians, and the
+// widest range their runs allow.
+func ratio(a, b *Cell) (med, lo, hi float64, ok bool) {
+	if !usable(a) || !usable(b) || b.MinOpsPerSec <= 0 {
+		return 0, 0, 0, false
+	}
+	return a.OpsPerSec / b.OpsPerSec, a.MinOpsPerSec / b.MaxOpsPerSec, a.MaxOpsPerSec / b.MinOpsPerSec, true
+}
+
+func ratioText(a, b *Cell) string {
+	med, lo, hi, ok := ratio(a, b)
+	if !ok {
+		return "-"
+	}
+	if lo != hi {
+		return fmt.Sprintf("%s [%s–%s]", times(med), times(lo), times(hi))
+	}
+	return times(med)
+}
+
+func times(x float64) string {
+	switch {
+	case x >= 10:
+		return fmt.Sprintf("%.0f×", x)
+	case x >= 0.1:
+		return fmt.Sprintf("%.2f×", x)
+	default:
+		return fmt.Sprintf("%.3f×", x)
+	}
+}
+
+// change is a ratio as a change in percent: 1.166 is "+16.6 %".
+func change(a, b *Cell) string {
+	med, lo, hi, ok := ratio(a, b)
+	if !ok {
+		return "-"
+	}
+	pc := func(x float64) string { return fmt.Sprintf("%+.0f %%", 100*(x-1)) }
+	if lo == hi {
+		return pc(med)
+	}
+	return fmt.Sprintf("%s [%s … %s]", pc(med), pc(lo), pc(hi))
+}
+
+// geomean of the medians' ratios (ok: at least one).
+func geomean(xs []float64) (float64, bool) {
+	if len(xs) == 0 {
+		return 0, false
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += math.Log(x)
+	}
+	return math.Exp(s / float64(len(xs))), true
+}
+
+// overcommit names a size: "2×" for 4 vCPUs on 2 pCPUs.
+func overcommit(res *Results, vcpus int) string {
+	n := len(res.Meta.PCPUs)
+	if n == 0 {
+		return fmt.Sprint(vcpus)
+	}
+	x := float64(vcpus) / float64(n)
+	if x == math.Trunc(x) {
+		return fmt.Sprintf("%d (%.0f×)", vcpus, x)
+	}
+	return fmt.Sprintf("%d (%.1f×)", vcpus, x)
+}
+
+func perThousand(c *Cell) string {
+	if !usable(c) || c.Acquisitions == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", 1000*float64(c.SlowPaths)/float64(c.Acquisitions))
+}
+
+func contentionParts(r map[string]*Results) []string {
+	var n []string
+	for _, c := range contentions {
+		if r[c.name] != nil {
+			n = append(n, c.name)
+		}
+	}
+	return n
+}
+
+func reportPTicket(r map[string]*Results) string {
+	var b strings.Builder
+	b.WriteString("Throughput against the reference; pticket ÷ ticket on the same host; pticket's timeouts (its waiters leaving the queue order) per 1000 acquisitions.\n\n")
+	summary := &table{head: []string{"contention", "host", "pticket ÷ ticket, geometric mean over the overcommitted sizes", "published"}}
+	for _, name := range contentionParts(r) {
+		res := r[name]
+		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "pticket timeouts ‰"}}
+		for _, pol := range res.Matrix.Policies {
+			var over []float64
+			for _, n := range res.Matrix.Sizes {
+				tk, pt, pv := find(res, n, "ticket", "", pol), find(res, n, "pticket", "", pol), find(res, n, "pvticket", "", pol)
+				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), perThousand(pt))
+				if med, _, _, ok := ratio(pt, tk); ok && n > len(res.Meta.PCPUs) {
+					over = append(over, med)
+				}
+			}
+			pub := "5.32× (non-pv VMM)"
+			if strings.Contains(pol, "pv") {
+				pub = "7.91× (pv VMM)"
+			}
+			g := "-"
+			if x, ok := geomean(over); ok {
+				g = times(x)
+			}
+			summary.add(name, pol, g, pub)
+		}
+		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
+	}
+	fmt.Fprintf(&b, "**Summary**:\n\n%s\n", summary)
+	if res := r["timeout-shift"]; res != nil {
+		t := &table{head: []string{"vCPUs", "host"}}
+		for _, v := range res.Matrix.Variants {
+			t.head = append(t.head, v, v+" timeouts ‰")
+		}
+		for _, n := range res.Matrix.Sizes {
+			for _, pol := range res.Matrix.Policies {
+				row := []string{overcommit(res, n), pol}
+				for _, v := range res.Matrix.Variants {
+					c := find(res, n, "", v, pol)
+					row = append(row, rel(res, c), perThousand(c))
+				}
+				t.add(row...)
+			}
+		}
+		fmt.Fprintf(&b, "**Timeout unit** (moderate contention; throughput against the reference):\n\n%s", t)
+	}
+	return b.String()
+}
+
+func reportPVTicket(r map[string]*Results) string {
+	var b strings.Builder
+	b.WriteString("Throughput against the reference; pvticket ÷ ticket on the paravirtual host (pv), the comparison Linux made (pv spinlocks on and off, same KVM host); pvticket's slow paths (spinning past the threshold, then WAIT) per 1000 acquisitions.\n\n")
+	pub := func(res *Results, n int) string {
+		if n <= len(res.Meta.PCPUs) {
+			return "+0.8 % (1×)"
+		}
+		return "+16.6 %, +14.0 %, +5.0 % (higher overcommit)"
+	}
+	for _, name := range contentionParts(r) {
+		res := r[name]
+		t := &table{head: []string{"vCPUs", "ticket, rr", "ticket, pv", "pvticket, rr", "pvticket, pv", "pvticket ÷ ticket (pv)", "published", "pvticket slow paths ‰"}}
+		for _, n := range res.Matrix.Sizes {
+			tr, tp := find(res, n, "ticket", "", "rr"), find(res, n, "ticket", "", "pv")
+			pr, pp := find(res, n, "pvticket", "", "rr"), find(res, n, "pvticket", "", "pv")
+			t.add(overcommit(res, n), rel(res, tr), rel(res, tp), rel(res, pr), rel(res, pp), change(pp, tp), pub(res, n), perThousand(pp))
+		}
+		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
+	}
+	return b.String()
+}
+
+func reportPVQSteal(r map[string]*Results) string {
+	var b strings.Builder
+	if res := r["stealing"]; res != nil {
+		b.WriteString("**Stealing** (moderate contention, pv host): throughput against the reference; one steal attempt ÷ none. Published: a kernel build 44–54 % shorter at 1.5× (1.79–2.17× the throughput), under 7 % apart at 1×.\n\n")
+		t := &table{head: []string{"vCPUs", "hybrid (full)", "steal once", "no steal", "steal once ÷ no steal", "hybrid ÷ no steal", "stolen ‰ (hybrid)"}}
+		for _, n := range res.Matrix.Sizes {
+			full, once, none := find(res, n, "", "full", "pv"), find(res, n, "", "steal-once", "pv"), find(res, n, "", "no-steal", "pv")
+			t.add(overcommit(res, n), rel(res, full), rel(res, once), rel(res, none), ratioText(once, none), ratioText(full, none), stolen(full))
+		}
+		fmt.Fprintf(&b, "%s\n", t)
+	}
+	if res := r["fairness"]; res != nil {
+		fmt.Fprintf(&b, "**Fairness** (think %d cycles, pv host): per VM, the spread of acquisitions over its vCPUs - max/min and Jain's index (1: even; 1/n: one vCPU took all). Published at 2×: hybrid per-thread operations min/avg/max 397,500 / 428,177 / 499,299 (max/min 1.26), unfair lock 17,933 / 150,679 / 708,001 (max/min 39.5); share taken unfairly 3 %% at 0.83× to 84 %% at 2×.\n\n", res.Matrix.Think)
+		t := &table{head: []string{"vCPUs", "pvqspin", "pvqspin max/min", "pvqspin Jain", "pvqspin stolen ‰", "virt", "virt max/min", "virt Jain"}}
+		for _, n := range res.Matrix.Sizes {
+			q, v := find(res, n, "pvqspin", "", "pv"), find(res, n, "virt", "", "pv")
+			t.add(overcommit(res, n), rel(res, q), maxMin(q), jain(q), stolen(q), rel(res, v), maxMin(v), jain(v))
+		}
+		fmt.Fprintf(&b, "%s", t)
+	}
+	return b.String()
+}
+
+func stolen(c *Cell) string {
+	if !usable(c) || c.Acquisitions == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", 1000*float64(c.LockEvents.PVLockStealing)/float64(c.Acquisitions))
+}
+
+// maxMin and jain are the median run's, with the range over the runs.
+func maxMin(c *Cell) string {
+	if !usable(c) {
+		return "-"
+	}
+	return spread(c, func(m Measured) float64 { return m.AcqMaxOverMin }, "%.2f")
+}
+
+func jain(c *Cell) string {
+	if !usable(c) {
+		return "-"
+	}
+	return spread(c, func(m Measured) float64 { return m.FairnessJain }, "%.2f")
+}
+
+func spread(c *Cell, f func(Measured) float64, format string) string {
+	var xs []float64
+	for _, r := range c.Runs {
+		if r.OK {
+			xs = append(xs, f(r.Measured))
+		}
+	}
+	if len(xs) < 2 {
+		return fmt.Sprintf(format, f(c.Measured))
+	}
+	sort.Float64s(xs)
+	return fmt.Sprintf(format+" ["+format+"–"+format+"]", f(c.Measured), xs[0], xs[len(xs)-1])
+}
+
+func reportBoost(r map[string]*Results) string {
+	var b strings.Builder
+	b.WriteString("pvqspin on a pv host with and without boosting the kicked vCPU (--boost-kicked), VMs of 2 vCPUs on the 2 pCPUs (each VM as wide as the host, as KVM's 80-vCPU VMs on 80 threads); throughput of all VMs against the reference.\n\n")
+	pub := map[int]string{1: "+6 %", 2: "+70 %", 3: "+74 %"}
+	for _, name := range contentionParts(r) {
+		res := r[name]
+		t := &table{head: []string{"VMs", "vCPUs", "boost", "no boost", "boost ÷ no boost", "published (ebizzy)"}}
+		for _, n := range res.Matrix.Sizes {
+			vms := (n + res.Matrix.VMVCPUs - 1) / max(res.Matrix.VMVCPUs, 1)
+			full, nb := find(res, n, "", "full", "pv"), find(res, n, "", "no-boost", "pv")
+			t.add(fmt.Sprint(vms), overcommit(res, n), rel(res, full), rel(res, nb), change(full, nb), pub[vms])
+		}
+		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
+	}
+	return b.String()
+}
+
+// worstVM is the slowest VM's throughput of each run of c: median, min, max.
+func worstVM(c *Cell) (med, lo, hi float64, ok bool) {
+	if !usable(c) {
+		return 0, 0, 0, false
+	}
+	var xs []float64
+	for _, r := range c.Runs {
+		if r.OK && len(r.VMAcqPerS) > 0 {
+			w := r.VMAcqPerS[0]
+			for _, x := range r.VMAcqPerS {
+				w = math.Min(w, x)
+			}
+			xs = append(xs, w)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0, false
+	}
+	sort.Float64s(xs)
+	return Median(xs), xs[0], xs[len(xs)-1], true
+}
+
+func reportCosched(r map[string]*Results) string {
+	var b strings.Builder
+	b.WriteString("VMs of 2 vCPUs with a ticket lock each on the 2 pCPUs. Per VM against its own solo run (the same VM alone on the pCPUs under the same policy): the slowest VM's throughput ÷ solo, and the fair share 1/VMs it would have if sharing cost nothing. rr's pCPUs switch half a slice apart, as a real host's would; rr-aligned switches them together (co-scheduling by accident). Sum: all VMs' throughput against the reference.\n\n")
+	for _, name := range contentionParts(r) {
+		res := r[name]
+		t := &table{head: []string{"VMs", "policy", "sum vs ref", "slowest VM ÷ solo", "fair share", "÷ rr's", "fairness (Jain)"}}
+		for _, n := range res.Matrix.Sizes {
+			vms := (n + res.Matrix.VMVCPUs - 1) / max(res.Matrix.VMVCPUs, 1)
+			if vms < 2 {
+				continue
+			}
+			rrW, _, _, rrOK := worstVM(find(res, n, "ticket", "", "rr"))
+			for _, pol := range res.Matrix.Policies {
+				c := find(res, n, "ticket", "", pol)
+				solo := find(res, res.Matrix.VMVCPUs, "ticket", "", pol)
+				w, lo, hi, ok := worstVM(c)
+				vsSolo, vsRR := "-", "-"
+				if ok && usable(solo) {
+					s := solo.OpsPerSec
+					vsSolo = fmt.Sprintf("%.2f [%.2f–%.2f]", w/s, lo/s, hi/s)
+				}
+				if ok && rrOK && rrW > 0 {
+					vsRR = times(w / rrW)
+				}
+				t.add(fmt.Sprint(vms), pol, rel(res, c), vsSolo, fmt.Sprintf("%.2f", 1/float64(vms)), vsRR, jain(c))
+			}
+		}
+		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
+	}
+	return b.String()
+}
+
+// A document keeps a preset's report between its markers:
+//
+//	<!-- preset vee13-pticket -->
+//	...
+//	<!-- end preset vee13-pticket -->
+func markers(name string) (begin, end string) {
+	return "<!-- preset " + name + " -->\n", "<!-- end preset " + name + " -->"
+}
+
+// CheckDoc reports whether doc has preset name's markers, once each, in
+// order.
+func CheckDoc(doc []byte, name string) error {
+	_, err := ReplaceDoc(doc, name, "")
+	return err
+}
+
+// ReplaceDoc replaces what doc has between preset name's markers with
+// report.
+func ReplaceDoc(doc []byte, name, report string) ([]byte, error) {
+	begin, end := markers(name)
+	s := string(doc)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	switch {
+	case i < 0 || j < 0:
+		return nil, fmt.Errorf("no %q ... %q markers", strings.TrimSpace(begin), end)
+	case strings.Count(s, begin) > 1 || strings.Count(s, end) > 1:
+		return nil, fmt.Errorf("the markers of preset %s appear more than once", name)
+	case j < i:
+		return nil, fmt.Errorf("the end marker of preset %s comes before its start", name)
+	}
+	if report != "" && !strings.HasSuffix(report, "\n") {
+		report += "\n"
+	}
+	return []byte(s[:i+len(begin)] + report + s[j:]), nil
+}
