@@ -576,7 +576,7 @@ func TestBackendChoice(t *testing.T) {
 }
 
 // prebuiltImage is the built-in guest, relative to the repository root.
-const prebuiltImage = "guest/prebuilt/lhpvm-guest.elf"
+const prebuiltImage = "guest/prebuilt/image/lhpvm-guest.elf"
 
 func readFile(t *testing.T, path string) []byte {
 	b, err := os.ReadFile(path)

@@ -66,3 +66,15 @@ func TestCheckBackend(t *testing.T) {
 	assert.ErrorIs(t, CheckBackend(noVMs{userOnly: true}, 2, img), ErrNoUserEntry)
 	assert.NoError(t, CheckBackend(noVMs{}, 2, img), "a backend with ring 0 starts it at its ELF entry")
 }
+
+// TestNoBuiltInImage: a binary built without make has no built-in guest;
+// a VM that asks for it gets ErrNotBuilt, not a crash.
+func TestNoBuiltInImage(t *testing.T) {
+	saved := prebuilt.Image
+	prebuilt.Image = nil
+	defer func() { prebuilt.Image = saved }()
+	hello, err := LookupWorkload("hello")
+	require.NoError(t, err)
+	_, err = New(noVMs{max: 8}, Config{VCPUs: 1, Workload: hello})
+	assert.ErrorIs(t, err, prebuilt.ErrNotBuilt)
+}

@@ -121,6 +121,9 @@ func New(h hv.Hypervisor, cfg Config) (_ *VM, err error) {
 		cfg.Name = "vm0"
 	}
 	if cfg.Image == nil {
+		if prebuilt.Image == nil {
+			return nil, prebuilt.ErrNotBuilt
+		}
 		cfg.Image, cfg.ImageName = prebuilt.Image, "built-in"
 	}
 	if cfg.Locks == 0 {

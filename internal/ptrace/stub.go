@@ -1,21 +1,36 @@
 package ptrace
 
 import (
-	_ "embed"
+	"embed"
+	"errors"
 	"fmt"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// stubImage is the stub program (stub/stub.c, built by stub/Makefile and
-// committed like the guest image, so `go build` needs no C compiler).
+// stubBin is the directory stub/Makefile builds the stub program
+// (stub/stub.c) into; its README is always there, so the pattern matches
+// in a tree that was never built. Like the guest image, the stub is built
+// by make and never committed.
 //
-//go:embed stub/lhpvm-stub
-var stubImage []byte
+//go:embed stub/bin
+var stubBin embed.FS
 
-// StubFile is stubImage's path relative to the repository root.
-const StubFile = "internal/ptrace/stub/lhpvm-stub"
+// StubFile is the stub's path relative to the repository root.
+const StubFile = "internal/ptrace/stub/bin/lhpvm-stub"
+
+// stubImage is the stub program; nil in a binary built without make.
+var stubImage = func() []byte {
+	b, err := stubBin.ReadFile("stub/bin/lhpvm-stub")
+	if err != nil {
+		return nil
+	}
+	return b
+}()
+
+// errNoStub: this binary was built without its stub.
+var errNoStub = errors.New("this lhpvm was built without the ptrace backend's stub (" + StubFile + "): build it with make")
 
 // mfdExec is MFD_EXEC (Linux 6.3): an executable memfd even where the
 // vm.memfd_noexec sysctl makes memfds non-executable by default.
@@ -35,6 +50,9 @@ func stubPath() (string, error) {
 }
 
 func loadStub() (string, error) {
+	if len(stubImage) == 0 {
+		return "", errNoStub
+	}
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate("lhpvm-stub", flags|mfdExec)
 	if err == unix.EINVAL { // before Linux 6.3

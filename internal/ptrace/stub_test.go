@@ -12,9 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestStubIsCurrent fails when the committed stub was not built from the
-// sources beside it: run `make` (or `make -C internal/ptrace/stub`) and
-// commit stub/lhpvm-stub.
+// TestStubIsCurrent fails when the embedded stub was not built from the
+// sources beside it: run `make` (or `make -C internal/ptrace/stub`).
 func TestStubIsCurrent(t *testing.T) {
 	require.NotEmpty(t, stubImage, "%s is empty: run make", StubFile)
 	f, err := elf.NewFile(bytes.NewReader(stubImage))
@@ -29,7 +28,7 @@ func TestStubIsCurrent(t *testing.T) {
 		require.NoError(t, err)
 		h.Write(b)
 	}
-	assert.Equal(t, hex.EncodeToString(h.Sum(nil)), string(got), "%s is stale: run `make -C internal/ptrace/stub` and commit it", StubFile)
+	assert.Equal(t, hex.EncodeToString(h.Sum(nil)), string(got), "%s is stale: run make", StubFile)
 }
 
 // TestStubLayout: nothing of the stub may lie below 4 GiB, where guest RAM
