@@ -26,7 +26,8 @@ import (
 // Laggards go first, without unfairness between VMs: when a queue's turn
 // comes to a vCPU, the turn goes to the sibling of it that waits with the
 // least progress (the two swap queue places). A co-stop is an early end of
-// the slice: the vCPU goes to the tail of its queue.
+// the slice: the vCPU goes to the tail of its queue, and the rest of the
+// slice goes to its most lagging waiting sibling, from whichever queue.
 //
 // A co-stop is counted in State.Acct.CoStops each time a vCPU enters the
 // co-stopped set; State.Acct.MaxSkew is the largest skew seen at a decision.
@@ -173,7 +174,18 @@ func (p *relaxedPolicy) Decide(s *State) Plan {
 		cur := p.cur[i]
 		if cur != nil && p.costopped[cur.Index] {
 			p.q[i] = append(p.q[i], cur) // co-stop: off the pCPU
-			p.cur[i], cur = nil, nil
+			p.cur[i] = nil
+			// The co-stop frees the pCPU for the sibling that lags, for
+			// the rest of the slice: that is what the co-stop is for. Left
+			// to wait for its own queue's turn, the laggard - often the
+			// preempted lock holder or next waiter the leader spun on -
+			// would keep the whole VM stalled.
+			if l := p.laggard(s, cur); l != nil {
+				p.cur[i], l.Home, l.SliceEnd = l, i, cur.SliceEnd
+				cur = l
+			} else {
+				cur = nil
+			}
 		}
 		expired := cur != nil && (p.yielded[i] || s.Now >= cur.SliceEnd)
 		p.yielded[i] = false
@@ -203,6 +215,26 @@ func (p *relaxedPolicy) start(s *State, i int, v *VCPU) *VCPU {
 	v.Home = i
 	v.SliceEnd = p.slice.endOn(s.Now, i, len(p.cur))
 	return v
+}
+
+// laggard removes from its queue and returns the sibling of v with the least
+// progress that waits for a pCPU and is not co-stopped, or nil.
+func (p *relaxedPolicy) laggard(s *State, v *VCPU) *VCPU {
+	bj, bk := -1, -1
+	for j := range p.q {
+		for k, w := range p.q[j] {
+			if w.VM == v.VM && w != v && !p.costopped[w.Index] && w.Status == Runnable &&
+				(bj < 0 || p.prog[w.Index] < p.prog[p.q[bj][bk].Index]) {
+				bj, bk = j, k
+			}
+		}
+	}
+	if bj < 0 {
+		return nil
+	}
+	l := p.q[bj][bk]
+	p.q[bj] = slices.Delete(p.q[bj], bk, bk+1)
+	return l
 }
 
 // take removes and returns what pCPU i runs next, or nil: the first vCPU of

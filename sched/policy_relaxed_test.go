@@ -88,6 +88,22 @@ func TestRelaxedLaggardTakesItsSiblingsTurn(t *testing.T) {
 	assert.Zero(t, r.st.Acct.CoStops)
 }
 
+// TestRelaxedCoStopHandsThePCPUToTheLaggard: a co-stop frees its pCPU for
+// the sibling that lags, which waits in another pCPU's queue, for the rest
+// of the slice - not for the other VM queued behind the leader.
+func TestRelaxedCoStopHandsThePCPUToTheLaggard(t *testing.T) {
+	r := newRig(t, "relaxed", 2, 2, 2) // pCPU 0: vm0/cpu0, vm1/cpu0; pCPU 1: vm0/cpu1, vm1/cpu1
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm0/cpu1"}}, r.running())
+	r.advance(5 * time.Millisecond) // pCPU 1's first (staggered) slice ends
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu0"}, 1: {"vm1/cpu1"}}, r.running())
+	// 8 ms: vm0/cpu0 is 3 ms ahead of vm0/cpu1, vm1/cpu1 3 ms ahead of
+	// vm1/cpu0: both leaders are co-stopped, and each pCPU goes to the
+	// leader's laggard, from the other queue.
+	r.advance(3 * time.Millisecond)
+	assert.EqualValues(t, 2, r.st.Acct.CoStops)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}, 1: {"vm1/cpu0"}}, r.running())
+}
+
 func TestRelaxedIdlePCPUWaitsForRelease(t *testing.T) {
 	// vm0 has 3 vCPUs on 2 pCPUs: vm0/cpu2 waits, so the two that run are
 	// co-stopped together at 3 ms and pCPU 1 idles (nothing else may run)
