@@ -93,6 +93,7 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
 	fl.StringVar(&f.Ablation, "ablation", "", "run an ablation instead of the lock matrix: "+strings.Join(sweep.AblationNames(), ", ")+" (policies default to rr,pv)")
 	fl.StringVar(&f.Variants, "variants", "", "--ablation: the variants to run (default: all of them)")
+	fl.BoolVar(&f.BoostKicked, "boost-kicked", false, "under a policy with pv, a KICK hands the rest of the kicker's slice to the kicked vCPU")
 	fl.StringVar(&f.preset, "preset", "", "reproduce a published result: "+strings.Join(sweep.PresetNames(), ", ")+" (list: describe them)")
 	fl.StringVar(&f.doc, "doc", "", "--preset: rewrite the preset's report between its markers in this markdown file")
 	return cmd

@@ -25,8 +25,12 @@ func printResults(out io.Writer, res *sweep.Results) {
 			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.After), ref.Min, ref.Max, drift)
 	}
 	m := res.Matrix
-	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
-		m.Repeat, m.Duration, m.CSCycles, m.Think, res.Meta.Backend)
+	boost := ""
+	if m.BoostKicked {
+		boost = "; pv policies boost the kicked vCPU"
+	}
+	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
+		m.Repeat, m.Duration, m.CSCycles, m.Think, boost, res.Meta.Backend)
 	if m.Ablation != "" {
 		printAblation(out, res)
 		return

@@ -3,6 +3,7 @@ package sweep
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ type Options struct {
 	Trace       string // a directory: a Perfetto trace of every run
 	Ablation    string
 	Variants    string
+	// BoostKicked: under a policy with pv, a KICK hands the rest of the
+	// kicker's slice to the kicked vCPU (run --boost-kicked).
+	BoostKicked bool
 
 	// Changed reports whether the flag of that name was given; nil: none.
 	Changed func(name string) bool
@@ -130,6 +134,12 @@ func check(o Options) (*Plan, error) {
 	case o.Repeat < 1 || o.Repeat > 100:
 		return nil, fmt.Errorf("--repeat %d: must be between 1 and 100", o.Repeat)
 	}
+	if o.BoostKicked && o.Ablation != "" {
+		return nil, fmt.Errorf("--boost-kicked: an ablation's variants say whether to boost")
+	}
+	if o.BoostKicked && !slices.ContainsFunc(policies, func(p string) bool { return sched.HasModifier(p, "pv") }) {
+		return nil, fmt.Errorf("--boost-kicked: applies to a policy with pv (have %s)", strings.Join(policies, ", "))
+	}
 	allowed, err := host.AllowedCPUs()
 	if err != nil {
 		return nil, err
@@ -157,7 +167,8 @@ func check(o Options) (*Plan, error) {
 		be = backend.Auto
 	}
 	p.Matrix = Matrix{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: o.VMVCPUs, Duration: o.Duration.String(),
-		Repeat: o.Repeat, CSCycles: o.CSCycles, Think: o.ThinkCycles, Backend: be, Ablation: o.Ablation, Variants: variants}
+		Repeat: o.Repeat, CSCycles: o.CSCycles, Think: o.ThinkCycles, Backend: be, Ablation: o.Ablation, Variants: variants,
+		BoostKicked: o.BoostKicked}
 	if len(p.Matrix.Cells()) == 0 {
 		return nil, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", o.Variants, o.Policies)
 	}

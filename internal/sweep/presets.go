@@ -63,6 +63,16 @@ func parts(doc string, levels []contention, o Options) []Part {
 	return ps
 }
 
+// boosted renames parts NAME-boost and has their pv policies boost the
+// kicked vCPU.
+func boosted(ps []Part) []Part {
+	for i := range ps {
+		ps[i].Name += "-boost"
+		ps[i].Options.BoostKicked = true
+	}
+	return ps
+}
+
 func opts(locks, policies, sizes string, vmVCPUs int, d time.Duration, repeat int) Options {
 	return Options{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: vmVCPUs, Duration: d, Repeat: repeat,
 		CSCycles: csCycles, ThinkCycles: thinkModerate}
@@ -81,17 +91,19 @@ var Presets = []Preset{
 		Claim:  "the preemptable ticket lock improves VM performance 5.32× on average over the ticket lock on a non-paravirtual VMM, 7.91× on a paravirtual one, under overcommit",
 		Source: "Ouyang & Lange, Preemptable ticket spinlocks, VEE 2013; the authors' patch ouyangjn/pmtlock vee13/pmtlock-v1.0.patch",
 		Parts: append(parts("ticket, pticket and pvticket at 1×, 2× and 4× overcommit, on a plain (rr) and a paravirtual (pv) host",
-			contentions, opts("ticket,pticket,pvticket", "rr,pv", "2,4,8", 0, 400*time.Millisecond, 3)),
+			contentions, opts("ticket,pticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3)),
 			Part{Name: "timeout-shift", Doc: "pticket's timeout unit, 1 << shift spins per place in line, at 2× and 4× under rr; moderate contention",
-				Options: ablation("pticket", "", "rr", "4,8", 0, thinkModerate, 400*time.Millisecond, 3)}),
+				Options: ablation("pticket", "", "rr", "4,8", 0, thinkModerate, time.Second, 3)}),
 		Report: reportPTicket,
 	},
 	{
 		Name:   "pv-ticket",
 		Claim:  "pv ticket locks: dbench +0.8 % at 1× overcommit, +16.6 % / +14.0 % / +5.0 % at higher overcommit",
 		Source: "Linux 3.12, commit 545ac13892ab (x86, ticketlock: Add slowpath logic), 32-vCPU guest on 32 cores; SPIN_THRESHOLD 1 << 15",
-		Parts: parts("ticket and pvticket at 1×, 2× and 4× overcommit, on a plain (rr) and a paravirtual (pv) host",
-			contentions, opts("ticket,pvticket", "rr,pv", "2,4,8", 0, 400*time.Millisecond, 3)),
+		Parts: append(parts("ticket and pvticket at 1×, 2× and 4× overcommit, on a plain (rr) and a paravirtual (pv) host",
+			contentions, opts("ticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3)),
+			boosted(parts("ticket and pvticket on the paravirtual host, a kicked vCPU boosted onto the kicker's pCPU at once (--boost-kicked)",
+				contentions, opts("ticket,pvticket", "pv", "2,4,8", 0, time.Second, 3)))...),
 		Report: reportPVTicket,
 	},
 	{
@@ -100,10 +112,10 @@ var Presets = []Preset{
 		Source: "Linux 4.5 (locking/pvqspinlock: Allow limited lock stealing), 48 vCPUs on 32 cores; Linux 4.15 commit 11752adb68a3, 72 vCPUs on 36 cores",
 		Parts: []Part{
 			{Name: "stealing", Doc: "pvqspin with hybrid stealing (Linux ≥ 4.15), one steal attempt (4.5–4.14) and none, at 1×, 1.5×, 2× and 4× under pv; moderate contention",
-				Options: ablation("pvqspin", "full,steal-once,no-steal", "pv", "2,3,4,8", 0, thinkModerate, 400*time.Millisecond, 3)},
+				Options: ablation("pvqspin", "full,steal-once,no-steal", "pv", "2,3,4,8", 0, thinkModerate, time.Second, 3)},
 			{Name: "fairness", Doc: "pvqspin (hybrid) against virt (Linux's unfair test-and-set lock for guests without pv spinlocks) at 1×, 2× and 4× under pv; saturated contention",
 				Options: func() Options {
-					o := opts("pvqspin,virt", "pv", "2,4,8", 0, 400*time.Millisecond, 3)
+					o := opts("pvqspin,virt", "pv", "2,4,8", 0, time.Second, 3)
 					o.ThinkCycles = thinkSaturated
 					return o
 				}()},
@@ -116,9 +128,9 @@ var Presets = []Preset{
 		Source: "KVM commit 266e85a5ec9 (KVM: X86: Boost queue head vCPU to mitigate lock waiter preemption), 80-vCPU VMs on 80 threads",
 		Parts: []Part{
 			{Name: "saturated", Doc: "pvqspin with and without --boost-kicked, 1, 2 and 3 VMs of 2 vCPUs on the 2 pCPUs under pv; saturated contention",
-				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkSaturated, 400*time.Millisecond, 3)},
+				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkSaturated, time.Second, 3)},
 			{Name: "moderate", Doc: "the same; moderate contention",
-				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkModerate, 400*time.Millisecond, 3)},
+				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkModerate, time.Second, 3)},
 		},
 		Report: reportBoost,
 	},
@@ -127,7 +139,7 @@ var Presets = []Preset{
 		Claim:  "co-scheduling avoids lock holder preemption; balance scheduling is up to 8 % better than co-scheduling and up to 85 % better than CFS in response time",
 		Source: "Sukwong & Kim, Is co-scheduling too expensive for SMP VMs?, EuroSys 2011; VMware, The CPU scheduler in VMware vSphere 5.1",
 		Parts: parts("1, 2 and 3 VMs of 2 vCPUs, a ticket lock each, on the 2 pCPUs, under every co-scheduling policy and the baselines",
-			contentions[1:], opts("ticket", "host,rr,rr-aligned,gang,relaxed,balance", "2,4,6", 2, 400*time.Millisecond, 3)),
+			contentions[1:], opts("ticket", "host,rr,rr-aligned,gang,relaxed,balance", "2,4,6", 2, time.Second, 3)),
 		Report: reportCosched,
 	},
 }

@@ -94,7 +94,7 @@ func usable(c *Cell) bool { return c != nil && c.OK && c.OpsPerSec > 0 }
 
 // rel is a cell's throughput against the reference: median [range].
 func rel(res *Results, c *Cell) string {
-	if c == nil {
+	if c == nil || res == nil {
 		return "-"
 	}
 	if !c.OK {
@@ -182,6 +182,21 @@ func overcommit(res *Results, vcpus int) string {
 	return fmt.Sprintf("%d (%.1f×)", vcpus, x)
 }
 
+// damage is the median run's lock damage, in ms per second of run: the
+// time a lock was held by a vCPU off its pCPU (holder preemption) / handed
+// to a waiter off its pCPU (waiter preemption). "-" under the host policy.
+func damage(res *Results, c *Cell) string {
+	if res == nil {
+		return "-"
+	}
+	d, err := time.ParseDuration(res.Matrix.Duration)
+	if !usable(c) || c.HeldPreemptedNs == nil || c.GrantedPreemptedNs == nil || err != nil || d <= 0 {
+		return "-"
+	}
+	per := func(ns int64) float64 { return float64(ns) / 1e6 / d.Seconds() }
+	return fmt.Sprintf("%.0f / %.0f", per(*c.HeldPreemptedNs), per(*c.GrantedPreemptedNs))
+}
+
 func perThousand(c *Cell) string {
 	if !usable(c) || c.Acquisitions == 0 {
 		return "-"
@@ -189,6 +204,8 @@ func perThousand(c *Cell) string {
 	return fmt.Sprintf("%.1f", 1000*float64(c.SlowPaths)/float64(c.Acquisitions))
 }
 
+// contentionParts are the contention parts (saturated, moderate, light)
+// that have results.
 func contentionParts(r map[string]*Results) []string {
 	var n []string
 	for _, c := range contentions {
@@ -201,16 +218,16 @@ func contentionParts(r map[string]*Results) []string {
 
 func reportPTicket(r map[string]*Results) string {
 	var b strings.Builder
-	b.WriteString("Throughput against the reference; pticket ÷ ticket on the same host; pticket's timeouts (its waiters leaving the queue order) per 1000 acquisitions.\n\n")
+	b.WriteString("Throughput against the reference; pticket ÷ ticket on the same host; pticket's timeouts (its waiters leaving the queue order) per 1000 acquisitions; and the damage, ms per second of run that the lock spent held by a vCPU off its pCPU (lock holder preemption) / handed to a waiter off its pCPU (lock waiter preemption), for ticket and pticket.\n\n")
 	summary := &table{head: []string{"contention", "host", "pticket ÷ ticket, geometric mean over the overcommitted sizes", "published"}}
 	for _, name := range contentionParts(r) {
 		res := r[name]
-		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "pticket timeouts ‰"}}
+		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "pticket timeouts ‰", "ticket held / handed off-CPU ms/s", "pticket held / handed off-CPU ms/s"}}
 		for _, pol := range res.Matrix.Policies {
 			var over []float64
 			for _, n := range res.Matrix.Sizes {
 				tk, pt, pv := find(res, n, "ticket", "", pol), find(res, n, "pticket", "", pol), find(res, n, "pvticket", "", pol)
-				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), perThousand(pt))
+				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), perThousand(pt), damage(res, tk), damage(res, pt))
 				if med, _, _, ok := ratio(pt, tk); ok && n > len(res.Meta.PCPUs) {
 					over = append(over, med)
 				}
@@ -250,7 +267,7 @@ func reportPTicket(r map[string]*Results) string {
 
 func reportPVTicket(r map[string]*Results) string {
 	var b strings.Builder
-	b.WriteString("Throughput against the reference; pvticket ÷ ticket on the paravirtual host (pv), the comparison Linux made (pv spinlocks on and off, same KVM host); pvticket's slow paths (spinning past the threshold, then WAIT) per 1000 acquisitions.\n\n")
+	b.WriteString("Throughput against the reference; pvticket ÷ ticket on the paravirtual host (pv), the comparison Linux made (pv spinlocks on and off, same KVM host), with the host's default wake-up of a kicked vCPU (within 500 µs) and with the kicked vCPU boosted onto the kicker's pCPU at once (+boost); pvticket's slow paths (spinning past the threshold, then WAIT) per 1000 acquisitions; the damage, ms per second of run that the lock spent held by a vCPU off its pCPU / handed to a waiter off its pCPU.\n\n")
 	pub := func(res *Results, n int) string {
 		if n <= len(res.Meta.PCPUs) {
 			return "+0.8 % (1×)"
@@ -259,11 +276,13 @@ func reportPVTicket(r map[string]*Results) string {
 	}
 	for _, name := range contentionParts(r) {
 		res := r[name]
-		t := &table{head: []string{"vCPUs", "ticket, rr", "ticket, pv", "pvticket, rr", "pvticket, pv", "pvticket ÷ ticket (pv)", "published", "pvticket slow paths ‰"}}
+		boost := r[name+"-boost"]
+		t := &table{head: []string{"vCPUs", "ticket, rr", "ticket, pv", "pvticket, pv", "pvticket ÷ ticket (pv)", "ticket, pv+boost", "pvticket, pv+boost", "pvticket ÷ ticket (pv+boost)", "published", "pvticket slow paths ‰ (pv / +boost)", "ticket held / handed off-CPU ms/s (pv)", "pvticket (pv)", "pvticket (pv+boost)"}}
 		for _, n := range res.Matrix.Sizes {
-			tr, tp := find(res, n, "ticket", "", "rr"), find(res, n, "ticket", "", "pv")
-			pr, pp := find(res, n, "pvticket", "", "rr"), find(res, n, "pvticket", "", "pv")
-			t.add(overcommit(res, n), rel(res, tr), rel(res, tp), rel(res, pr), rel(res, pp), change(pp, tp), pub(res, n), perThousand(pp))
+			tr, tp, pp := find(res, n, "ticket", "", "rr"), find(res, n, "ticket", "", "pv"), find(res, n, "pvticket", "", "pv")
+			tb, pb := find(boost, n, "ticket", "", "pv"), find(boost, n, "pvticket", "", "pv")
+			t.add(overcommit(res, n), rel(res, tr), rel(res, tp), rel(res, pp), change(pp, tp), rel(boost, tb), rel(boost, pb), change(pb, tb),
+				pub(res, n), perThousand(pp)+" / "+perThousand(pb), damage(res, tp), damage(res, pp), damage(boost, pb))
 		}
 		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
 	}
@@ -305,7 +324,7 @@ func maxMin(c *Cell) string {
 	if !usable(c) {
 		return "-"
 	}
-	return spread(c, func(m Measured) float64 { return m.AcqMaxOverMin }, "%.2f")
+	return spread(c, func(m Measured) float64 { return m.AcqMaxOverMin }, "%.3g")
 }
 
 func jain(c *Cell) string {

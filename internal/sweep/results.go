@@ -32,6 +32,8 @@ type Matrix struct {
 	// Variants its variants of the lock; both empty for a plain matrix.
 	Ablation string   `json:"ablation,omitempty"`
 	Variants []string `json:"variants,omitempty"`
+	// BoostKicked: pv policies boost the kicked vCPU in every cell.
+	BoostKicked bool `json:"boost_kicked,omitempty"`
 }
 
 // cells lists the matrix's cells in their canonical order: by size, then

@@ -126,7 +126,7 @@ func (p *Plan) cell(k CellKey) scenario.Scenario {
 		v, _ = LookupVariant(m.Ablation, k.Variant)
 	}
 	sc := scenario.Scenario{PCPUs: sched.FormatCPUList(p.PCPUs), Duration: scenario.Duration(p.duration),
-		Sched: scenario.Sched{Policy: k.Policy, BoostKicked: v.Boost && sched.HasModifier(k.Policy, "pv")}}
+		Sched: scenario.Sched{Policy: k.Policy, BoostKicked: (v.Boost || m.BoostKicked) && sched.HasModifier(k.Policy, "pv")}}
 	for left, i := k.VCPUs, 0; left > 0; i++ {
 		n := min(per, left)
 		vm := scenario.VM{Name: fmt.Sprintf("vm%d", i), VCPUs: n, Workload: "lock", Lock: k.Lock,
