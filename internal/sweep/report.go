@@ -26,8 +26,13 @@ func PresetReport(p *Preset, r map[string]*Results) string {
 		return "No results.\n"
 	}
 	m := any.Meta
-	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, ranges in brackets.\n\n",
+	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, ranges in brackets.",
 		p.Name, m.Version, m.Backend, len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
+	if m.PauseNs > 0 {
+		fmt.Fprintf(&b, " A PAUSE, the body of every spin loop, takes %.1f ns on this CPU: 1 << 14 spins are at least %.0f µs, 1 << 15 at least %.0f µs.",
+			m.PauseNs, m.PauseNs*(1<<14)/1e3, m.PauseNs*(1<<15)/1e3)
+	}
+	b.WriteString("\n\n")
 	for _, part := range p.Parts {
 		if res := r[part.Name]; res != nil {
 			ref := res.References[0]
@@ -246,21 +251,25 @@ func reportPTicket(r map[string]*Results) string {
 	}
 	fmt.Fprintf(&b, "**Summary**:\n\n%s\n", summary)
 	if res := r["timeout-shift"]; res != nil {
-		t := &table{head: []string{"vCPUs", "host"}}
-		for _, v := range res.Matrix.Variants {
-			t.head = append(t.head, v, v+" timeouts ‰")
-		}
+		// Against ticket from the moderate part: the same settings, measured
+		// minutes apart.
+		mod := r["moderate"]
+		t := &table{head: []string{"timeout unit", "host"}}
 		for _, n := range res.Matrix.Sizes {
-			for _, pol := range res.Matrix.Policies {
-				row := []string{overcommit(res, n), pol}
-				for _, v := range res.Matrix.Variants {
+			o := overcommit(res, n)
+			t.head = append(t.head, o+": vs ref", o+": ÷ ticket", o+": timeouts ‰")
+		}
+		for _, pol := range res.Matrix.Policies {
+			for _, v := range res.Matrix.Variants {
+				row := []string{v, pol}
+				for _, n := range res.Matrix.Sizes {
 					c := find(res, n, "", v, pol)
-					row = append(row, rel(res, c), perThousand(c))
+					row = append(row, rel(res, c), ratioText(c, find(mod, n, "ticket", "", pol)), perThousand(c))
 				}
 				t.add(row...)
 			}
 		}
-		fmt.Fprintf(&b, "**Timeout unit** (moderate contention; throughput against the reference):\n\n%s", t)
+		fmt.Fprintf(&b, "**Timeout unit** (moderate contention; ÷ ticket: against the moderate part's ticket cell):\n\n%s", t)
 	}
 	return b.String()
 }

@@ -188,6 +188,10 @@ type Meta struct {
 	// and the reference drift above which cells are flagged noisy.
 	Summary    map[string]string `json:"summary"`
 	NoisyDrift float64           `json:"noisy_drift_limit"`
+	// PauseNs is what one PAUSE costs on this host's CPU (host.PauseNs),
+	// measured before the runs: spin thresholds count spins, so the same
+	// threshold is a different time on another CPU.
+	PauseNs float64 `json:"pause_ns"`
 }
 
 // Results is results.json.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/scenario"
 	"github.com/lhpvm/lhpvm/internal/trace"
@@ -46,6 +47,7 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 		prog = noProgress{}
 	}
 	meta.Kernel, meta.CPUModel = HostFacts()
+	meta.PauseNs = host.PauseNs()
 	meta.PCPUs, meta.Start, meta.Summary, meta.NoisyDrift = p.PCPUs, time.Now(), SummaryRule, NoisyDrift
 	res := &Results{Matrix: p.Matrix, Shards: []Shard{p.Shard}, Meta: meta}
 	repeat := p.Matrix.Repeat
