@@ -112,7 +112,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 		return err
 	}
 	defer h.Close()
-	meta := sweep.Meta{Version: version(), Commit: commit, Backend: h.Name(), Args: os.Args}
+	meta := sweep.Meta{Version: version(), Commit: commit, Backend: h.Name(), BackendModule: h.Module, Args: os.Args}
 	if meta.Commit == "" {
 		meta.Commit, _ = buildInfo()
 	}

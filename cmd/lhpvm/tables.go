@@ -30,7 +30,7 @@ func printResults(out io.Writer, res *sweep.Results) {
 		boost = "; pv policies boost the kicked vCPU"
 	}
 	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
-		m.Repeat, m.Duration, m.CSCycles, m.Think, boost, res.Meta.Backend)
+		m.Repeat, m.Duration, m.CSCycles, m.Think, boost, res.Meta.BackendName())
 	if m.Ablation != "" {
 		printAblation(out, res)
 		return

@@ -77,6 +77,17 @@ func Probe() []Status {
 type Choice struct {
 	hv.Hypervisor
 	Reason string
+	Module string // kvm: the host's vendor module (kvm.Module); "" otherwise
+}
+
+// choose wraps an opened backend, naming kvm's vendor module: kvm_pvm's
+// nested paravirtual KVM and kvm_amd's hardware SVM measure differently.
+func choose(name string, h hv.Hypervisor, reason string) *Choice {
+	c := &Choice{Hypervisor: h, Reason: reason}
+	if name == "kvm" {
+		c.Module = kvm.Module()
+	}
+	return c
 }
 
 // Open opens the named backend, or with Auto the first one this host has.
@@ -91,7 +102,7 @@ func Open(name string) (*Choice, error) {
 				if len(why) > 0 {
 					reason = "auto: " + strings.Join(why, "; ")
 				}
-				return &Choice{h, reason}, nil
+				return choose(b.name, h, reason), nil
 			}
 			why = append(why, fmt.Sprintf("%s not available (%v)", b.name, err))
 		}
@@ -103,7 +114,7 @@ func Open(name string) (*Choice, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, name, err)
 			}
-			return &Choice{h, "asked for"}, nil
+			return choose(b.name, h, "asked for"), nil
 		}
 	}
 	return nil, fmt.Errorf("%w %q (have: %s, or %s)", ErrUnknown, name, strings.Join(Names(), ", "), Auto)

@@ -188,6 +188,8 @@ func Heatmap(h Heat, path string) error {
 	bar.Add(colorScale{cmap: cmap, min: h.Min, max: h.Max})
 	const barWidth = 95
 	width := vg.Points(max(400, 90+40*float64(len(h.Cols))+barWidth))
+	// The title is centred over the plot beside the bar: wide enough for it.
+	width = max(width, p.Title.TextStyle.Width(h.Title)+vg.Points(barWidth+30))
 	height := vg.Points(max(220, 110+22*float64(len(h.Rows)))) + longest*0.75
 	return render(path, width, height, func(dc draw.Canvas) {
 		p.Draw(draw.Crop(dc, 0, -vg.Points(barWidth+10), 0, 0))

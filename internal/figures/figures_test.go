@@ -33,7 +33,7 @@ func TestFiguresFit(t *testing.T) {
 			XLabel: "lock", YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)",
 			Groups: []string{"ticket", "pvqspin"}, Series: []string{"rr", "balance+pv+delay"},
 			Values: [][]float64{{0.1, 1.7}, {math.NaN(), 0.9}}, RefLine: 1}, filepath.Join(dir, "b."+ext)))
-		require.NoError(t, Heatmap(Heat{Title: "throughput against the reference, every cell (ptrace)", XLabel: "policy, vCPUs",
+		require.NoError(t, Heatmap(Heat{Title: "throughput against the reference, every cell (kvm (kvm_intel))", XLabel: "policy, vCPUs",
 			YLabel: "lock", ScaleLabel: "throughput vs the reference", Rows: []string{"ticket", "spinyield"},
 			Cols: []string{"rr, 2 vCPUs", "balance+pv+delay, 8 vCPUs"}, Values: [][]float64{{0.5, math.NaN()}, {1.5, 2.5}},
 			Min: 0, Max: 2}, filepath.Join(dir, "h."+ext)))

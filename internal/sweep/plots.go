@@ -34,11 +34,11 @@ func plotResults(res *Results, dir string) error {
 		return f(c)
 	}
 	for _, n := range m.Sizes {
-		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
 			XLabel: groupName, YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
-		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
 			XLabel: groupName, YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
-		fair := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: fairness across each VM's vCPUs (%s)", n, len(res.Meta.PCPUs), res.Meta.Backend),
+		fair := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: fairness across each VM's vCPUs (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
 			XLabel: groupName, YLabel: "Jain's index of acquisitions per vCPU (1: even)", Groups: groups, Series: m.Policies, RefLine: 1}
 		for _, pol := range m.Policies {
 			var r, s, fr []float64
@@ -60,7 +60,7 @@ func plotResults(res *Results, dir string) error {
 			return err
 		}
 	}
-	h := figures.Heat{Title: fmt.Sprintf("throughput against the reference, every cell (%s)", res.Meta.Backend),
+	h := figures.Heat{Title: fmt.Sprintf("throughput against the reference, every cell (%s)", res.Meta.BackendName()),
 		XLabel: "policy, vCPUs on the pCPUs", YLabel: groupName, ScaleLabel: "throughput vs the reference",
 		Rows: groups, Min: 0, Max: 2}
 	for _, n := range m.Sizes {

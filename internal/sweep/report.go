@@ -27,7 +27,7 @@ func PresetReport(p *Preset, r map[string]*Results) string {
 	}
 	m := any.Meta
 	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, ranges in brackets.",
-		p.Name, m.Version, m.Backend, len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
+		p.Name, m.Version, m.BackendName(), len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
 	if m.PauseNs > 0 {
 		fmt.Fprintf(&b, " A PAUSE, the body of every spin loop, takes %.1f ns on this CPU: 1 << 14 spins are at least %.0f µs, 1 << 15 at least %.0f µs.",
 			m.PauseNs, m.PauseNs*(1<<14)/1e3, m.PauseNs*(1<<15)/1e3)

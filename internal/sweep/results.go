@@ -175,15 +175,17 @@ const NoisyDrift = 0.10
 
 // Meta says what measured the results, where and when.
 type Meta struct {
-	Version  string    `json:"lhpvm"`
-	Commit   string    `json:"commit"`
-	Backend  string    `json:"backend"` // the one that ran
-	Kernel   string    `json:"kernel"`
-	CPUModel string    `json:"cpu_model"`
-	PCPUs    []int     `json:"pcpus"`
-	Args     []string  `json:"args"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
+	Version string `json:"lhpvm"`
+	Commit  string `json:"commit"`
+	Backend string `json:"backend"` // the one that ran
+	// BackendModule is kvm's vendor module (kvm_amd, kvm_intel, kvm_pvm).
+	BackendModule string    `json:"backend_module,omitempty"`
+	Kernel        string    `json:"kernel"`
+	CPUModel      string    `json:"cpu_model"`
+	PCPUs         []int     `json:"pcpus"`
+	Args          []string  `json:"args"`
+	Start         time.Time `json:"start"`
+	End           time.Time `json:"end"`
 	// How the reference and the cells were summarised from their runs,
 	// and the reference drift above which cells are flagged noisy.
 	Summary    map[string]string `json:"summary"`
@@ -192,6 +194,15 @@ type Meta struct {
 	// measured before the runs: spin thresholds count spins, so the same
 	// threshold is a different time on another CPU.
 	PauseNs float64 `json:"pause_ns"`
+}
+
+// BackendName is the backend that ran, with kvm's vendor module:
+// "kvm (kvm_pvm)", "ptrace".
+func (m Meta) BackendName() string {
+	if m.BackendModule == "" {
+		return m.Backend
+	}
+	return m.Backend + " (" + m.BackendModule + ")"
 }
 
 // Results is results.json.

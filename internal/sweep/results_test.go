@@ -32,3 +32,10 @@ func TestMedian(t *testing.T) {
 	assert.Equal(t, 100.0, c.MinOpsPerSec)
 	assert.Equal(t, 400.0, c.MaxOpsPerSec)
 }
+
+// A kvm run names its vendor module: nested paravirtual KVM (kvm_pvm) and
+// hardware SVM (kvm_amd) are different machines to measure on.
+func TestBackendName(t *testing.T) {
+	assert.Equal(t, "ptrace", Meta{Backend: "ptrace"}.BackendName())
+	assert.Equal(t, "kvm (kvm_pvm)", Meta{Backend: "kvm", BackendModule: "kvm_pvm"}.BackendName())
+}
