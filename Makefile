@@ -16,7 +16,7 @@ all: build
 guest:
 	$(MAKE) -C guest
 
-# The ptrace backend's stub process (committed like the guest image).
+# The ptrace backend's stub process, built like the guest image (never committed).
 stub:
 	$(MAKE) -C internal/ptrace/stub
 
