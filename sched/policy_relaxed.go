@@ -29,8 +29,17 @@ import (
 // the slice: the vCPU goes to the tail of its queue, and the rest of the
 // slice goes to its most lagging waiting sibling, from whichever queue.
 //
+// A co-stopped vCPU is co-started: released, it runs at once beside a
+// sibling that runs (ESX's co-stopped vCPUs wait to be co-started with their
+// siblings; esxtop's %CSTP is that wait), taking an idle pCPU or one whose
+// vCPU runs without its siblings; that vCPU goes back to the front of its
+// queue, and the co-started one ends its slice with its sibling. Without
+// it, a VM that rarely has all its pCPUs at once alternates its vCPUs on
+// one pCPU every skew, and each switch preempts a lock waiter.
+//
 // A co-stop is counted in State.Acct.CoStops each time a vCPU enters the
-// co-stopped set; State.Acct.MaxSkew is the largest skew seen at a decision.
+// co-stopped set, a co-start in State.Acct.CoStarts; State.Acct.MaxSkew is
+// the largest skew seen at a decision.
 type relaxedPolicy struct {
 	slice sliceClock
 	skew  time.Duration
@@ -41,6 +50,7 @@ type relaxedPolicy struct {
 	runQueues
 
 	costopped []bool          // per vCPU index
+	released  []*VCPU         // left the co-stopped set at this decision
 	blockedAt []time.Duration // per vCPU index: start of its WAIT, -1 if not blocked
 	prog      []time.Duration // per vCPU index: progress at this decision
 	skewOf    []time.Duration // per vCPU index: skew at this decision
@@ -157,6 +167,7 @@ func (p *relaxedPolicy) updateSkew(s *State) {
 			switch {
 			case p.costopped[v.Index] && sk <= p.skew/2:
 				p.costopped[v.Index] = false
+				p.released = append(p.released, v)
 			case !p.costopped[v.Index] && sk >= p.skew:
 				p.costopped[v.Index] = true
 				s.Acct.CoStops++
@@ -168,7 +179,9 @@ func (p *relaxedPolicy) updateSkew(s *State) {
 }
 
 func (p *relaxedPolicy) Decide(s *State) Plan {
+	p.released = p.released[:0]
 	p.updateSkew(s)
+	p.coStart(s)
 	var plan Plan
 	for i := range p.cur {
 		cur := p.cur[i]
@@ -208,6 +221,63 @@ func (p *relaxedPolicy) Decide(s *State) Plan {
 	}
 	plan.Next = p.next(s)
 	return plan
+}
+
+// coStart starts each vCPU released from a co-stop at this decision beside
+// a sibling that runs, for the rest of that sibling's slice.
+func (p *relaxedPolicy) coStart(s *State) {
+	for _, v := range p.released {
+		if v.Status != Runnable || p.where(v) != -1 {
+			continue
+		}
+		sib := -1
+		for i, c := range p.cur {
+			if c != nil && c.VM == v.VM && !p.costopped[c.Index] && c.SliceEnd > s.Now {
+				sib = i
+				break
+			}
+		}
+		if sib < 0 {
+			continue // no sibling runs: v waits for its turn, as under rr
+		}
+		j := p.coStartPCPU(v)
+		if j < 0 {
+			continue
+		}
+		p.runQueues.remove(v)
+		if w := p.cur[j]; w != nil {
+			p.q[j] = append([]*VCPU{w}, p.q[j]...)
+			s.EndReason(w, EndCoStart)
+		}
+		p.cur[j], v.Home, v.SliceEnd = v, j, p.cur[sib].SliceEnd
+		s.Acct.CoStarts++
+		s.Mark("co-start", v)
+	}
+}
+
+// coStartPCPU is the pCPU v is co-started on: an idle one, else one whose
+// vCPU is of another VM, not co-stopped, and runs without its siblings (a
+// VM running together is not broken up for another); -1 if none.
+func (p *relaxedPolicy) coStartPCPU(v *VCPU) int {
+	alone := func(w *VCPU) bool {
+		for _, c := range p.cur {
+			if c != nil && c != w && c.VM == w.VM {
+				return false
+			}
+		}
+		return true
+	}
+	for i, c := range p.cur {
+		if c == nil {
+			return i
+		}
+	}
+	for i, c := range p.cur {
+		if c.VM != v.VM && !p.costopped[c.Index] && alone(c) {
+			return i
+		}
+	}
+	return -1
 }
 
 func (p *relaxedPolicy) start(s *State, i int, v *VCPU) *VCPU {

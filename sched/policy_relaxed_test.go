@@ -156,3 +156,49 @@ func TestRelaxedRandom(t *testing.T) {
 		})
 	}
 }
+
+// TestRelaxedCoStart: a co-stopped vCPU, released, runs at once beside its
+// running sibling, on the pCPU of a vCPU that runs without its own siblings
+// (which goes back to the front of its queue), until that sibling's slice
+// ends. Two 2-vCPU VMs on 2 pCPUs then run each VM's vCPUs together, where
+// without co-start each VM alternates its vCPUs on one pCPU every skew.
+func TestRelaxedCoStart(t *testing.T) {
+	r := newRig(t, "relaxed", 2, 2, 2) // pCPU 0: vm0/cpu0, vm1/cpu0; pCPU 1: vm0/cpu1, vm1/cpu1
+	r.advance(5 * time.Millisecond)    // as in TestRelaxedCoStopHandsThePCPUToTheLaggard
+	r.advance(3 * time.Millisecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}, 1: {"vm1/cpu0"}}, r.running())
+	assert.Zero(t, r.st.Acct.CoStarts)
+	// 9.5 ms: both leaders are back within half the threshold. vm0/cpu0 is
+	// co-started beside vm0/cpu1, on pCPU 1, where vm1/cpu0 ran alone;
+	// vm1/cpu1 then has no sibling running and waits its turn.
+	r.advance(1500 * time.Microsecond)
+	assert.Equal(t, map[int][]string{0: {"vm0/cpu1"}, 1: {"vm0/cpu0"}}, r.running())
+	assert.EqualValues(t, 1, r.st.Acct.CoStarts)
+	assert.Equal(t, r.v(0, 1).SliceEnd, r.v(0, 0).SliceEnd, "the co-started vCPU ends its slice with its sibling")
+	// From here the VMs take turns running together: over 300 ms, each VM
+	// has both vCPUs on the pCPUs most of the time it runs at all, and
+	// co-stops are rare.
+	together, running := [2]time.Duration{}, [2]time.Duration{}
+	costops := r.st.Acct.CoStops
+	for r.clock.now < 310*time.Millisecond {
+		r.advance(500 * time.Microsecond)
+		n := [2]int{}
+		for _, names := range r.running() {
+			for _, name := range names {
+				n[name[2]-'0']++
+			}
+		}
+		for vm := range n {
+			if n[vm] > 0 {
+				running[vm] += 500 * time.Microsecond
+			}
+			if n[vm] == 2 {
+				together[vm] += 500 * time.Microsecond
+			}
+		}
+	}
+	for vm := range together {
+		assert.Greater(t, together[vm], running[vm]*3/4, "vm%d: together %v of %v running", vm, together[vm], running[vm])
+	}
+	assert.Less(t, r.st.Acct.CoStops-costops, uint64(20), "co-stops in 300 ms")
+}

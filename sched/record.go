@@ -23,7 +23,7 @@ const (
 	RecStatus
 	// RecMark: an instant on V's pCPU (PCPU, -1 if it has none) named Why:
 	// "LHP", "LWP", "waiter-preempt" (Hints say which lock), "delay-grant",
-	// "co-stop", "probe", "spin-preempt".
+	// "co-stop", "co-start", "probe", "spin-preempt".
 	RecMark
 	// RecKick: V kicked Other (a KICK that woke it from WAIT).
 	RecKick
@@ -57,10 +57,12 @@ const (
 	// EndKickBoost: it KICKed a vCPU and handed it its slice (pv, BoostKicked).
 	EndKickBoost = "kick boost"
 	EndCoStop    = "co-stop"
-	EndDelay     = "delay grant ended"
-	EndSpin      = "spin-preempt"
-	EndExit      = "finished"
-	EndRunOver   = "end of run"
+	// EndCoStart: a co-started vCPU of another VM took its pCPU (relaxed).
+	EndCoStart = "co-start"
+	EndDelay   = "delay grant ended"
+	EndSpin    = "spin-preempt"
+	EndExit    = "finished"
+	EndRunOver = "end of run"
 )
 
 // Tracing reports whether a Recorder listens: a policy builds a record's

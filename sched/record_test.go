@@ -21,7 +21,7 @@ func (r *recorded) Record(rec Record) { r.recs = append(r.recs, rec) }
 // run, steal and blocked time, and there is one LHP/LWP/waiter-preempt mark
 // per preemption counted as such.
 func TestRecorderAgreesWithAccounting(t *testing.T) {
-	ends := map[string]bool{EndSlice: true, EndWait: true, EndYield: true, EndCoStop: true, EndDelay: true,
+	ends := map[string]bool{EndSlice: true, EndWait: true, EndYield: true, EndCoStop: true, EndCoStart: true, EndDelay: true,
 		EndSpin: true, EndExit: true, EndRunOver: true}
 	for _, policy := range []string{"rr", "gang", "relaxed", "balance", "monitor", "pv", "delay", "balance+pv+delay"} {
 		t.Run(policy, func(t *testing.T) {

@@ -180,6 +180,7 @@ func (s *State) HintsOf(v *VCPU) Hints {
 type Acct struct {
 	Switches       uint64 // dispatches
 	CoStops        uint64 // relaxed: vCPUs co-stopped for skew
+	CoStarts       uint64 // relaxed: co-stopped vCPUs started beside a running sibling
 	DelayGrants    uint64
 	DelayOverruns  uint64
 	DirectedYields uint64

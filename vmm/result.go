@@ -243,6 +243,7 @@ type SchedResult struct {
 	WaiterPreemptions uint64    `json:"waiter_preemptions"`
 	IdleFraction      float64   `json:"idle_fraction"`
 	CoStops           uint64    `json:"costops"`
+	CoStarts          uint64    `json:"costarts"`
 	MaxSkewUs         float64   `json:"max_skew_us"`
 	DelayGrants       uint64    `json:"delay_grants"`
 	DelayOverruns     uint64    `json:"delay_overruns"`
@@ -267,7 +268,7 @@ func (m *Machine) schedResult() SchedResult {
 	st := m.state
 	r := SchedResult{
 		Policy: m.cfg.Policy, PCPUs: m.cfg.PCPUs, SliceUs: float64(m.cfg.Options.Slice.Microseconds()),
-		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
+		Switches: st.Acct.Switches, CoStops: st.Acct.CoStops, CoStarts: st.Acct.CoStarts, MaxSkewUs: float64(st.Acct.MaxSkew.Microseconds()),
 		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
 		KickBoosts: st.Acct.KickBoosts, Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
 	}

@@ -91,7 +91,7 @@ func vcpuColor(i int) string { return vcpuColors[i%len(vcpuColors)] }
 // markColor colours the scheduler's marks by kind.
 var markColor = map[string]string{
 	"LHP": "terrible", "LWP": "bad", "waiter-preempt": "yellow", "delay-grant": "good",
-	"co-stop": "grey", "probe": "white", "spin-preempt": "black",
+	"co-stop": "grey", "co-start": "generic_work", "probe": "white", "spin-preempt": "black",
 }
 
 // Lock tracks follow the vCPU tracks of a VM's process (thread ids from

@@ -305,7 +305,7 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		fmt.Fprintf(out, ", stop p50 %.0fus p99 %.0fus", sc.StopUs.P50, sc.StopUs.P99)
 	}
 	if sc.CoStops > 0 {
-		fmt.Fprintf(out, ", %d co-stops (max skew %.0fus)", sc.CoStops, sc.MaxSkewUs)
+		fmt.Fprintf(out, ", %d co-stops, %d co-starts (max skew %.0fus)", sc.CoStops, sc.CoStarts, sc.MaxSkewUs)
 	}
 	if sc.DelayGrants > 0 || sc.DelayOverruns > 0 {
 		fmt.Fprintf(out, ", %d delay grants, %d overruns", sc.DelayGrants, sc.DelayOverruns)
