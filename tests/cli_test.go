@@ -291,10 +291,15 @@ func TestCLIRunsThatCannotStart(t *testing.T) {
 // under lhpvm's own policies on the emulated kvm runner, whose CPUs switch
 // at pause instructions, preemptions land where the guest pauses, and a
 // vCPU is hardly ever preempted inside its critical section (docs/kvm.md).
+// The critical section is long and nothing is outside it, so the first
+// switch between two vCPU threads on one CPU catches the broken lock: with
+// the default 1000 cycles, on the emulated runner (where the code around
+// the critical section is emulated slowly but the TSC is not) with a CPU
+// hog on the host, a 100 ms run once saw no overlap and passed.
 func TestCLIExperimentFails(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		stdout, stderr, code := lhpvm(t, on(h, "experiment", "--locks", "ticket,broken", "--policies", "host,gang",
-			"--sizes", "4", "--duration", "100ms", "--repeat", "1", "--quiet")...)
+			"--sizes", "4", "--duration", "100ms", "--repeat", "1", "--quiet", "--cs-cycles", "100000", "--think-cycles", "0")...)
 		assert.Equal(t, 1, code, stderr)
 		assert.Contains(t, stdout, "refused: gang: vm0 has 4 vCPUs")
 		assert.Contains(t, stdout, "Failed cells (1):\n- 4 vCPUs, broken, host: self-check failed")
