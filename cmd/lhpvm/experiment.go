@@ -107,15 +107,11 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 	if err := p.MakeDirs(); err != nil {
 		return err
 	}
-	h, err := runconfig.Open(f.Backend, nil)
+	h, meta, err := openSweep(f.Backend)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	meta := sweep.Meta{Version: version(), Commit: commit, Backend: h.Name(), BackendModule: h.Module, Args: os.Args}
-	if meta.Commit == "" {
-		meta.Commit, _ = buildInfo()
-	}
 	prog := newProgress(errOut, p.Runs(), f.quiet)
 	res, err := p.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachine(h, mc, cfgs...) }, prog, meta)
 	prog.finish()
@@ -146,4 +142,18 @@ func report(out io.Writer, res *sweep.Results, dir string, asJSON bool) error {
 		return errkind.Run(fmt.Errorf("%d of %d cells failed: %s", len(f), len(res.Cells), strings.Join(f, "; ")))
 	}
 	return nil
+}
+
+// openSweep opens the backend an experiment or a preset runs on, and the
+// metadata its results carry: this build, the backend and its module.
+func openSweep(name string) (*backend.Choice, sweep.Meta, error) {
+	h, err := runconfig.Open(name, nil)
+	if err != nil {
+		return nil, sweep.Meta{}, err
+	}
+	meta := sweep.Meta{Version: version(), Commit: commit, Backend: h.Name(), BackendModule: h.Module, Args: os.Args}
+	if meta.Commit == "" {
+		meta.Commit, _ = buildInfo()
+	}
+	return h, meta, nil
 }

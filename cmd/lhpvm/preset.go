@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/lhpvm/lhpvm/internal/errkind"
-	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/lhpvm/lhpvm/vmm"
 )
@@ -58,15 +57,11 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 			return errkind.Usage(fmt.Errorf("--doc %s: %w", f.doc, err))
 		}
 	}
-	h, err := runconfig.Open(f.Backend, nil)
+	h, meta, err := openSweep(f.Backend)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	meta := sweep.Meta{Version: version(), Commit: commit, Backend: h.Name(), BackendModule: h.Module, Args: os.Args}
-	if meta.Commit == "" {
-		meta.Commit, _ = buildInfo()
-	}
 	prog := newProgress(errOut, total, f.quiet)
 	results := map[string]*sweep.Results{}
 	var failed []string
