@@ -13,7 +13,11 @@ if [ ${#need[@]} -eq 0 ] && [ "$lists" -gt 0 ]; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "the emulated kvm runner needs ${need[*]:-apt's package lists}: run as root (apt-get), or install them" >&2
+	# The fallback is a variable, not ${need[*]:-...}: an apostrophe inside
+	# that expansion opens a quote for bash 5.2 and the file fails to parse.
+	what="apt's package lists"
+	if [ ${#need[@]} -gt 0 ]; then what="${need[*]}"; fi
+	echo "the emulated kvm runner needs $what: run as root (apt-get), or install them" >&2
 	exit 1
 fi
 apt-get update -qq
