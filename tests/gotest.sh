@@ -19,12 +19,29 @@ GO=${GO:-go}
 BIN=${BIN:-bin/lhpvm}
 mode=${LHPVM_KVM:-auto}
 require=${LHPVM_REQUIRE_BACKENDS:-}
-requires_kvm() { [[ ",$require," == *,kvm,* || ${LHPVM_REQUIRE_KVM:-} == 1 ]]; }
+# The switches that make CI strict must not be mistyped into nothing.
+known=$("$BIN" backends --json | grep -o '"name": *"[a-z]*"' | grep -o '"[a-z]*"$' | tr -d '"' | paste -sd' ' -)
+for b in ${require//,/ }; do
+	if [[ " $known " != *" $b "* ]]; then
+		echo "LHPVM_REQUIRE_BACKENDS names '$b', which is not a backend (have: $known)" >&2
+		exit 2
+	fi
+done
+case ${LHPVM_REQUIRE_KVM:-0} in
+1 | t | T | true | TRUE | True) require_kvm=1 ;;
+0 | f | F | false | FALSE | False) require_kvm=0 ;;
+*)
+	echo "LHPVM_REQUIRE_KVM=$LHPVM_REQUIRE_KVM: want a boolean (1 or 0, true or false)" >&2
+	exit 2 ;;
+esac
+requires_kvm() { [[ ",$require," == *,kvm,* || $require_kvm == 1 ]]; }
 
-kvm=$("$BIN" backends | grep '^kvm ' || true) # "kvm  available  ... (kvm_amd)"
+# "kvm  available  ... (kvm_amd)" or "kvm  not available  why"; anchored,
+# since " available " is inside "not available " too.
+kvm=$("$BIN" backends | grep '^kvm ' || true)
 if [ "$mode" = auto ]; then
 	mode=emulated
-	if [[ $kvm == *" available "* && $kvm != *"(kvm_pvm)" ]]; then
+	if [[ $kvm =~ ^kvm\ +available\  && $kvm != *"(kvm_pvm)" ]]; then
 		mode=native
 	fi
 fi

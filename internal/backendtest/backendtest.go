@@ -3,11 +3,16 @@
 // (TestHello/ptrace, TestHello/kvm). A backend this host lacks is skipped
 // with the reason, unless LHPVM_REQUIRE_BACKENDS names it (CI names every
 // backend its host has): then the test fails, so a skip can never hide a
-// regression. LHPVM_REQUIRE_KVM=1 is shorthand for naming kvm.
+// regression. LHPVM_REQUIRE_KVM=1 is shorthand for naming kvm. A name that is
+// not a backend, or a LHPVM_REQUIRE_KVM that is not a boolean, fails every
+// test that asks for a backend, in one line: a mistyped switch must not
+// quietly turn CI's failures back into skips.
 package backendtest
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,17 +27,53 @@ const RequireEnv = "LHPVM_REQUIRE_BACKENDS"
 // RequireKVMEnv=1 adds kvm to RequireEnv.
 const RequireKVMEnv = "LHPVM_REQUIRE_KVM"
 
-// Required reports whether the environment requires backend name.
+// Required reports whether the environment requires backend name. A
+// mistyped environment (an unknown backend, a value of RequireKVMEnv that is
+// not a boolean) is not "not required": EnvError reports it, and every
+// helper here fails the test with it.
 func Required(name string) bool {
-	if name == "kvm" && os.Getenv(RequireKVMEnv) == "1" {
-		return true
+	req, err := required()
+	return err == nil && req[name]
+}
+
+// EnvError is why RequireEnv or RequireKVMEnv cannot be read, or nil.
+func EnvError() error {
+	_, err := required()
+	return err
+}
+
+func required() (map[string]bool, error) {
+	req := map[string]bool{}
+	known := map[string]bool{}
+	for _, n := range backend.Names() {
+		known[n] = true
+	}
+	if v := os.Getenv(RequireKVMEnv); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: want a boolean (1 or 0, true or false)", RequireKVMEnv, v)
+		}
+		req["kvm"] = b
 	}
 	for _, n := range strings.Split(os.Getenv(RequireEnv), ",") {
-		if strings.TrimSpace(n) == name {
-			return true
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
 		}
+		if !known[n] {
+			return nil, fmt.Errorf("%s names %q, which is not a backend (have: %s)", RequireEnv, n, strings.Join(backend.Names(), ", "))
+		}
+		req[n] = true
 	}
-	return false
+	return req, nil
+}
+
+// checkEnv fails t, in one line, when the environment is mistyped.
+func checkEnv(t testing.TB) {
+	t.Helper()
+	if err := EnvError(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 var opened struct {
@@ -68,6 +109,7 @@ func open(name string) (*backend.Choice, error) {
 // required) when this host cannot run it.
 func Open(t testing.TB, name string) hv.Hypervisor {
 	t.Helper()
+	checkEnv(t)
 	h, err := open(name)
 	if err != nil {
 		if Required(name) {
@@ -81,6 +123,7 @@ func Open(t testing.TB, name string) hv.Hypervisor {
 // Each runs f once per backend as a subtest named by the backend.
 func Each(t *testing.T, f func(t *testing.T, h hv.Hypervisor)) {
 	t.Helper()
+	checkEnv(t)
 	for _, name := range backend.Names() {
 		t.Run(name, func(t *testing.T) { f(t, Open(t, name)) })
 	}
@@ -100,6 +143,7 @@ func EachB(b *testing.B, f func(b *testing.B, h hv.Hypervisor)) {
 // skipped only when there is none at all.
 func Available(t testing.TB) []hv.Hypervisor {
 	t.Helper()
+	checkEnv(t)
 	var hs []hv.Hypervisor
 	for _, name := range backend.Names() {
 		h, err := open(name)
