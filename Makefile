@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-tree check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model reproduce clean
+.PHONY: all build guest stub run test check-tree check-generated check-scripts check-fresh check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model reproduce clean
 
 all: build
 
@@ -39,8 +39,9 @@ run: build
 # packages); tests/gotest.sh says which, and how many subtests ran on each
 # backend. A backend that cannot run is skipped, unless
 # LHPVM_REQUIRE_BACKENDS names it.
-test: build check-fmt check-tree backends
+test: check-scripts check-generated build check-fmt check-tree backends
 	$(GO) vet ./...
+	tests/need.sh tsan=libtsan2
 	$(MAKE) -C guest/hosttest check
 	$(MAKE) model
 	GO=$(GO) BIN=$(BIN) tests/gotest.sh
@@ -50,6 +51,7 @@ test: build check-fmt check-tree backends
 # The quick part of make test: the host lock harness and every test on
 # every backend, without the -race passes, the model check or fuzzing.
 test-quick: build backends
+	tests/need.sh tsan=libtsan2
 	$(MAKE) -C guest/hosttest check
 	GO=$(GO) BIN=$(BIN) LHPVM_QUICK=1 tests/gotest.sh
 
@@ -63,7 +65,7 @@ test-busy: build
 # what the viewer shows must be what the run did (TestTraceInViewer; make
 # test runs it too where chromium is installed, and CI requires it).
 check-viewers: build
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	tests/need.sh chromium=chromium
 	LHPVM_REQUIRE_VIEWER=1 $(GO) test -count=1 -run '^TestTraceInViewer$$' ./tests
 
 # The kvm suite in the emulated runner only (plain and -race), whatever
@@ -77,6 +79,7 @@ test-kvm: build
 # exhaustively with SPIN for 2-3 vCPUs under every knob combination, and two
 # mutations it must catch (needs the Debian package spin).
 model:
+	tests/need.sh spin=spin
 	guest/model/check.sh
 
 # Everything that parses what a user or a guest hands lhpvm, and the whole
@@ -112,13 +115,30 @@ soak: build
 		./$(BIN) run --workload lock --lock $$lock --vcpus 8 --spin-threshold 1 --sched $$pol \
 			--duration 10s --quiet || exit 1; done; done
 
-# Nothing built is committed - not the guest image, not the stub (make
-# builds both from their sources) - no executable, and no file over 1 MB.
+# Nothing built is committed but the two small generated files that the Go
+# build embeds (make check-generated): no other executable, and no file over
+# 1 MB.
+GENERATED := guest/prebuilt/image/lhpvm-guest.elf internal/ptrace/stub/bin/lhpvm-stub
 check-tree:
 	@bad=$$(git ls-files -z | while IFS= read -r -d '' f; do \
+		case " $(GENERATED) " in *" $$f "*) continue;; esac; \
 		if [ -f "$$f" ] && { [ "$$(head -c4 "$$f" | od -An -c | tr -d ' ')" = "177ELF" ] || [ $$(stat -c %s "$$f") -gt 1000000 ]; }; then echo "$$f"; fi; \
 	done); \
 	if [ -n "$$bad" ]; then echo "built or oversized files are committed (make check-tree):"; echo "$$bad"; exit 1; fi
+
+# Every tracked shell script parses (bash -n) and passes shellcheck at error
+# severity: an install branch that CI never takes is still code.
+SCRIPTS = $(shell git ls-files '*.sh' .ci/run 2>/dev/null)
+check-scripts:
+	@for f in $(SCRIPTS); do bash -n "$$f" || { echo "$$f does not parse (bash -n)" >&2; exit 1; }; done
+	@tests/need.sh shellcheck=shellcheck
+	shellcheck -S error $(SCRIPTS)
+
+# The README's set-up paths (make run, every installer, the kvm runner's
+# first stage, the lock harness, a short test subset) in a minimal Debian 12
+# root where nothing was installed before: tests/fresh/check.sh.
+check-fresh:
+	tests/fresh/check.sh
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -153,8 +173,19 @@ reproduce: build
 fuzz:
 	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done
 
+# The generated files that are committed: the guest's ABI header (from
+# package hypercall), the guest image and the ptrace stub (each rebuilt only
+# when its sources changed). Same as go generate ./...
 generate:
 	$(GO) generate ./hypercall
+	$(MAKE) -C guest
+	$(MAKE) -C internal/ptrace/stub
+
+# Fails when a committed generated file is stale, naming the command that
+# fixes it: make test runs it before it builds anything.
+check-generated:
+	@$(MAKE) -s -C guest check
+	@$(MAKE) -s -C internal/ptrace/stub check
 
 clean:
 	$(MAKE) -C guest clean

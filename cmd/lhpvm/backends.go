@@ -19,6 +19,8 @@ func newBackendsCmd() *cobra.Command {
 		Long: `List lhpvm's execution backends, in the order --backend auto tries them,
 with whether this host can run each and why not. Each is tried for real:
 kvm opens /dev/kvm and creates a VM; ptrace starts a sandboxed stub process.
+Then it lists the generated files this build embeds (the guest image and
+the ptrace stub), with the hash of the sources each was built from.
 Exit status 1 if none is available.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,6 +55,14 @@ Exit status 1 if none is available.`,
 					}
 				}
 				w.Flush()
+				fmt.Fprintln(out, "this build carries:")
+				for _, a := range backend.Carried() {
+					if a.Err != nil {
+						fmt.Fprintf(out, "  %s: MISSING (%v)\n", a.Name, a.Err)
+					} else {
+						fmt.Fprintf(out, "  %s: %s, built from sources %.12s\n", a.Name, a.Path, a.Hash)
+					}
+				}
 			}
 			for _, s := range st {
 				if s.Available {

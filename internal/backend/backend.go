@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/lhpvm/lhpvm/guest/prebuilt"
 	"github.com/lhpvm/lhpvm/internal/hv"
 	"github.com/lhpvm/lhpvm/internal/kvm"
 	"github.com/lhpvm/lhpvm/internal/ptrace"
@@ -111,6 +112,9 @@ func Open(name string) (*Choice, error) {
 	for _, b := range backends {
 		if b.name == name {
 			h, err := b.open()
+			if errors.Is(err, hv.ErrNotBuilt) {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, name, err)
 			}
@@ -149,4 +153,23 @@ func openPtrace() (hv.Hypervisor, error) {
 		return nil, err
 	}
 	return sys, nil
+}
+
+// Artifact is a generated file this build embeds: the guest image, or a
+// backend's stub.
+type Artifact struct {
+	Name string // what it is
+	Path string // its file in the repository
+	Hash string // the hash of the sources it was built from; "" when missing
+	Err  error  // why it is missing or unreadable
+}
+
+// Carried lists the generated files this build of lhpvm embeds.
+func Carried() []Artifact {
+	img, imgErr := prebuilt.SourceHash()
+	stub, stubErr := ptrace.StubSourceHash()
+	return []Artifact{
+		{"guest image", prebuilt.ImageFile, img, imgErr},
+		{"ptrace stub", ptrace.StubFile, stub, stubErr},
+	}
 }

@@ -1,6 +1,15 @@
 package hv
 
-import "github.com/lhpvm/lhpvm/internal/host"
+import (
+	"errors"
+
+	"github.com/lhpvm/lhpvm/internal/host"
+)
+
+// ErrNotBuilt: this build of lhpvm lacks a file it embeds (the guest image,
+// a backend's stub). It is the build's fault, never the host's, so a backend
+// that fails with it is not reported as unavailable on this host.
+var ErrNotBuilt = errors.New("incomplete build")
 
 // The backend interfaces. Each execution backend (internal/kvm,
 // internal/ptrace) implements them directly, and the VMM (vmm) and the run

@@ -2,17 +2,22 @@ package ptrace
 
 import (
 	"embed"
-	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/lhpvm/lhpvm/internal/hv"
+	"github.com/lhpvm/lhpvm/internal/srchash"
 	"golang.org/x/sys/unix"
 )
 
+//go:generate make -s -C stub
+
 // stubBin is the directory stub/Makefile builds the stub program
-// (stub/stub.c) into; its README is always there, so the pattern matches
-// in a tree that was never built. Like the guest image, the stub is built
-// by make and never committed.
+// (stub/stub.c) into. Like the guest image, the stub is a small generated
+// file committed beside this package (as bpf2go commits its objects), so a
+// plain `go build` or `go install` carries it; it holds its sources' hash,
+// and TestStubIsCurrent fails when it is stale. The directory's README is
+// always there, so the pattern matches even where the stub was removed.
 //
 //go:embed stub/bin
 var stubBin embed.FS
@@ -20,7 +25,7 @@ var stubBin embed.FS
 // StubFile is the stub's path relative to the repository root.
 const StubFile = "internal/ptrace/stub/bin/lhpvm-stub"
 
-// stubImage is the stub program; nil in a binary built without make.
+// stubImage is the stub program; nil in a build that lacks it.
 var stubImage = func() []byte {
 	b, err := stubBin.ReadFile("stub/bin/lhpvm-stub")
 	if err != nil {
@@ -29,8 +34,20 @@ var stubImage = func() []byte {
 	return b
 }()
 
-// errNoStub: this binary was built without its stub.
-var errNoStub = errors.New("this lhpvm was built without the ptrace backend's stub (" + StubFile + "): build it with make")
+// ErrStubNotBuilt: this build of lhpvm lacks the ptrace backend's stub. It
+// says what the build lacks, not that the host lacks something: a build
+// from the repository never does (the stub is committed).
+var ErrStubNotBuilt = fmt.Errorf("%w: this lhpvm build lacks the ptrace backend's stub (%s was missing when it was built): restore it with git, or rebuild it with 'make generate'",
+	hv.ErrNotBuilt, StubFile)
+
+// StubSourceHash is the hash of the sources the embedded stub was built
+// from, or why there is none.
+func StubSourceHash() (string, error) {
+	if len(stubImage) == 0 {
+		return "", ErrStubNotBuilt
+	}
+	return srchash.Embedded(stubImage)
+}
 
 // mfdExec is MFD_EXEC (Linux 6.3): an executable memfd even where the
 // vm.memfd_noexec sysctl makes memfds non-executable by default.
@@ -51,7 +68,7 @@ func stubPath() (string, error) {
 
 func loadStub() (string, error) {
 	if len(stubImage) == 0 {
-		return "", errNoStub
+		return "", ErrStubNotBuilt
 	}
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate("lhpvm-stub", flags|mfdExec)

@@ -2,38 +2,28 @@ package ptrace
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"debug/elf"
-	"encoding/hex"
-	"os"
 	"testing"
 
+	"github.com/lhpvm/lhpvm/internal/srchash"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestStubIsCurrent fails when the embedded stub was not built from the
-// sources beside it: run `make` (or `make -C internal/ptrace/stub`).
+// TestStubIsCurrent fails when the committed stub was not built from the
+// sources beside it (stub/Makefile's SRCS).
 func TestStubIsCurrent(t *testing.T) {
-	require.NotEmpty(t, stubImage, "%s is empty: run make", StubFile)
-	f, err := elf.NewFile(bytes.NewReader(stubImage))
+	got, err := StubSourceHash()
+	require.NoError(t, err, "the embedded stub: %s", StubFile)
+	want, err := srchash.Sources("stub", "Makefile", "stub.c")
 	require.NoError(t, err)
-	s := f.Section(".lhpvm_srchash")
-	require.NotNil(t, s, "the stub has no .lhpvm_srchash section")
-	got, err := s.Data()
-	require.NoError(t, err)
-	h := sha256.New()
-	for _, name := range []string{"stub/stub.c", "stub/Makefile"} { // stub/Makefile's SRCS, in order
-		b, err := os.ReadFile(name)
-		require.NoError(t, err)
-		h.Write(b)
-	}
-	assert.Equal(t, hex.EncodeToString(h.Sum(nil)), string(got), "%s is stale: run make", StubFile)
+	assert.Equal(t, want, got, "%s is stale: run 'make generate' (or 'go generate ./internal/ptrace') and commit it", StubFile)
 }
 
 // TestStubLayout: nothing of the stub may lie below 4 GiB, where guest RAM
 // and the doorbell are, and it is a static executable.
 func TestStubLayout(t *testing.T) {
+	require.NotEmpty(t, stubImage, "the embedded stub: %s", StubFile)
 	f, err := elf.NewFile(bytes.NewReader(stubImage))
 	require.NoError(t, err)
 	assert.Equal(t, elf.ET_EXEC, f.Type)

@@ -44,6 +44,9 @@ func setUp() error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if _, err := stubPath(); err != nil {
+		if errors.Is(err, hv.ErrNotBuilt) { // the build's fault, not the host's
+			return err
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if _, err := host.TSCkHz(); err != nil {
