@@ -220,7 +220,7 @@ func (p *balancePolicy) start(s *State, i int) {
 	p.q[i] = p.q[i][1:]
 	p.cur[i] = v
 	v.Home = i
-	v.SliceEnd = p.slice.endOn(s.Now, i, len(p.cur))
+	v.SliceEnd = p.slice.endOn(s, i)
 }
 
 // Boost implements Queuer: v goes to the front of the queue it is in (the

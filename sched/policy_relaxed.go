@@ -283,7 +283,7 @@ func (p *relaxedPolicy) coStartPCPU(v *VCPU) int {
 func (p *relaxedPolicy) start(s *State, i int, v *VCPU) *VCPU {
 	p.cur[i] = v
 	v.Home = i
-	v.SliceEnd = p.slice.endOn(s.Now, i, len(p.cur))
+	v.SliceEnd = p.slice.endOn(s, i)
 	return v
 }
 

@@ -66,7 +66,7 @@ func (p *runQueues) rotate(s *State, i int, slice *sliceClock) *VCPU {
 			p.q[i] = p.q[i][1:]
 			p.cur[i] = cur
 			cur.Home = i
-			cur.SliceEnd = slice.endOn(s.Now, i, len(p.cur))
+			cur.SliceEnd = slice.endOn(s, i)
 		}
 	} else if expired {
 		cur.SliceEnd = slice.end(s.Now) // nobody waits: a new slice

@@ -110,6 +110,8 @@ func (s *Scheduler) Start(manual bool) {
 	}
 	for _, v := range s.st.VCPUs {
 		v.since = s.st.Now
+	}
+	for _, v := range s.st.startOrder() {
 		s.pol.Event(s.st, Event{Kind: EvRunnable, V: v})
 	}
 	s.reschedule()

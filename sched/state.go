@@ -161,6 +161,8 @@ type State struct {
 	// Rec, if set, is told every dispatch, preemption, status change and
 	// mark (a trace, a timeline).
 	Rec Recorder
+	// start is the run's seeded start (SetStart), or nil.
+	start *Start
 
 	// Hints reads what a vCPU's guest publishes (set by NewScheduler from
 	// the Target). Policies that honour guest hints (pv, delay) read it;

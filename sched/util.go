@@ -3,11 +3,12 @@ package sched
 import "time"
 
 // sliceClock hands out slice ends. Unless aligned, the first slice each
-// pCPU hands out is cut short by i/n of a slice on pCPU i of n, so that the
-// pCPUs' slices end staggered, as a real host's do. Aligned slices (all
-// pCPUs switching at the same instants) co-schedule the vCPUs that happen
-// to share a phase by accident: no real scheduler does that, and it would
-// flatter a baseline against co-scheduling.
+// pCPU hands out is cut short by its phase (State.phase: the run's seeded
+// Start, or i/n on pCPU i of n), so that the pCPUs' slices end staggered,
+// as a real host's do. Aligned slices (all pCPUs switching at the same
+// instants) co-schedule the vCPUs that happen to share a phase by
+// accident: no real scheduler does that, and it would flatter a baseline
+// against co-scheduling.
 type sliceClock struct {
 	slice   time.Duration
 	aligned bool
@@ -24,10 +25,11 @@ func (c *sliceClock) length() time.Duration {
 // end is the end of a slice that continues a pCPU's rhythm from now.
 func (c *sliceClock) end(now time.Duration) time.Duration { return now + c.length() }
 
-// endOn is the end of a slice starting now on pCPU i of n.
-func (c *sliceClock) endOn(now time.Duration, i, n int) time.Duration {
-	e := c.end(now)
-	if c.aligned || i <= 0 || i >= n {
+// endOn is the end of a slice starting now on pCPU i of s.
+func (c *sliceClock) endOn(s *State, i int) time.Duration {
+	e := c.end(s.Now)
+	n := len(s.PCPUs)
+	if c.aligned || i < 0 || i >= n {
 		return e
 	}
 	if c.started == nil {
@@ -35,7 +37,7 @@ func (c *sliceClock) endOn(now time.Duration, i, n int) time.Duration {
 	}
 	if !c.started[i] {
 		c.started[i] = true
-		e -= c.length() * time.Duration(i) / time.Duration(n)
+		e -= cut(c.length(), s.phase(i))
 	}
 	return e
 }

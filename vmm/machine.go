@@ -28,6 +28,10 @@ type MachineConfig struct {
 	// closes it after Run); Timeline, if set, collects its window.
 	Trace    *trace.Writer
 	Timeline *Timeline
+	// Seed draws the run's start (sched.Start: which pCPU queue each vCPU
+	// starts on, the order they become runnable, each pCPU's slice
+	// phase); nil draws a fresh seed. The result reports both.
+	Seed *uint64
 }
 
 // Machine runs VMs under one host scheduler.
@@ -84,6 +88,13 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 	}
 	st, err := sched.NewState(cfg.PCPUs, counts, cfg.Options.Slice)
 	if err != nil {
+		return nil, err
+	}
+	seed := sched.NewSeed()
+	if cfg.Seed != nil {
+		seed = *cfg.Seed
+	}
+	if err := st.SetStart(sched.DrawStart(seed, len(st.VCPUs), len(st.PCPUs))); err != nil {
 		return nil, err
 	}
 	for i, vm := range vms {
@@ -183,7 +194,11 @@ func (m *Machine) Run() *Result {
 			}
 		}
 	})
-	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult()}
+	res := &Result{ElapsedS: time.Since(start).Seconds(), StartupS: m.startup.Seconds(), Sched: m.schedResult(),
+		Start: m.state.StartOf()}
+	if res.Start != nil {
+		res.Seed = res.Start.Seed
+	}
 	if imp := m.state.Acct.Impossible; len(imp) > 0 && err == nil {
 		err = fmt.Errorf("%w: lock accounting: a vCPU's lock state changed while it did not run, "+
 			"as only the vCPU itself could change it: %s", ErrCheckFailed, strings.Join(imp, "; "))

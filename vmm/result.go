@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/sched"
 )
 
 // VMResult is what a run of one VM measured and checked.
@@ -211,11 +212,15 @@ type Result struct {
 	StartupS float64 `json:"startup_s"`
 	// Backend is the execution backend the run used, BackendReason why
 	// (set by whoever opened it).
-	Backend       string      `json:"backend"`
-	BackendReason string      `json:"backend_reason"`
-	Trace         *TraceInfo  `json:"trace,omitempty"`
-	Sched         SchedResult `json:"sched"`
-	VMs           []*VMResult `json:"vms"`
+	Backend       string     `json:"backend"`
+	BackendReason string     `json:"backend_reason"`
+	Trace         *TraceInfo `json:"trace,omitempty"`
+	// Seed and Start: the run's start conditions and the seed they were
+	// drawn from (MachineConfig.Seed; run --seed replays them).
+	Seed  uint64       `json:"seed"`
+	Start *sched.Start `json:"start"`
+	Sched SchedResult  `json:"sched"`
+	VMs   []*VMResult  `json:"vms"`
 
 	Err error `json:"-"`
 	// CloseErr: closing the VMs after the run failed (RunMachine); the

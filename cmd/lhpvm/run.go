@@ -111,6 +111,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
 	fl.StringVar(&f.Scenario, "scenario", "", "run the VMs of a scenario: a YAML file of at most 1 MiB, or a built-in one ("+strings.Join(scenarios.Names(), ", ")+")")
 	fl.StringVar(&f.Backend, "backend", backend.Auto, "execution backend: "+backendHelp())
+	fl.Uint64Var(&f.Seed, "seed", 0, "replay a run's start (which pCPU each vCPU starts on, their start order, each pCPU's slice phase) from the seed it reported (default: a fresh seed)")
 	fl.StringVar(&f.trace, "trace", "", "write a Perfetto / Chrome trace of the run to this file (ui.perfetto.dev opens it)")
 	fl.IntVar(&f.traceLimit, "trace-limit", trace.DefaultLimit, "--trace: at most this many events (the file says when it was cut)")
 	fl.StringVar(&f.Timeline, "timeline", "", "draw who held each pCPU, LHP and LWP marked, as an SVG (our policies only, not host)")
@@ -323,7 +324,7 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		}
 		fmt.Fprintf(out, "\ntrace %s: %d events%s (open it in ui.perfetto.dev)", t.Path, t.Events, cut)
 	}
-	fmt.Fprintf(out, "\n%.3f s on %s: %s\n", rep.ElapsedS, rep.Backend, status)
+	fmt.Fprintf(out, "\n%.3f s on %s, seed %d: %s\n", rep.ElapsedS, rep.Backend, rep.Seed, status)
 }
 
 // printLockEvents is the table of the lock events that happened (Linux's

@@ -46,6 +46,9 @@ type Flags struct {
 	Scenario   string
 	Corunner   int
 	Backend    string
+	// Seed replays a run's start (sched.Start); a run without one draws a
+	// fresh seed and reports it.
+	Seed uint64
 
 	Timeline       string // where the timeline goes: only whether one is drawn matters here
 	TimelineWindow string
@@ -158,6 +161,10 @@ func resolve(f Flags) (*Plan, error) {
 	}
 	if f.Scenario != "" {
 		p.Name = "scenario " + f.Scenario
+	}
+	if f.changed("seed") {
+		seed := f.Seed
+		p.Machine.Seed = &seed
 	}
 	if p.Machine.Timeline, err = timeline(f, p.Machine); err != nil {
 		return nil, err

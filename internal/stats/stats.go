@@ -1,0 +1,163 @@
+// Package stats puts a confidence interval on the ratios the lab reports
+// and turns an interval into a verdict. A ratio of throughputs here is the
+// ratio of two medians over independent runs (each run's start drawn from
+// its own seed: sched.Start), and its 95 % interval is a percentile
+// bootstrap over those runs: resample each side's runs with replacement,
+// take the ratio of the resampled medians, and read the 2.5th and 97.5th
+// percentiles of B such ratios (Kalibera & Jones, "Rigorous benchmarking in
+// reasonable time", ISMM 2013: repeat at the level where the variance
+// lives, and put the interval on the ratio itself; criterion.rs reports
+// its changes the same way). The resampling is seeded from the data, so
+// the same runs always give the same interval.
+package stats
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"sort"
+)
+
+// Resamples is B, the bootstrap's number of resamples.
+const Resamples = 2000
+
+// Level is the confidence level of every interval.
+const Level = 0.95
+
+// Method names the interval's construction, for the results' metadata.
+const Method = "percentile bootstrap of the ratio of medians, 2000 resamples of each side's runs, 95 %"
+
+// Interval is a ratio with its confidence interval.
+type Interval struct {
+	Ratio float64 // the ratio of the medians
+	Lo    float64
+	Hi    float64
+	NA    int // runs behind the numerator
+	NB    int // runs behind the denominator
+}
+
+// HalfWidth is the interval's relative half-width: (Hi-Lo)/2 over Ratio.
+func (iv Interval) HalfWidth() float64 {
+	if iv.Ratio <= 0 {
+		return math.Inf(1)
+	}
+	return (iv.Hi - iv.Lo) / 2 / iv.Ratio
+}
+
+// Contains reports whether x lies in the interval.
+func (iv Interval) Contains(x float64) bool { return iv.Lo <= x && x <= iv.Hi }
+
+// Median is the median of xs: the middle value, or the mean of the two
+// middle values for an even count (0 for none).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return sortedMedian(s)
+}
+
+func sortedMedian(s []float64) float64 {
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// RatioOfMedians is median(a) / median(b) with its bootstrap interval.
+// ok is false when either side has no runs or b's median is not positive.
+func RatioOfMedians(a, b []float64) (Interval, bool) {
+	if len(a) == 0 || len(b) == 0 {
+		return Interval{}, false
+	}
+	mb := Median(b)
+	if mb <= 0 {
+		return Interval{}, false
+	}
+	iv := Interval{Ratio: Median(a) / mb, NA: len(a), NB: len(b)}
+	r := rand.New(rand.NewPCG(dataSeed(a, b)))
+	ra, rb := make([]float64, len(a)), make([]float64, len(b))
+	ratios := make([]float64, 0, Resamples)
+	for range Resamples {
+		for i := range ra {
+			ra[i] = a[r.IntN(len(a))]
+		}
+		for i := range rb {
+			rb[i] = b[r.IntN(len(b))]
+		}
+		sort.Float64s(ra)
+		sort.Float64s(rb)
+		if d := sortedMedian(rb); d > 0 {
+			ratios = append(ratios, sortedMedian(ra)/d)
+		} else {
+			ratios = append(ratios, math.Inf(1))
+		}
+	}
+	sort.Float64s(ratios)
+	alpha := (1 - Level) / 2
+	iv.Lo = quantile(ratios, alpha)
+	iv.Hi = quantile(ratios, 1-alpha)
+	return iv, true
+}
+
+// quantile of sorted xs, interpolating between order statistics.
+func quantile(s []float64, p float64) float64 {
+	x := p * float64(len(s)-1)
+	i := int(math.Floor(x))
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	f := x - float64(i)
+	if f == 0 {
+		return s[i]
+	}
+	return s[i] + f*(s[i+1]-s[i])
+}
+
+// dataSeed is the bootstrap's seed, from the data: the same runs give the
+// same interval wherever they are summarised (a report, a merge).
+func dataSeed(a, b []float64) (uint64, uint64) {
+	h := fnv.New128a()
+	var buf [8]byte
+	for _, xs := range [][]float64{a, b} {
+		for _, x := range xs {
+			binary.LittleEndian.PutUint64(buf[:], math.Float64bits(x))
+			h.Write(buf[:])
+		}
+		h.Write([]byte{0xff})
+	}
+	sum := h.Sum(nil)
+	return binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:])
+}
+
+// Verdict is what an interval says of a claim that a ratio lies on one side
+// of 1.
+type Verdict string
+
+const (
+	Holds        Verdict = "holds"        // the interval lies on the claimed side of 1
+	Reversed     Verdict = "reversed"     // it lies on the other side
+	Inconclusive Verdict = "inconclusive" // it contains 1
+)
+
+// Judge is the verdict of iv on the claim that the ratio is above 1 (above
+// true) or below 1 (above false).
+func Judge(iv Interval, above bool) Verdict {
+	switch {
+	case iv.Lo > 1:
+		if above {
+			return Holds
+		}
+		return Reversed
+	case iv.Hi < 1:
+		if above {
+			return Reversed
+		}
+		return Holds
+	default:
+		return Inconclusive
+	}
+}
