@@ -314,7 +314,14 @@ type report struct {
 	ElapsedS      float64 `json:"elapsed_s"`
 	Backend       string  `json:"backend"`
 	BackendReason string  `json:"backend_reason"`
-	Sched         struct {
+	Seed          uint64  `json:"seed"`
+	Start         struct {
+		Seed  uint64    `json:"seed"`
+		Home  []int     `json:"home"`
+		Order []int     `json:"order"`
+		Phase []float64 `json:"phase"`
+	} `json:"start"`
+	Sched struct {
 		Policy string `json:"policy"`
 		PCPUs  []int  `json:"pcpus"`
 	} `json:"sched"`
@@ -381,10 +388,24 @@ func TestCLIRun(t *testing.T) {
 			assert.Equal(t, []int{0, 1}, r.Sched.PCPUs)
 			require.Len(t, r.VMs, 1)
 			require.Len(t, r.VMs[0].VCPU, 8)
+			require.Len(t, r.Start.Home, 8)
+			perPCPU := map[int]int{}
 			for i, v := range r.VMs[0].VCPU {
-				assert.Equal(t, i%2, v.PCPU, "round-robin pinning")
+				assert.Equal(t, r.Start.Home[i], v.PCPU, "pinned where the seeded start put it")
+				perPCPU[v.PCPU]++
 				assert.EqualValues(t, 1, v.Ops)
 			}
+			assert.Equal(t, map[int]int{0: 4, 1: 4}, perPCPU, "the start deals the vCPUs evenly")
+			assert.Equal(t, r.Seed, r.Start.Seed)
+		})
+		t.Run("seed", func(t *testing.T) {
+			// The same seed gives the same start; the run reports it.
+			args := on(h, "run", "--workload", "lock", "--vcpus", "4", "--pcpus", "0,1", "--sched", "rr", "--duration", "50ms", "--seed", "42")
+			a, b := runJSON(t, 0, args...), runJSON(t, 0, args...)
+			assert.EqualValues(t, 42, a.Seed)
+			assert.Equal(t, a.Start, b.Start)
+			assert.Len(t, a.Start.Order, 4)
+			assert.Len(t, a.Start.Phase, 2)
 		})
 		t.Run("counter", func(t *testing.T) {
 			r := runJSON(t, 0, on(h, "run", "--workload", "counter", "--vcpus", "4", "--pcpus", "0,1", "--iterations", "1000000")...)

@@ -29,22 +29,22 @@ func printResults(out io.Writer, res *sweep.Results) {
 	if m.BoostKicked {
 		boost = "; pv policies boost the kicked vCPU"
 	}
-	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets); cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
+	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets), run interleaved, each from its own seed; vs ref: the ratio of medians to the reference with its 95 %% bootstrap interval in brackets, the figure that decides; cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
 		m.Repeat, m.Duration, m.CSCycles, m.Think, boost, res.Meta.BackendName())
 	if m.Ablation != "" {
 		printAblation(out, res)
 		return
 	}
-	fmt.Fprintln(out, "| vCPUs | lock | policy | acq/s | vs ref | spin % | LHP | LWP | fairness | check |")
-	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(out, "| vCPUs | lock | policy | n | acq/s | vs ref [95 % CI] | spin % | LHP | LWP | fairness | check |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range res.Cells {
 		check := verdict(c)
 		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
 		if len(c.Runs) > 1 && c.OK {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy,
-			acq, c.Relative, 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
+		fmt.Fprintf(out, "| %d | %s | %s | %d | %s | %s | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, c.N,
+			acq, c.VsRefText(), 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
 	}
 	if f := res.Failed(); len(f) > 0 {
 		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
@@ -83,7 +83,7 @@ func printAblation(out io.Writer, res *sweep.Results) {
 		}
 	}
 	fmt.Fprintf(out, "\nDamage: the lock held by a vCPU that did not run / handed to a waiter that did not run, ms per run of %s.\n\n", res.Matrix.Duration)
-	fmt.Fprintln(out, "| vCPUs | policy | variant | acq/s | vs ref | spin % | acquire p99 µs | held-preempted ms | granted-preempted ms | pv_lock_stealing | pv_wait_node | pv_wait_head | pv_wait_early | pv_kick_unlock | pv_latency_wake µs | check |")
+	fmt.Fprintln(out, "| vCPUs | policy | variant | acq/s | vs ref [95 % CI] | spin % | acquire p99 µs | held-preempted ms | granted-preempted ms | pv_lock_stealing | pv_wait_node | pv_wait_head | pv_wait_early | pv_kick_unlock | pv_latency_wake µs | check |")
 	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	ms := func(p *int64) string {
 		if p == nil {
@@ -117,8 +117,8 @@ func printAblation(out io.Writer, res *sweep.Results) {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
 		e := c.LockEvents
-		fmt.Fprintf(out, "| %d | %s | %s | %s | %.2f | %.1f | %.1f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
-			c.VCPUs, c.Policy, c.Variant, acq, c.Relative, 100*c.SpinFraction, c.AcquireP99Ns/1e3,
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %.1f | %.1f | %s | %s | %d | %d | %d | %d | %d | %.0f | %s |\n",
+			c.VCPUs, c.Policy, c.Variant, acq, c.VsRefText(), 100*c.SpinFraction, c.AcquireP99Ns/1e3,
 			ms(c.HeldPreemptedNs), ms(c.GrantedPreemptedNs), e.PVLockStealing, e.PVWaitNode, e.PVWaitHead,
 			e.PVWaitEarly, e.PVKickUnlock, e.PVLatencyWake/1e3, verdict(c))
 	}

@@ -109,7 +109,7 @@ var csvCommonHead = []string{"duration_s", "pcpus", "ref_acq_per_s"}
 // "reference_after"; run is the run's number within its cell or reference.
 func (res *Results) writeRunsCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	head := append(append([]string{"kind"}, csvKey...), "run", "ok", "refused", "acq_per_s", "vs_ref")
+	head := append(append([]string{"kind"}, csvKey...), "run", "seed", "ok", "refused", "acq_per_s", "vs_ref")
 	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "error")
 	_ = cw.Write(head)
 	row := func(kind string, key []string, ref *Reference, i int, r RunResult) {
@@ -117,7 +117,7 @@ func (res *Results) writeRunsCSV(w io.Writer) error {
 		if ref != nil && ref.OpsPerSec > 0 {
 			vs = csvG(r.OpsPerSec / ref.OpsPerSec)
 		}
-		rec := append(append([]string{kind}, key...), strconv.Itoa(i+1), strconv.FormatBool(r.OK),
+		rec := append(append([]string{kind}, key...), strconv.Itoa(i+1), strconv.FormatUint(r.Seed, 10), strconv.FormatBool(r.OK),
 			strconv.FormatBool(r.Refused), csvG(r.OpsPerSec), vs)
 		rec = append(append(append(rec, res.csvCommon(ref)...), r.Measured.csv()...), r.Error)
 		_ = cw.Write(rec)
@@ -145,12 +145,17 @@ func (res *Results) writeRunsCSV(w io.Writer) error {
 // writeCellsCSV writes cells.csv: each cell's summary (SummaryRule).
 func (res *Results) writeCellsCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	head := append(append([]string{}, csvKey...), "runs", "ok", "refused", "acq_per_s", "min_acq_per_s", "max_acq_per_s", "vs_ref")
+	head := append(append([]string{}, csvKey...), "runs", "ok", "refused", "acq_per_s", "min_acq_per_s", "max_acq_per_s", "vs_ref", "vs_ref_ci95_lo", "vs_ref_ci95_hi")
 	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "noisy", "error")
 	_ = cw.Write(head)
 	for _, c := range res.Cells {
 		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused),
 			csvG(c.OpsPerSec), csvG(c.MinOpsPerSec), csvG(c.MaxOpsPerSec), csvG(c.Relative))
+		lo, hi := "", ""
+		if ci := c.VsRefCI95; ci != nil {
+			lo, hi = csvG(ci[0]), csvG(ci[1])
+		}
+		rec = append(rec, lo, hi)
 		rec = append(append(append(rec, res.csvCommon(res.Reference(c.Shard))...), c.Measured.csv()...),
 			strconv.FormatBool(c.Noisy), c.Error)
 		_ = cw.Write(rec)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lhpvm/lhpvm/internal/stats"
 )
 
 // The presets' reports: markdown tables of the claim's comparison, our
@@ -26,7 +28,7 @@ func PresetReport(p *Preset, r map[string]*Results) string {
 		return "No results.\n"
 	}
 	m := any.Meta
-	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, ranges in brackets.",
+	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, 95 %% confidence intervals in brackets (bootstrap over independent, seeded runs; a verdict is computed from its interval).",
 		p.Name, m.Version, m.BackendName(), len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
 	if m.PauseNs > 0 {
 		fmt.Fprintf(&b, " A PAUSE, the body of every spin loop, takes %.1f ns on this CPU: 1 << 14 spins are at least %.0f µs, 1 << 15 at least %.0f µs.",
@@ -97,7 +99,8 @@ func find(res *Results, vcpus int, lock, variant, policy string) *Cell {
 
 func usable(c *Cell) bool { return c != nil && c.OK && c.OpsPerSec > 0 }
 
-// rel is a cell's throughput against the reference: median [range].
+// rel is a cell's throughput against the reference: the ratio of medians
+// [its 95 % interval], and n.
 func rel(res *Results, c *Cell) string {
 	if c == nil || res == nil {
 		return "-"
@@ -108,34 +111,56 @@ func rel(res *Results, c *Cell) string {
 		}
 		return "FAILED"
 	}
-	ref := res.References[0].OpsPerSec
-	if ref <= 0 {
-		return "-"
-	}
-	if len(c.Runs) > 1 {
-		return fmt.Sprintf("%.2f [%.2f–%.2f]", c.OpsPerSec/ref, c.MinOpsPerSec/ref, c.MaxOpsPerSec/ref)
-	}
-	return fmt.Sprintf("%.2f", c.OpsPerSec/ref)
+	return c.VsRefText()
 }
 
-// ratio is a's throughput over b's: the ratio of the medians, and the
-// widest range their runs allow.
-func ratio(a, b *Cell) (med, lo, hi float64, ok bool) {
-	if !usable(a) || !usable(b) || b.MinOpsPerSec <= 0 {
-		return 0, 0, 0, false
+// ratio is a's throughput over b's: the ratio of their medians with its
+// 95 % bootstrap interval over their runs (package stats).
+func ratio(a, b *Cell) (stats.Interval, bool) {
+	if !usable(a) || !usable(b) {
+		return stats.Interval{}, false
 	}
-	return a.OpsPerSec / b.OpsPerSec, a.MinOpsPerSec / b.MaxOpsPerSec, a.MaxOpsPerSec / b.MinOpsPerSec, true
+	return stats.RatioOfMedians(opsPerSec(okRuns(a)), opsPerSec(okRuns(b)))
+}
+
+func okRuns(c *Cell) []RunResult {
+	var ok []RunResult
+	for _, r := range c.Runs {
+		if r.OK {
+			ok = append(ok, r)
+		}
+	}
+	return ok
 }
 
 func ratioText(a, b *Cell) string {
-	med, lo, hi, ok := ratio(a, b)
+	iv, ok := ratio(a, b)
 	if !ok {
 		return "-"
 	}
-	if lo != hi {
-		return fmt.Sprintf("%s [%s–%s]", times(med), times(lo), times(hi))
+	if iv.Lo != iv.Hi {
+		return fmt.Sprintf("%s [%s–%s]", times(iv.Ratio), times(iv.Lo), times(iv.Hi))
 	}
-	return times(med)
+	return times(iv.Ratio)
+}
+
+// verdict is what the interval of a ÷ b says of the claim that a beats b
+// (above) or loses to it: holds, reversed or inconclusive, computed, never
+// written by hand; with whether a published ratio lies inside it.
+func verdict(a, b *Cell, above bool, published float64) string {
+	iv, ok := ratio(a, b)
+	if !ok {
+		return "-"
+	}
+	v := string(stats.Judge(iv, above))
+	if published > 0 {
+		if iv.Contains(published) {
+			v += fmt.Sprintf(" (published %s inside)", times(published))
+		} else {
+			v += fmt.Sprintf(" (published %s outside)", times(published))
+		}
+	}
+	return v
 }
 
 func times(x float64) string {
@@ -151,15 +176,15 @@ func times(x float64) string {
 
 // change is a ratio as a change in percent: 1.166 is "+16.6 %".
 func change(a, b *Cell) string {
-	med, lo, hi, ok := ratio(a, b)
+	iv, ok := ratio(a, b)
 	if !ok {
 		return "-"
 	}
 	pc := func(x float64) string { return fmt.Sprintf("%+.0f %%", 100*(x-1)) }
-	if lo == hi {
-		return pc(med)
+	if iv.Lo == iv.Hi {
+		return pc(iv.Ratio)
 	}
-	return fmt.Sprintf("%s [%s … %s]", pc(med), pc(lo), pc(hi))
+	return fmt.Sprintf("%s [%s … %s]", pc(iv.Ratio), pc(iv.Lo), pc(iv.Hi))
 }
 
 // geomean of the medians' ratios (ok: at least one).
@@ -227,14 +252,18 @@ func reportPTicket(r map[string]*Results) string {
 	summary := &table{head: []string{"contention", "host", "pticket ÷ ticket, geometric mean over the overcommitted sizes", "published"}}
 	for _, name := range contentionParts(r) {
 		res := r[name]
-		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "pticket timeouts ‰", "ticket held / handed off-CPU ms/s", "pticket held / handed off-CPU ms/s"}}
+		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "verdict: pticket beats ticket", "pticket timeouts ‰", "ticket held / handed off-CPU ms/s", "pticket held / handed off-CPU ms/s"}}
 		for _, pol := range res.Matrix.Policies {
 			var over []float64
 			for _, n := range res.Matrix.Sizes {
 				tk, pt, pv := find(res, n, "ticket", "", pol), find(res, n, "pticket", "", pol), find(res, n, "pvticket", "", pol)
-				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), perThousand(pt), damage(res, tk), damage(res, pt))
-				if med, _, _, ok := ratio(pt, tk); ok && n > len(res.Meta.PCPUs) {
-					over = append(over, med)
+				v := "-"
+				if n > len(res.Meta.PCPUs) {
+					v = verdict(pt, tk, true, 0)
+				}
+				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), v, perThousand(pt), damage(res, tk), damage(res, pt))
+				if iv, ok := ratio(pt, tk); ok && n > len(res.Meta.PCPUs) {
+					over = append(over, iv.Ratio)
 				}
 			}
 			pub := "5.32× (non-pv VMM)"
@@ -286,12 +315,12 @@ func reportPVTicket(r map[string]*Results) string {
 	for _, name := range contentionParts(r) {
 		res := r[name]
 		boost := r[name+"-boost"]
-		t := &table{head: []string{"vCPUs", "ticket, rr", "ticket, pv", "pvticket, pv", "pvticket ÷ ticket (pv)", "ticket, pv+boost", "pvticket, pv+boost", "pvticket ÷ ticket (pv+boost)", "published", "pvticket slow paths ‰ (pv / +boost)", "ticket held / handed off-CPU ms/s (pv)", "pvticket (pv)", "pvticket (pv+boost)"}}
+		t := &table{head: []string{"vCPUs", "ticket, rr", "ticket, pv", "pvticket, pv", "pvticket ÷ ticket (pv)", "ticket, pv+boost", "pvticket, pv+boost", "pvticket ÷ ticket (pv+boost)", "verdict: pvticket beats ticket (pv / pv+boost)", "published", "pvticket slow paths ‰ (pv / +boost)", "ticket held / handed off-CPU ms/s (pv)", "pvticket (pv)", "pvticket (pv+boost)"}}
 		for _, n := range res.Matrix.Sizes {
 			tr, tp, pp := find(res, n, "ticket", "", "rr"), find(res, n, "ticket", "", "pv"), find(res, n, "pvticket", "", "pv")
 			tb, pb := find(boost, n, "ticket", "", "pv"), find(boost, n, "pvticket", "", "pv")
 			t.add(overcommit(res, n), rel(res, tr), rel(res, tp), rel(res, pp), change(pp, tp), rel(boost, tb), rel(boost, pb), change(pb, tb),
-				pub(res, n), perThousand(pp)+" / "+perThousand(pb), damage(res, tp), damage(res, pp), damage(boost, pb))
+				verdict(pp, tp, true, 0)+" / "+verdict(pb, tb, true, 0), pub(res, n), perThousand(pp)+" / "+perThousand(pb), damage(res, tp), damage(res, pp), damage(boost, pb))
 		}
 		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
 	}
@@ -302,10 +331,14 @@ func reportPVQSteal(r map[string]*Results) string {
 	var b strings.Builder
 	if res := r["stealing"]; res != nil {
 		b.WriteString("**Stealing** (moderate contention, pv host): throughput against the reference; one steal attempt ÷ none. Published: a kernel build 44–54 % shorter at 1.5× (1.79–2.17× the throughput), under 7 % apart at 1×.\n\n")
-		t := &table{head: []string{"vCPUs", "hybrid (full)", "steal once", "no steal", "steal once ÷ no steal", "hybrid ÷ no steal", "stolen ‰ (hybrid)"}}
+		t := &table{head: []string{"vCPUs", "hybrid (full)", "steal once", "no steal", "steal once ÷ no steal", "verdict: stealing helps", "hybrid ÷ no steal", "stolen ‰ (hybrid)"}}
 		for _, n := range res.Matrix.Sizes {
 			full, once, none := find(res, n, "", "full", "pv"), find(res, n, "", "steal-once", "pv"), find(res, n, "", "no-steal", "pv")
-			t.add(overcommit(res, n), rel(res, full), rel(res, once), rel(res, none), ratioText(once, none), ratioText(full, none), stolen(full))
+			v := "-"
+			if n > len(res.Meta.PCPUs) {
+				v = verdict(once, none, true, 0)
+			}
+			t.add(overcommit(res, n), rel(res, full), rel(res, once), rel(res, none), ratioText(once, none), v, ratioText(full, none), stolen(full))
 		}
 		fmt.Fprintf(&b, "%s\n", t)
 	}
@@ -363,21 +396,25 @@ func reportBoost(r map[string]*Results) string {
 	pub := map[int]string{1: "+6 %", 2: "+70 %", 3: "+74 %"}
 	for _, name := range contentionParts(r) {
 		res := r[name]
-		t := &table{head: []string{"VMs", "vCPUs", "boost", "no boost", "boost ÷ no boost", "published (ebizzy)"}}
+		t := &table{head: []string{"VMs", "vCPUs", "boost", "no boost", "boost ÷ no boost", "verdict: boosting helps", "published (ebizzy)"}}
 		for _, n := range res.Matrix.Sizes {
 			vms := (n + res.Matrix.VMVCPUs - 1) / max(res.Matrix.VMVCPUs, 1)
 			full, nb := find(res, n, "", "full", "pv"), find(res, n, "", "no-boost", "pv")
-			t.add(fmt.Sprint(vms), overcommit(res, n), rel(res, full), rel(res, nb), change(full, nb), pub[vms])
+			v := "-"
+			if vms > 1 {
+				v = verdict(full, nb, true, 0)
+			}
+			t.add(fmt.Sprint(vms), overcommit(res, n), rel(res, full), rel(res, nb), change(full, nb), v, pub[vms])
 		}
 		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
 	}
 	return b.String()
 }
 
-// worstVM is the slowest VM's throughput of each run of c: median, min, max.
-func worstVM(c *Cell) (med, lo, hi float64, ok bool) {
+// worstVMs is the slowest VM's throughput in each good run of c.
+func worstVMs(c *Cell) []float64 {
 	if !usable(c) {
-		return 0, 0, 0, false
+		return nil
 	}
 	var xs []float64
 	for _, r := range c.Runs {
@@ -389,11 +426,7 @@ func worstVM(c *Cell) (med, lo, hi float64, ok bool) {
 			xs = append(xs, w)
 		}
 	}
-	if len(xs) == 0 {
-		return 0, 0, 0, false
-	}
-	sort.Float64s(xs)
-	return Median(xs), xs[0], xs[len(xs)-1], true
+	return xs
 }
 
 func reportCosched(r map[string]*Results) string {
@@ -401,26 +434,28 @@ func reportCosched(r map[string]*Results) string {
 	b.WriteString("VMs of 2 vCPUs with a ticket lock each on the 2 pCPUs. Per VM against its own solo run (the same VM alone on the pCPUs under the same policy): the slowest VM's throughput ÷ solo, and the fair share 1/VMs it would have if sharing cost nothing. rr's pCPUs switch half a slice apart, as a real host's would; rr-aligned switches them together (co-scheduling by accident). Sum: all VMs' throughput against the reference.\n\n")
 	for _, name := range contentionParts(r) {
 		res := r[name]
-		t := &table{head: []string{"VMs", "policy", "sum vs ref", "slowest VM ÷ solo", "fair share", "÷ rr's", "fairness (Jain)"}}
+		t := &table{head: []string{"VMs", "policy", "sum vs ref", "slowest VM ÷ solo", "fair share", "÷ rr's", "verdict: beats rr's slowest VM", "fairness (Jain)"}}
 		for _, n := range res.Matrix.Sizes {
 			vms := (n + res.Matrix.VMVCPUs - 1) / max(res.Matrix.VMVCPUs, 1)
 			if vms < 2 {
 				continue
 			}
-			rrW, _, _, rrOK := worstVM(find(res, n, "ticket", "", "rr"))
+			rrW := worstVMs(find(res, n, "ticket", "", "rr"))
 			for _, pol := range res.Matrix.Policies {
 				c := find(res, n, "ticket", "", pol)
 				solo := find(res, res.Matrix.VMVCPUs, "ticket", "", pol)
-				w, lo, hi, ok := worstVM(c)
-				vsSolo, vsRR := "-", "-"
-				if ok && usable(solo) {
-					s := solo.OpsPerSec
-					vsSolo = fmt.Sprintf("%.2f [%.2f–%.2f]", w/s, lo/s, hi/s)
+				w := worstVMs(c)
+				vsSolo, vsRR, v := "-", "-", "-"
+				if usable(solo) {
+					if iv, ok := stats.RatioOfMedians(w, opsPerSec(okRuns(solo))); ok {
+						vsSolo = fmt.Sprintf("%.2f [%.2f–%.2f]", iv.Ratio, iv.Lo, iv.Hi)
+					}
 				}
-				if ok && rrOK && rrW > 0 {
-					vsRR = times(w / rrW)
+				if iv, ok := stats.RatioOfMedians(w, rrW); ok && pol != "rr" {
+					vsRR = fmt.Sprintf("%s [%s–%s]", times(iv.Ratio), times(iv.Lo), times(iv.Hi))
+					v = string(stats.Judge(iv, true))
 				}
-				t.add(fmt.Sprint(vms), pol, rel(res, c), vsSolo, fmt.Sprintf("%.2f", 1/float64(vms)), vsRR, jain(c))
+				t.add(fmt.Sprint(vms), pol, rel(res, c), vsSolo, fmt.Sprintf("%.2f", 1/float64(vms)), vsRR, v, jain(c))
 			}
 		}
 		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lhpvm/lhpvm/internal/stats"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
 )
@@ -110,6 +111,8 @@ type RunResult struct {
 	Error     string  `json:"error"`
 	OpsPerSec float64 `json:"acq_per_s"`
 	ElapsedS  float64 `json:"elapsed_s"`
+	// Seed drew the run's start (sched.Start); run --seed replays it.
+	Seed uint64 `json:"seed"`
 	Measured
 }
 
@@ -151,7 +154,12 @@ type Cell struct {
 	MinOpsPerSec float64     `json:"min_acq_per_s"`
 	MaxOpsPerSec float64     `json:"max_acq_per_s"`
 	Relative     float64     `json:"vs_ref"` // to its shard's reference
-	Measured                 // the median run's
+	// N is how many runs the cell's summary rests on; VsRefCI95 is the 95 %
+	// interval of Relative (stats.RatioOfMedians over the cell's runs and
+	// the reference's), null when it cannot be computed.
+	N         int         `json:"n"`
+	VsRefCI95 *[2]float64 `json:"vs_ref_ci95"`
+	Measured              // the median run's
 	// Noisy: the reference of its shard drifted more than NoisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
@@ -236,10 +244,19 @@ func (c *Cell) Summarize(ref *Reference) {
 	// median: for an even count the lower of the two middle runs.
 	c.Measured = ok[(len(ok)-1)/2].Measured
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
+	c.N = len(ok)
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
 		c.Noisy = ref.Drift > NoisyDrift
+		if iv, good := stats.RatioOfMedians(opsPerSec(ok), opsPerSec(ref.all())); good {
+			c.VsRefCI95 = &[2]float64{iv.Lo, iv.Hi}
+		}
 	}
+}
+
+// all is every run of the reference, before and after.
+func (r *Reference) all() []RunResult {
+	return append(append([]RunResult(nil), r.Before...), r.After...)
 }
 
 // SummaryRule says in the results how the reference and each cell were
@@ -247,6 +264,7 @@ func (c *Cell) Summarize(ref *Reference) {
 var SummaryRule = map[string]string{
 	"reference":         "acq_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
 	"cell_acq_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
+	"intervals":         "vs_ref_ci95 and every ratio of the reports: " + stats.Method + "; runs are independent, each from its own seed (sched.Start), and a sweep runs its cells interleaved, round by round",
 	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
 	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),
 	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),
@@ -256,18 +274,7 @@ var SummaryRule = map[string]string{
 // middle values for an even count (0 for none). gonum's stat.Quantile
 // returns the lower middle value for an even count, with either of its
 // cumulant kinds.
-func Median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+func Median(xs []float64) float64 { return stats.Median(xs) }
 
 func opsPerSec(rs []RunResult) []float64 {
 	xs := make([]float64, 0, len(rs))
@@ -336,4 +343,17 @@ func HostFacts() (kernel, cpu string) {
 		}
 	}
 	return kernel, cpu
+}
+
+// VsRefText is the cell against its reference as the tables print it: the
+// ratio of medians and its 95 % interval, "0.78 [0.61–1.02]"; "-" for a
+// cell that did not run well.
+func (c *Cell) VsRefText() string {
+	if !c.OK || c.Relative <= 0 {
+		return "-"
+	}
+	if ci := c.VsRefCI95; ci != nil && c.N > 1 {
+		return fmt.Sprintf("%.2f [%.2f–%.2f]", c.Relative, ci[0], ci[1])
+	}
+	return fmt.Sprintf("%.2f", c.Relative)
 }

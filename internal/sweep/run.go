@@ -81,26 +81,33 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	if err := reference(&ref.Before, "before"); err != nil {
 		return nil, err
 	}
-	for _, k := range p.Mine() {
-		c := Cell{CellKey: k, Shard: p.Shard.I}
-		for i := 0; i < repeat; i++ {
+	// Interleaved, round by round (A B C A B C ...), so that a drift of the
+	// host over the matrix falls on every cell alike and cancels in their
+	// ratios, rather than on whichever cell ran last.
+	mine := p.Mine()
+	res.Cells = make([]Cell, len(mine))
+	for i, k := range mine {
+		res.Cells[i] = Cell{CellKey: k, Shard: p.Shard.I}
+	}
+	for round := 0; round < repeat; round++ {
+		for i, k := range mine {
+			c := &res.Cells[i]
+			if n := len(c.Runs); n > 0 && !c.Runs[n-1].OK {
+				continue // the cell has failed (or cannot run): no more runs of it
+			}
 			prog.Start(k.String())
 			r, vms := once(k)
 			c.VMs = vms
 			c.Runs = append(c.Runs, r)
-			state := fmt.Sprintf("%.3g acq/s", r.OpsPerSec)
+			state := fmt.Sprintf("%.3g acq/s, seed %d", r.OpsPerSec, r.Seed)
 			switch {
 			case r.Refused:
 				state = "refused"
 			case !r.OK:
 				state = "FAILED: " + r.Error
 			}
-			prog.Done(fmt.Sprintf("%v, run %d: %s", k, i+1, state), r.OK || r.Refused)
-			if !r.OK {
-				break // the cell has failed (or cannot run): no more runs of it
-			}
+			prog.Done(fmt.Sprintf("%v, run %d: %s", k, round+1, state), r.OK || r.Refused)
 		}
-		res.Cells = append(res.Cells, c)
 	}
 	if err := reference(&ref.After, "after"); err != nil {
 		return nil, err
@@ -170,7 +177,7 @@ func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string) (RunResult, int
 // lock events and damage times summed.
 func measure(res *vmm.Result) RunResult {
 	var r RunResult
-	r.OK, r.Error, r.ElapsedS = res.OK, res.Error, res.ElapsedS
+	r.OK, r.Error, r.ElapsedS, r.Seed = res.OK, res.Error, res.ElapsedS, res.Seed
 	var refused *sched.RefusedError
 	r.Refused = errors.As(res.Err, &refused)
 	var spin, n float64

@@ -195,7 +195,7 @@ func TestCSV(t *testing.T) {
 		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}, events...)
 
 	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
-	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "ok", "refused", "acq_per_s", "vs_ref",
+	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "seed", "ok", "refused", "acq_per_s", "vs_ref",
 		"duration_s", "pcpus", "ref_acq_per_s"}, measures...)
 	assert.Equal(t, append(head, "error"), runs[0])
 	require.Len(t, runs, 1+2+8, "a header, the reference's runs before and after, a run per cell")
@@ -221,7 +221,7 @@ func TestCSV(t *testing.T) {
 
 	cells := readCSV(t, func(w *bytes.Buffer) error { return res.writeCellsCSV(w) })
 	head = append([]string{"vcpus", "vms", "lock", "variant", "policy", "shard", "runs", "ok", "refused", "acq_per_s", "min_acq_per_s",
-		"max_acq_per_s", "vs_ref", "duration_s", "pcpus", "ref_acq_per_s"}, measures...)
+		"max_acq_per_s", "vs_ref", "vs_ref_ci95_lo", "vs_ref_ci95_hi", "duration_s", "pcpus", "ref_acq_per_s"}, measures...)
 	assert.Equal(t, append(head, "noisy", "error"), cells[0])
 	require.Len(t, cells, 1+8)
 	assert.Equal(t, []string{"2", "1", "ticket", "", "rr", "1", "1", "true", "false", "10"}, cells[1][:10])
@@ -339,7 +339,7 @@ func (l *lines) Start(string)              {}
 func (l *lines) Done(line string, ok bool) { *l = append(*l, fmt.Sprintf("%s %v", line, ok)) }
 
 // TestRun: the reference before and after, every cell of the shard Repeat
-// times, each resolved as a run is; a failed cell is not run again, and a
+// times, interleaved (A B A B), each resolved as a run is; a failed cell is not run again, and a
 // failed reference ends the experiment.
 func TestRun(t *testing.T) {
 	cpus, err := host.AllowedCPUs()
@@ -351,8 +351,8 @@ func TestRun(t *testing.T) {
 	var prog lines
 	res, err := p.Run(f.run, &prog, Meta{Version: "v"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"2/ticket/rr", "2/ticket/rr", "2/tas/rr+pv+delay", "2/tas/rr+pv+delay", "2/mcs/rr+pv+delay",
-		"2/ticket/rr", "2/ticket/rr"}, f.runs, "VMs/lock/policy of every run, in order")
+	assert.Equal(t, []string{"2/ticket/rr", "2/ticket/rr", "2/tas/rr+pv+delay", "2/mcs/rr+pv+delay", "2/tas/rr+pv+delay",
+		"2/ticket/rr", "2/ticket/rr"}, f.runs, "VMs/lock/policy of every run, in order: the cells interleaved round by round")
 
 	// A cell's machine and VMs, as runconfig resolves them.
 	mc, cfgs := f.mcs[2], f.cfgs[2]

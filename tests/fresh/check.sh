@@ -36,7 +36,7 @@ if [ ! -s "$base" ]; then
 		if [ -s "$f" ]; then sources+=("$f"); fi
 	done
 	echo "check-fresh: building a minimal Debian 12 root (once; cached in $base)"
-	mmdebstrap --quiet --variant=minbase --include=gcc,libc6-dev,binutils,make,git,ca-certificates \
+	mmdebstrap --quiet --format=tar --variant=minbase --include=gcc,libc6-dev,binutils,make,git,ca-certificates \
 		bookworm "$base.tmp" "${sources[@]}" </dev/null
 	mv "$base.tmp" "$base"
 fi
@@ -63,6 +63,10 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" 2>/dev/null 
 mount -t tmpfs tmpfs "$root/dev/shm" && mounts+=("$root/dev/shm")
 bind "$goroot" "$root/usr/local/go" ro
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# The machine's own settings, which a fresh machine of ours has too: its
+# trust store (the CAs its network needs) and apt's settings.
+cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+cp -L /etc/apt/apt.conf.d/* "$root/etc/apt/apt.conf.d/" 2>/dev/null || true
 git clone -q "$repo" "$root/root/lhpvm"
 
 # What the fresh machine has before anything runs.
@@ -74,7 +78,7 @@ step() { # step NAME CMD: one step in the root, timed
 	shift
 	echo "== check-fresh: $name"
 	chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		GOFLAGS=-modcacherw TERM=dumb LANG=C.UTF-8 /bin/bash -euo pipefail -c "cd /root/lhpvm && $*"
+		GOFLAGS=-modcacherw TERM=dumb LANG=C.UTF-8 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt /bin/bash -euo pipefail -c "cd /root/lhpvm && $*"
 	echo "== check-fresh: $name: ok in $((SECONDS - t)) s"
 }
 step "make run" make run
