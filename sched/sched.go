@@ -501,6 +501,13 @@ func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
 	return l[len(l)/2], l[min(len(l)-1, len(l)*99/100)]
 }
 
+// Now is the scheduler's time: since Start, on its clock.
+func (s *Scheduler) Now() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clock.Now()
+}
+
 // Snapshot runs f on the state under the scheduler lock (for watchdogs).
 func (s *Scheduler) Snapshot(f func(*State)) {
 	s.mu.Lock()

@@ -326,16 +326,19 @@ type report struct {
 		PCPUs  []int  `json:"pcpus"`
 	} `json:"sched"`
 	VMs []struct {
-		Name            string   `json:"name"`
-		Image           string   `json:"image"`
-		VCPUs           int      `json:"vcpus"`
-		Workload        string   `json:"workload"`
-		ExitCode        uint64   `json:"exit_code"`
-		Ops             uint64   `json:"ops"`
-		OpsPerS         float64  `json:"ops_per_s"`
-		CounterExpected *uint64  `json:"counter_expected"`
-		CounterActual   *uint64  `json:"counter_actual"`
-		NsPerHypercall  *float64 `json:"ns_per_hypercall"`
+		SteadyOpsPerSec *float64          `json:"steady_ops_per_s"`
+		WarmupS         float64           `json:"warmup_s"`
+		OpsSeries       []json.RawMessage `json:"ops_series"`
+		Name            string            `json:"name"`
+		Image           string            `json:"image"`
+		VCPUs           int               `json:"vcpus"`
+		Workload        string            `json:"workload"`
+		ExitCode        uint64            `json:"exit_code"`
+		Ops             uint64            `json:"ops"`
+		OpsPerS         float64           `json:"ops_per_s"`
+		CounterExpected *uint64           `json:"counter_expected"`
+		CounterActual   *uint64           `json:"counter_actual"`
+		NsPerHypercall  *float64          `json:"ns_per_hypercall"`
 		// The lock workload's (--json embeds them in the VM).
 		LockEvents         map[string]float64 `json:"lock_events"`
 		HeldPreemptedNs    *int64             `json:"held_preempted_ns"`
@@ -406,6 +409,11 @@ func TestCLIRun(t *testing.T) {
 			assert.Equal(t, a.Start, b.Start)
 			assert.Len(t, a.Start.Order, 4)
 			assert.Len(t, a.Start.Phase, 2)
+			// A run of fixed duration separates its start from its steady state.
+			require.Len(t, a.VMs, 1)
+			assert.NotNil(t, a.VMs[0].SteadyOpsPerSec, "steady_ops_per_s")
+			assert.Greater(t, a.VMs[0].WarmupS, 0.0)
+			assert.NotEmpty(t, a.VMs[0].OpsSeries)
 		})
 		t.Run("counter", func(t *testing.T) {
 			r := runJSON(t, 0, on(h, "run", "--workload", "counter", "--vcpus", "4", "--pcpus", "0,1", "--iterations", "1000000")...)

@@ -49,6 +49,8 @@ type Machine struct {
 
 	startup time.Duration // from Run until every vCPU was attached to its backend
 
+	progress *progress // a run of fixed duration: its operations over time (nil otherwise)
+
 	failMu  sync.Mutex
 	failErr error         // the first fatal error
 	failed  chan struct{} // closed with the first fatal error
@@ -203,8 +205,9 @@ func (m *Machine) Run() *Result {
 		err = fmt.Errorf("%w: lock accounting: a vCPU's lock state changed while it did not run, "+
 			"as only the vCPU itself could change it: %s", ErrCheckFailed, strings.Join(imp, "; "))
 	}
-	for _, vm := range m.vms {
+	for i, vm := range m.vms {
 		r := vm.result(m)
+		m.progress.fill(i, r)
 		res.VMs = append(res.VMs, r)
 		if err == nil && r.Err != nil {
 			err = r.Err
@@ -297,11 +300,20 @@ func (m *Machine) run(start time.Time) error {
 		}()
 		defer close(stop) // before the deferred watchers.Wait above
 	}
-	var durationC <-chan time.Time
+	var durationC, warmC <-chan time.Time
+	var sampleC <-chan time.Time
 	if m.cfg.Duration > 0 {
 		t := time.NewTimer(m.cfg.Duration)
 		defer t.Stop()
 		durationC = t.C
+		m.progress = newProgress(m)
+		w := time.NewTimer(m.progress.warmup)
+		defer w.Stop()
+		warmC = w.C
+		s := time.NewTicker(m.progress.period)
+		defer s.Stop()
+		sampleC = s.C
+		m.progress.sample()
 	}
 	watchdog := time.NewTimer(m.cfg.Timeout)
 	defer watchdog.Stop()
@@ -317,10 +329,17 @@ func (m *Machine) run(start time.Time) error {
 		case <-m.failed:
 			return m.firstFailure()
 		case <-durationC:
-			durationC = nil
+			durationC, sampleC = nil, nil
+			m.progress.atEnd, m.progress.haveEnd = m.progress.snapshot(), true
+			m.progress.sample()
 			for _, vm := range m.vms {
 				vm.RequestStop()
 			}
+		case <-warmC:
+			warmC = nil
+			m.progress.atWarm, m.progress.haveW = m.progress.snapshot(), true
+		case <-sampleC:
+			m.progress.sample()
 		case <-watchdog.C:
 			m.stopAll() // where() reads the registers each vCPU left
 			var where strings.Builder

@@ -15,23 +15,32 @@ import (
 
 // VMResult is what a run of one VM measured and checked.
 type VMResult struct {
-	Name            string   `json:"name"`
-	VCPUs           int      `json:"vcpus"`
-	Workload        string   `json:"workload"`
-	Image           string   `json:"image"`
-	OK              bool     `json:"ok"`
-	Error           string   `json:"error"`
-	ExitCode        uint64   `json:"exit_code"`
-	Ops             uint64   `json:"ops"`
-	OpsPerSec       float64  `json:"ops_per_s"`
-	GuestSeconds    float64  `json:"guest_s"`
-	TSCkHz          uint64   `json:"tsc_khz"` // the guest's TSC: KVM's, or the host's calibrated (ptrace)
-	CounterExpected *uint64  `json:"counter_expected"`
-	CounterActual   *uint64  `json:"counter_actual"`
-	NsPerHypercall  *float64 `json:"ns_per_hypercall"`
-	BadHypercalls   uint64   `json:"bad_hypercalls"`
-	Result          uint64   `json:"result"`
-	*LockStats               // the lock workload's accounting
+	Name         string  `json:"name"`
+	VCPUs        int     `json:"vcpus"`
+	Workload     string  `json:"workload"`
+	Image        string  `json:"image"`
+	OK           bool    `json:"ok"`
+	Error        string  `json:"error"`
+	ExitCode     uint64  `json:"exit_code"`
+	Ops          uint64  `json:"ops"`
+	OpsPerSec    float64 `json:"ops_per_s"` // over the whole run, start transient included
+	GuestSeconds float64 `json:"guest_s"`
+	// SteadyOpsPerSec is the throughput after the warm-up (WarmupS,
+	// Warmup's rule), until the duration ran out: the steady state, without
+	// the start transient. Null for a run of a number of iterations.
+	SteadyOpsPerSec *float64 `json:"steady_ops_per_s"`
+	WarmupS         float64  `json:"warmup_s,omitempty"`
+	// OpsSeries is the VM's completed operations over the run (at most
+	// MaxSeriesSamples samples), for telling the transient from the
+	// steady state.
+	OpsSeries       []OpsSample `json:"ops_series,omitempty"`
+	TSCkHz          uint64      `json:"tsc_khz"` // the guest's TSC: KVM's, or the host's calibrated (ptrace)
+	CounterExpected *uint64     `json:"counter_expected"`
+	CounterActual   *uint64     `json:"counter_actual"`
+	NsPerHypercall  *float64    `json:"ns_per_hypercall"`
+	BadHypercalls   uint64      `json:"bad_hypercalls"`
+	Result          uint64      `json:"result"`
+	*LockStats                  // the lock workload's accounting
 	// Locks: each lock's damage times (lock workload, our policies; null
 	// otherwise).
 	Locks []LockDamage `json:"locks"`

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/lhpvm/lhpvm/guest/prebuilt"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/hv"
+	"github.com/lhpvm/lhpvm/sched"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -77,4 +79,12 @@ func TestNoBuiltInImage(t *testing.T) {
 	require.NoError(t, err)
 	_, err = New(noVMs{max: 8}, Config{VCPUs: 1, Workload: hello})
 	assert.ErrorIs(t, err, prebuilt.ErrNotBuilt)
+}
+
+// TestWarmup: two rotations of every run queue, at most half the run.
+func TestWarmup(t *testing.T) {
+	assert.Equal(t, 120*time.Millisecond, Warmup(30*time.Millisecond, 4, 2, 3*time.Second))
+	assert.Equal(t, 90*time.Millisecond, Warmup(15*time.Millisecond, 5, 2, 3*time.Second))
+	assert.Equal(t, 2*sched.DefaultSlice, Warmup(0, 2, 2, time.Hour), "the default slice")
+	assert.Equal(t, 50*time.Millisecond, Warmup(30*time.Millisecond, 8, 2, 100*time.Millisecond), "at most half the run")
 }

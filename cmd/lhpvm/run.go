@@ -283,7 +283,11 @@ func printTable(out io.Writer, rep *vmm.Result) {
 			}
 			fmt.Fprintf(out, "lock %s: ", r.LockStats.Lock)
 		}
-		fmt.Fprintf(out, "%d ops in %.3f s of guest time: %.0f ops/s\n", r.Ops, r.GuestSeconds, r.OpsPerSec)
+		fmt.Fprintf(out, "%d ops in %.3f s of guest time: %.0f ops/s over the whole run", r.Ops, r.GuestSeconds, r.OpsPerSec)
+		if r.SteadyOpsPerSec != nil {
+			fmt.Fprintf(out, "; %.0f ops/s in the steady state, after a %.0f ms warm-up", *r.SteadyOpsPerSec, 1e3*r.WarmupS)
+		}
+		fmt.Fprintln(out)
 		if r.CounterActual != nil && r.CounterExpected != nil {
 			fmt.Fprintf(out, "counter %d, expected %d\n", *r.CounterActual, *r.CounterExpected)
 		}

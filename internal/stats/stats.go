@@ -37,6 +37,10 @@ type Interval struct {
 	NB    int // runs behind the denominator
 }
 
+// Bounded reports whether both ends are finite: an upper end is +Inf when
+// enough resamples of the denominator had a median of 0.
+func (iv Interval) Bounded() bool { return !math.IsInf(iv.Lo, 0) && !math.IsInf(iv.Hi, 0) }
+
 // HalfWidth is the interval's relative half-width: (Hi-Lo)/2 over Ratio.
 func (iv Interval) HalfWidth() float64 {
 	if iv.Ratio <= 0 {
@@ -111,8 +115,11 @@ func quantile(s []float64, p float64) float64 {
 		return s[len(s)-1]
 	}
 	f := x - float64(i)
-	if f == 0 {
+	if f == 0 || math.IsInf(s[i], 0) {
 		return s[i]
+	}
+	if math.IsInf(s[i+1], 0) { // toward a resample whose denominator was 0: unbounded
+		return s[i+1]
 	}
 	return s[i] + f*(s[i+1]-s[i])
 }

@@ -35,6 +35,13 @@ func TestRatioOfMediansKnown(t *testing.T) {
 	again, _ := RatioOfMedians(a, b)
 	assert.Equal(t, iv, again, "the same runs give the same interval")
 
+	// Denominators that are often 0: the interval is unbounded above, never NaN.
+	iv, ok = RatioOfMedians([]float64{5, 6, 7}, []float64{0, 0, 1, 2})
+	require.True(t, ok)
+	assert.False(t, math.IsNaN(iv.Lo) || math.IsNaN(iv.Hi), "%+v", iv)
+	assert.False(t, iv.Bounded())
+	assert.True(t, math.IsInf(iv.Hi, 1))
+
 	_, ok = RatioOfMedians(nil, b)
 	assert.False(t, ok)
 	_, ok = RatioOfMedians(a, []float64{0, 0, 0})

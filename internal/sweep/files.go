@@ -109,7 +109,7 @@ var csvCommonHead = []string{"duration_s", "pcpus", "ref_acq_per_s"}
 // "reference_after"; run is the run's number within its cell or reference.
 func (res *Results) writeRunsCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	head := append(append([]string{"kind"}, csvKey...), "run", "seed", "ok", "refused", "acq_per_s", "vs_ref")
+	head := append(append([]string{"kind"}, csvKey...), "run", "seed", "ok", "refused", "acq_per_s", "throughput", "whole_run_acq_per_s", "vs_ref")
 	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "error")
 	_ = cw.Write(head)
 	row := func(kind string, key []string, ref *Reference, i int, r RunResult) {
@@ -118,7 +118,7 @@ func (res *Results) writeRunsCSV(w io.Writer) error {
 			vs = csvG(r.OpsPerSec / ref.OpsPerSec)
 		}
 		rec := append(append([]string{kind}, key...), strconv.Itoa(i+1), strconv.FormatUint(r.Seed, 10), strconv.FormatBool(r.OK),
-			strconv.FormatBool(r.Refused), csvG(r.OpsPerSec), vs)
+			strconv.FormatBool(r.Refused), csvG(r.OpsPerSec), r.Throughput, csvG(r.WholeOpsPerSec), vs)
 		rec = append(append(append(rec, res.csvCommon(ref)...), r.Measured.csv()...), r.Error)
 		_ = cw.Write(rec)
 	}

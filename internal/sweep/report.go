@@ -165,6 +165,8 @@ func verdict(a, b *Cell, above bool, published float64) string {
 
 func times(x float64) string {
 	switch {
+	case math.IsInf(x, 1):
+		return "∞"
 	case x >= 10:
 		return fmt.Sprintf("%.0f×", x)
 	case x >= 0.1:

@@ -106,11 +106,17 @@ func (s Shard) Owns(idx int) bool { return idx%s.N == s.I-1 }
 
 // RunResult is one run of a cell or of the reference.
 type RunResult struct {
-	OK        bool    `json:"ok"`
-	Refused   bool    `json:"refused"` // the policy cannot schedule this machine (not a failure)
-	Error     string  `json:"error"`
-	OpsPerSec float64 `json:"acq_per_s"`
-	ElapsedS  float64 `json:"elapsed_s"`
+	OK      bool   `json:"ok"`
+	Refused bool   `json:"refused"` // the policy cannot schedule this machine (not a failure)
+	Error   string `json:"error"`
+	// OpsPerSec is the steady-state throughput, after the warm-up
+	// (vmm.Warmup), when every VM ran for the duration; else the whole
+	// run's (Throughput says which). WholeOpsPerSec is the whole run's,
+	// start transient included.
+	OpsPerSec      float64 `json:"acq_per_s"`
+	Throughput     string  `json:"throughput"` // "steady" or "whole run"
+	WholeOpsPerSec float64 `json:"whole_run_acq_per_s"`
+	ElapsedS       float64 `json:"elapsed_s"`
 	// Seed drew the run's start (sched.Start); run --seed replays it.
 	Seed uint64 `json:"seed"`
 	Measured
@@ -248,7 +254,7 @@ func (c *Cell) Summarize(ref *Reference) {
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
 		c.Noisy = ref.Drift > NoisyDrift
-		if iv, good := stats.RatioOfMedians(opsPerSec(ok), opsPerSec(ref.all())); good {
+		if iv, good := stats.RatioOfMedians(opsPerSec(ok), opsPerSec(ref.all())); good && iv.Bounded() {
 			c.VsRefCI95 = &[2]float64{iv.Lo, iv.Hi}
 		}
 	}
@@ -264,6 +270,7 @@ func (r *Reference) all() []RunResult {
 var SummaryRule = map[string]string{
 	"reference":         "acq_per_s: the median of its runs before and after the matrix (the mean of the two middle ones for an even count); drift: |median after - median before| / median before",
 	"cell_acq_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
+	"run_acq_per_s":     "the steady state: acquisitions after the warm-up, " + vmm.WarmupRule + ", until the duration ran out, per second (throughput: steady); whole_run_acq_per_s includes the start transient",
 	"intervals":         "vs_ref_ci95 and every ratio of the reports: " + stats.Method + "; runs are independent, each from its own seed (sched.Start), and a sweep runs its cells interleaved, round by round",
 	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
 	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),

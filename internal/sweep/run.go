@@ -182,9 +182,22 @@ func measure(res *vmm.Result) RunResult {
 	r.Refused = errors.As(res.Err, &refused)
 	var spin, n float64
 	first := true
+	steady := len(res.VMs) > 0
+	for _, vm := range res.VMs {
+		steady = steady && vm.SteadyOpsPerSec != nil
+	}
+	r.Throughput = "whole run"
+	if steady {
+		r.Throughput = "steady"
+	}
 	for i, vm := range res.VMs {
-		r.OpsPerSec += vm.OpsPerSec
-		r.VMAcqPerS = append(r.VMAcqPerS, vm.OpsPerSec)
+		x := vm.OpsPerSec
+		if steady {
+			x = *vm.SteadyOpsPerSec
+		}
+		r.OpsPerSec += x
+		r.WholeOpsPerSec += vm.OpsPerSec
+		r.VMAcqPerS = append(r.VMAcqPerS, x)
 		l := vm.LockStats
 		if l == nil {
 			continue

@@ -195,7 +195,7 @@ func TestCSV(t *testing.T) {
 		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}, events...)
 
 	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
-	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "seed", "ok", "refused", "acq_per_s", "vs_ref",
+	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "seed", "ok", "refused", "acq_per_s", "throughput", "whole_run_acq_per_s", "vs_ref",
 		"duration_s", "pcpus", "ref_acq_per_s"}, measures...)
 	assert.Equal(t, append(head, "error"), runs[0])
 	require.Len(t, runs, 1+2+8, "a header, the reference's runs before and after, a run per cell")
