@@ -26,6 +26,8 @@ type expFlags struct {
 	preset string
 	doc    string
 	given  []string // the flags given
+	// precision is --precision as given (sweep.ParsePrecision reads it).
+	precision string
 }
 
 func newExperimentCmd() *cobra.Command {
@@ -69,6 +71,13 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.Changed = cmd.Flags().Changed
 			cmd.Flags().Visit(func(fl *pflag.Flag) { f.given = append(f.given, fl.Name) })
+			if f.Changed("precision") {
+				x, err := sweep.ParsePrecision(f.precision)
+				if err != nil {
+					return errkind.Usage(err)
+				}
+				f.Precision = x
+			}
 			if f.preset != "" || f.Changed("doc") {
 				return runPreset(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 			}
@@ -84,7 +93,9 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.StringVar(&f.PCPUs, "pcpus", "", "host CPUs (default: the first two this process may use)")
 	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "critical-section length in TSC cycles")
 	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "work outside the lock in TSC cycles")
-	fl.IntVar(&f.Repeat, "repeat", 3, "runs per cell; the cell shows the run with the median throughput")
+	fl.IntVar(&f.Repeat, "repeat", 3, "runs per cell (rounds, the cells interleaved); with --precision, the least")
+	fl.StringVar(&f.precision, "precision", "", "repeat each cell past --repeat until the 95 % interval of its ratio to the reference is this tight, e.g. 25% (needs --budget)")
+	fl.DurationVar(&f.Budget, "budget", 0, "--precision: the most the whole experiment may take, e.g. 10m; cells still wide then are marked")
 	fl.BoolVar(&f.json, "json", false, "print the rows as JSON")
 	fl.StringVar(&f.Backend, "backend", backend.Auto, "execution backend: "+backendHelp())
 	fl.StringVar(&f.Out, "out", "", "write results.json, runs.csv, cells.csv and SVG plots into this directory")

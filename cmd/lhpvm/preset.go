@@ -44,6 +44,9 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 	if f.Changed("repeat") {
 		ov.Repeat = f.Repeat
 	}
+	if f.Changed("precision") || f.Changed("budget") {
+		ov.Precision, ov.Budget = f.Precision, f.Budget
+	}
 	total, err := p.Runs(ov)
 	if err != nil {
 		return err

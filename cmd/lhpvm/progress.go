@@ -57,6 +57,8 @@ func (p *progress) Done(line string, ok bool) {
 			_ = p.bar.Clear()
 			fmt.Fprintf(p.w, "%s\n", line)
 		}
+	case !p.quiet && p.n > p.all: // --precision's extra rounds: not planned
+		fmt.Fprintf(p.w, "[%d/%d+] %s\n", p.n, p.all, line)
 	case !p.quiet:
 		fmt.Fprintf(p.w, "[%d/%d] %s\n", p.n, p.all, line)
 	}

@@ -21,19 +21,22 @@ func printResults(out io.Writer, res *sweep.Results) {
 		if len(res.References) > 1 {
 			shard = fmt.Sprintf(" (shard %d)", ref.Shard)
 		}
-		fmt.Fprintf(out, "Reference%s: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before and after the matrix, range %.3g-%.3g).%s\n",
-			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.After), ref.Min, ref.Max, drift)
+		fmt.Fprintf(out, "Reference%s: ticket lock, 2 vCPUs on %d pCPUs, rr: %.3g acquisitions/s (median of %d runs before, during and after the matrix, range %.3g-%.3g).%s\n",
+			shard, len(res.Meta.PCPUs), ref.OpsPerSec, len(ref.Before)+len(ref.During)+len(ref.After), ref.Min, ref.Max, drift)
 	}
 	m := res.Matrix
 	boost := ""
 	if m.BoostKicked {
 		boost = "; pv policies boost the kicked vCPU"
 	}
-	fmt.Fprintf(out, "Each cell: the median of %d runs of %s (range of acq/s in brackets), run interleaved, each from its own seed; vs ref: the ratio of medians to the reference with its 95 %% bootstrap interval in brackets, the figure that decides; cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
+	fmt.Fprintf(out, "Each cell: the median of its n runs (%d rounds) of %s (range of acq/s in brackets), run interleaved, each from its own seed; vs ref: the ratio of medians to the reference with its 95 %% bootstrap interval in brackets, the figure that decides; acq/s is the steady state, after a warm-up of two rotations of every run queue; cs %d cycles, think %d cycles%s; on %s. Fairness: Jain's index of the acquisitions of each VM's vCPUs (1 even, 1/n one took all), the least fair VM's.\n\n",
 		m.Repeat, m.Duration, m.CSCycles, m.Think, boost, res.Meta.BackendName())
 	if m.Ablation != "" {
 		printAblation(out, res)
 		return
+	}
+	if m.Precision > 0 {
+		fmt.Fprintf(out, "Precision: each cell repeated past %d rounds until its interval is within ±%.0f %% of its ratio, within a budget of %s; n marked * ran out of budget first.\n\n", m.Repeat, 100*m.Precision, m.Budget)
 	}
 	fmt.Fprintln(out, "| vCPUs | lock | policy | n | acq/s | vs ref [95 % CI] | spin % | LHP | LWP | fairness | check |")
 	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -43,7 +46,11 @@ func printResults(out io.Writer, res *sweep.Results) {
 		if len(c.Runs) > 1 && c.OK {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %d | %s | %s | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, c.N,
+		n := fmt.Sprint(c.N)
+		if c.OutOfBudget {
+			n += "*"
+		}
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, n,
 			acq, c.VsRefText(), 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
 	}
 	if f := res.Failed(); len(f) > 0 {

@@ -263,5 +263,6 @@ func Merge(dirs []string) (*Results, error) {
 	}
 	sort.Slice(out.Shards, func(i, j int) bool { return out.Shards[i].I < out.Shards[j].I })
 	sort.Slice(out.References, func(i, j int) bool { return out.References[i].Shard < out.References[j].Shard })
+	out.Comparisons = out.compare() // a pair's cells may come from two shards
 	return out, nil
 }

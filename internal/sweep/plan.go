@@ -38,6 +38,14 @@ type Options struct {
 	// BoostKicked: under a policy with pv, a KICK hands the rest of the
 	// kicker's slice to the kicked vCPU (run --boost-kicked).
 	BoostKicked bool
+	// Precision, when positive, repeats each cell past Repeat rounds until
+	// the 95 % interval of its ratio to the reference has a relative
+	// half-width of at most Precision (0.25: ±25 %), or Budget runs out.
+	Precision float64
+	Budget    time.Duration
+	// Pairs are the comparisons Precision aims at (a preset's: cell A ÷
+	// cell B at every size); without any, each cell against the reference.
+	Pairs []Pair
 
 	// Changed reports whether the flag of that name was given; nil: none.
 	Changed func(name string) bool
@@ -75,6 +83,20 @@ type Plan struct {
 	Out      string // where the results go ("" nowhere)
 	Trace    string // where the traces go ("" nowhere)
 	duration time.Duration
+	budget   time.Duration // Precision's bound on the whole experiment
+}
+
+// Pair is a comparison an experiment makes at every size of its matrix:
+// the cell of A's lock, variant and policy over B's, at the same size. An
+// empty lock matches any (an ablation's cells are named by variant).
+type Pair struct {
+	A CellKey `json:"a"`
+	B CellKey `json:"b"`
+}
+
+// cells finds the pair's two cells of size n in res.
+func (pr Pair) cells(res *Results, n int) (a, b *Cell) {
+	return find(res, n, pr.A.Lock, pr.A.Variant, pr.A.Policy), find(res, n, pr.B.Lock, pr.B.Variant, pr.B.Policy)
 }
 
 // Check checks the settings of an experiment and plans it. Every error is
@@ -134,6 +156,16 @@ func check(o Options) (*Plan, error) {
 	case o.Repeat < 1 || o.Repeat > 100:
 		return nil, fmt.Errorf("--repeat %d: must be between 1 and 100", o.Repeat)
 	}
+	switch {
+	case o.Precision < 0 || o.Precision >= 1:
+		return nil, fmt.Errorf("--precision %g: a relative half-width above 0 and below 100 %%, e.g. 25%%", o.Precision)
+	case o.Precision > 0 && o.Budget <= 0:
+		return nil, fmt.Errorf("--precision needs --budget: how long the experiment may keep repeating its cells")
+	case o.Budget < 0 || o.Budget > runconfig.MaxDuration:
+		return nil, fmt.Errorf("--budget %v: must be between 0 and %v", o.Budget, runconfig.MaxDuration)
+	case o.Budget > 0 && o.Precision == 0:
+		return nil, fmt.Errorf("--budget needs --precision: it bounds the repetitions that reach it")
+	}
 	if o.BoostKicked && o.Ablation != "" {
 		return nil, fmt.Errorf("--boost-kicked: an ablation's variants say whether to boost")
 	}
@@ -168,7 +200,12 @@ func check(o Options) (*Plan, error) {
 	}
 	p.Matrix = Matrix{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: o.VMVCPUs, Duration: o.Duration.String(),
 		Repeat: o.Repeat, CSCycles: o.CSCycles, Think: o.ThinkCycles, Backend: be, Ablation: o.Ablation, Variants: variants,
-		BoostKicked: o.BoostKicked}
+		BoostKicked: o.BoostKicked, Precision: o.Precision}
+	if o.Budget > 0 {
+		p.Matrix.Budget = o.Budget.String()
+		p.budget = o.Budget
+	}
+	p.Matrix.Pairs = o.Pairs
 	if len(p.Matrix.Cells()) == 0 {
 		return nil, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", o.Variants, o.Policies)
 	}
@@ -202,3 +239,18 @@ func (p *Plan) Mine() []CellKey {
 // Runs is how many runs the experiment makes: the reference's twice, then
 // the cells'.
 func (p *Plan) Runs() int { return 2*p.Matrix.Repeat + len(p.Mine())*p.Matrix.Repeat }
+
+// ParsePrecision reads --precision: a percentage ("25%") or a fraction
+// ("0.25") of the ratio, strictly between 0 and 1.
+func ParsePrecision(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	pc := strings.HasSuffix(t, "%")
+	x, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(t, "%")), 64)
+	if pc {
+		x /= 100
+	}
+	if err != nil || !(x > 0 && x < 1) {
+		return 0, fmt.Errorf("--precision %q: a relative half-width such as 25%% or 0.25 (above 0, below 100 %%)", s)
+	}
+	return x, nil
+}

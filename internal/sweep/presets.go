@@ -73,9 +73,17 @@ func boosted(ps []Part) []Part {
 	return ps
 }
 
+// A preset's parts repeat their comparisons until the 95 % interval is
+// within ±presetPrecision, each part within presetBudget (Repeat rounds
+// at least).
+const (
+	presetPrecision = 0.25
+	presetBudget    = 2 * time.Minute
+)
+
 func opts(locks, policies, sizes string, vmVCPUs int, d time.Duration, repeat int) Options {
 	return Options{Locks: locks, Policies: policies, Sizes: sizes, VMVCPUs: vmVCPUs, Duration: d, Repeat: repeat,
-		CSCycles: csCycles, ThinkCycles: thinkModerate}
+		CSCycles: csCycles, ThinkCycles: thinkModerate, Precision: presetPrecision, Budget: presetBudget}
 }
 
 func ablation(name, variants, policies, sizes string, vmVCPUs int, think uint64, d time.Duration, repeat int) Options {
@@ -84,6 +92,17 @@ func ablation(name, variants, policies, sizes string, vmVCPUs int, think uint64,
 	return o
 }
 
+// compare sets the comparisons --precision aims at.
+func compare(o Options, pairs ...Pair) Options {
+	o.Pairs = pairs
+	return o
+}
+
+var (
+	pvOverTicket  = Pair{CellKey{Lock: "pvticket", Policy: "pv"}, CellKey{Lock: "ticket", Policy: "pv"}}
+	boostOverNone = Pair{CellKey{Variant: "full", Policy: "pv"}, CellKey{Variant: "no-boost", Policy: "pv"}}
+)
+
 // Presets, in the order docs/literature.md has them.
 var Presets = []Preset{
 	{
@@ -91,7 +110,9 @@ var Presets = []Preset{
 		Claim:  "the preemptable ticket lock improves VM performance 5.32× on average over the ticket lock on a non-paravirtual VMM, 7.91× on a paravirtual one, under overcommit",
 		Source: "Ouyang & Lange, Preemptable ticket spinlocks, VEE 2013; the authors' patch ouyangjn/pmtlock vee13/pmtlock-v1.0.patch",
 		Parts: append(parts("ticket, pticket and pvticket at 1×, 2× and 4× overcommit, on a plain (rr) and a paravirtual (pv) host",
-			contentions, opts("ticket,pticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3)),
+			contentions, compare(opts("ticket,pticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3),
+				Pair{CellKey{Lock: "pticket", Policy: "rr"}, CellKey{Lock: "ticket", Policy: "rr"}},
+				Pair{CellKey{Lock: "pticket", Policy: "pv"}, CellKey{Lock: "ticket", Policy: "pv"}})),
 			Part{Name: "timeout-shift", Doc: "pticket's timeout unit, 1 << shift spins per place in line, at 2× and 4× under rr; moderate contention",
 				Options: ablation("pticket", "", "rr", "4,8", 0, thinkModerate, time.Second, 3)}),
 		Report: reportPTicket,
@@ -101,9 +122,9 @@ var Presets = []Preset{
 		Claim:  "pv ticket locks: dbench +0.8 % at 1× overcommit, +16.6 % / +14.0 % / +5.0 % at higher overcommit",
 		Source: "Linux 3.12, commit 545ac13892ab (x86, ticketlock: Add slowpath logic), 32-vCPU guest on 32 cores; SPIN_THRESHOLD 1 << 15",
 		Parts: append(parts("ticket and pvticket at 1×, 2× and 4× overcommit, on a plain (rr) and a paravirtual (pv) host",
-			contentions, opts("ticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3)),
+			contentions, compare(opts("ticket,pvticket", "rr,pv", "2,4,8", 0, time.Second, 3), pvOverTicket)),
 			boosted(parts("ticket and pvticket on the paravirtual host, a kicked vCPU boosted onto the kicker's pCPU at once (--boost-kicked)",
-				contentions, opts("ticket,pvticket", "pv", "2,4,8", 0, time.Second, 3)))...),
+				contentions, compare(opts("ticket,pvticket", "pv", "2,4,8", 0, time.Second, 3), pvOverTicket)))...),
 		Report: reportPVTicket,
 	},
 	{
@@ -112,7 +133,8 @@ var Presets = []Preset{
 		Source: "Linux 4.5 (locking/pvqspinlock: Allow limited lock stealing), 48 vCPUs on 32 cores; Linux 4.15 commit 11752adb68a3, 72 vCPUs on 36 cores",
 		Parts: []Part{
 			{Name: "stealing", Doc: "pvqspin with hybrid stealing (Linux ≥ 4.15), one steal attempt (4.5–4.14) and none, at 1×, 1.5×, 2× and 4× under pv; moderate contention",
-				Options: ablation("pvqspin", "full,steal-once,no-steal", "pv", "2,3,4,8", 0, thinkModerate, time.Second, 3)},
+				Options: compare(ablation("pvqspin", "full,steal-once,no-steal", "pv", "2,3,4,8", 0, thinkModerate, time.Second, 3),
+					Pair{CellKey{Variant: "steal-once", Policy: "pv"}, CellKey{Variant: "no-steal", Policy: "pv"}})},
 			{Name: "fairness", Doc: "pvqspin (hybrid) against virt (Linux's unfair test-and-set lock for guests without pv spinlocks) at 1×, 2× and 4× under pv; saturated contention",
 				Options: func() Options {
 					o := opts("pvqspin,virt", "pv", "2,4,8", 0, time.Second, 3)
@@ -128,9 +150,9 @@ var Presets = []Preset{
 		Source: "KVM commit 266e85a5ec9 (KVM: X86: Boost queue head vCPU to mitigate lock waiter preemption), 80-vCPU VMs on 80 threads",
 		Parts: []Part{
 			{Name: "saturated", Doc: "pvqspin with and without --boost-kicked, 1, 2 and 3 VMs of 2 vCPUs on the 2 pCPUs under pv; saturated contention",
-				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkSaturated, time.Second, 3)},
+				Options: compare(ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkSaturated, time.Second, 3), boostOverNone)},
 			{Name: "moderate", Doc: "the same; moderate contention",
-				Options: ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkModerate, time.Second, 3)},
+				Options: compare(ablation("pvqspin", "full,no-boost", "pv", "2,4,6", 2, thinkModerate, time.Second, 3), boostOverNone)},
 		},
 		Report: reportBoost,
 	},
@@ -165,18 +187,22 @@ func LookupPreset(name string) (*Preset, error) {
 
 // PresetOverrides are what the command line may change in every part of a
 // preset: where it runs, and (to check it runs, briefly) the length and
-// the repetitions.
+// the repetitions, or the precision and its budget (per part). A length
+// or a repetition given without a precision runs exactly that.
 type PresetOverrides struct {
 	Backend  string
 	PCPUs    string
 	Out      string // the parts go into Out/<part>
 	Duration time.Duration
 	Repeat   int
+	// Precision and Budget replace the preset's own (Budget: per part).
+	Precision float64
+	Budget    time.Duration
 }
 
 // PresetFlags are the experiment flags a preset run accepts; the others
 // are the preset's.
-var PresetFlags = []string{"preset", "backend", "pcpus", "out", "duration", "repeat", "quiet", "json", "doc"}
+var PresetFlags = []string{"preset", "backend", "pcpus", "out", "duration", "repeat", "precision", "budget", "quiet", "json", "doc"}
 
 // Options is part p of the preset as run with the overrides o.
 func (p Part) With(o PresetOverrides) Options {
@@ -191,8 +217,17 @@ func (p Part) With(o PresetOverrides) Options {
 	if o.Repeat != 0 {
 		opt.Repeat = o.Repeat
 	}
+	switch {
+	case o.Precision != 0:
+		opt.Precision, opt.Budget = o.Precision, o.Budget
+	case o.Duration != 0 || o.Repeat != 0:
+		// A run of a length or a repetition given on the command line runs
+		// exactly that: no rounds past Repeat.
+		opt.Precision, opt.Budget = 0, 0
+	}
 	given := map[string]bool{"locks": true, "policies": true, "sizes": true, "vm-vcpus": true,
-		"cs-cycles": true, "think-cycles": true, "duration": true, "repeat": true}
+		"cs-cycles": true, "think-cycles": true, "duration": true, "repeat": true,
+		"precision": opt.Precision > 0, "budget": opt.Budget > 0}
 	if opt.Ablation != "" {
 		delete(given, "locks")
 		given["ablation"], given["variants"] = opt.Variants != "", opt.Variants != ""

@@ -28,8 +28,13 @@ func PresetReport(p *Preset, r map[string]*Results) string {
 		return "No results.\n"
 	}
 	m := any.Meta
-	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, medians of %d, 95 %% confidence intervals in brackets (bootstrap over independent, seeded runs; a verdict is computed from its interval).",
-		p.Name, m.Version, m.BackendName(), len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), any.Matrix.Duration, any.Matrix.Repeat)
+	mx := any.Matrix
+	rounds := fmt.Sprintf("medians of %d runs", mx.Repeat)
+	if mx.Precision > 0 {
+		rounds = fmt.Sprintf("medians of at least %d runs, repeated until each comparison's interval was within ±%.0f %% (at most %s a part)", mx.Repeat, 100*mx.Precision, mx.Budget)
+	}
+	fmt.Fprintf(&b, "Measured by `lhpvm experiment --preset %s` (%s) on the %s backend, %d pCPUs (%s), kernel %s, %s; runs of %s, steady-state throughput (after a warm-up of two rotations of every run queue), %s, 95 %% confidence intervals in brackets (percentile bootstrap over independent, seeded runs, interleaved); every verdict is computed from its interval: holds (the interval lies on the claimed side of 1), reversed, or inconclusive (it contains 1).",
+		p.Name, m.Version, m.BackendName(), len(m.PCPUs), m.CPUModel, m.Kernel, m.Start.UTC().Format(time.DateOnly), mx.Duration, rounds)
 	if m.PauseNs > 0 {
 		fmt.Fprintf(&b, " A PAUSE, the body of every spin loop, takes %.1f ns on this CPU: 1 << 14 spins are at least %.0f µs, 1 << 15 at least %.0f µs.",
 			m.PauseNs, m.PauseNs*(1<<14)/1e3, m.PauseNs*(1<<15)/1e3)

@@ -35,6 +35,12 @@ type Matrix struct {
 	Variants []string `json:"variants,omitempty"`
 	// BoostKicked: pv policies boost the kicked vCPU in every cell.
 	BoostKicked bool `json:"boost_kicked,omitempty"`
+	// Precision and Budget: cells repeated past Repeat rounds until their
+	// interval against the reference is this tight, within this time.
+	Precision float64 `json:"precision,omitempty"`
+	Budget    string  `json:"budget,omitempty"`
+	// Pairs are the comparisons the matrix makes (a preset's claims).
+	Pairs []Pair `json:"pairs,omitempty"`
 }
 
 // cells lists the matrix's cells in their canonical order: by size, then
@@ -165,7 +171,10 @@ type Cell struct {
 	// the reference's), null when it cannot be computed.
 	N         int         `json:"n"`
 	VsRefCI95 *[2]float64 `json:"vs_ref_ci95"`
-	Measured              // the median run's
+	// OutOfBudget: under --precision, the budget ran out before the
+	// cell's interval was as tight as asked.
+	OutOfBudget bool `json:"out_of_budget,omitempty"`
+	Measured         // the median run's
 	// Noisy: the reference of its shard drifted more than NoisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
@@ -174,8 +183,10 @@ type Cell struct {
 // Reference is one shard's reference: ticket lock, 2 vCPUs on the pCPUs
 // under rr, measured before and after its cells.
 type Reference struct {
-	Shard     int         `json:"shard"`
-	Before    []RunResult `json:"before"`
+	Shard  int         `json:"shard"`
+	Before []RunResult `json:"before"`
+	// During: one run per extra round of a --precision experiment.
+	During    []RunResult `json:"during,omitempty"`
 	After     []RunResult `json:"after"`
 	OpsPerSec float64     `json:"acq_per_s"` // the median of all of them
 	Min       float64     `json:"min_acq_per_s"`
@@ -226,6 +237,20 @@ type Results struct {
 	Shards     []Shard     `json:"shards"` // what these results hold: one shard, or all of a merge
 	References []Reference `json:"references"`
 	Cells      []Cell      `json:"cells"`
+	// Comparisons are the matrix's pairs (a preset's claims), each with its
+	// interval and computed verdict.
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+}
+
+// Comparison is one claim's ratio at one size: A ÷ B, the 95 % interval,
+// and the verdict on the claim that A beats B (stats.Judge).
+type Comparison struct {
+	A         CellKey       `json:"a"`
+	B         CellKey       `json:"b"`
+	Ratio     float64       `json:"ratio"`
+	RatioCI95 *[2]float64   `json:"ratio_ci95"` // null: unbounded
+	Verdict   stats.Verdict `json:"verdict"`
+	Runs      [2]int        `json:"runs"`
 }
 
 // Summarize fills a cell's summary from its runs: the median run by
@@ -294,7 +319,7 @@ func opsPerSec(rs []RunResult) []float64 {
 // Summarize computes the reference's median, range and drift.
 func (r *Reference) Summarize() {
 	med := func(rs []RunResult) float64 { return Median(opsPerSec(rs)) }
-	all := append(append([]RunResult(nil), r.Before...), r.After...)
+	all := r.all()
 	r.OpsPerSec = med(all)
 	r.Min, r.Max = 0, 0
 	for i, x := range all {
@@ -360,7 +385,17 @@ func (c *Cell) VsRefText() string {
 		return "-"
 	}
 	if ci := c.VsRefCI95; ci != nil && c.N > 1 {
-		return fmt.Sprintf("%.2f [%.2f–%.2f]", c.Relative, ci[0], ci[1])
+		return fmt.Sprintf("%s [%s–%s]", ratioNum(c.Relative), ratioNum(ci[0]), ratioNum(ci[1]))
 	}
-	return fmt.Sprintf("%.2f", c.Relative)
+	return ratioNum(c.Relative)
+}
+
+// ratioNum prints a ratio with two decimals, or three significant digits
+// where two decimals would round it to 0 (a steady state far below the
+// reference's).
+func ratioNum(x float64) string {
+	if x == 0 || (x >= 0.1 && x < 1e4) {
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/scenario"
+	"github.com/lhpvm/lhpvm/internal/stats"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -109,6 +110,11 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 			prog.Done(fmt.Sprintf("%v, run %d: %s", k, round+1, state), r.OK || r.Refused)
 		}
 	}
+	if p.Matrix.Precision > 0 {
+		if err := p.untilPrecise(res, ref, once, prog, meta.Start); err != nil {
+			return nil, err
+		}
+	}
 	if err := reference(&ref.After, "after"); err != nil {
 		return nil, err
 	}
@@ -117,6 +123,7 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	for i := range res.Cells {
 		res.Cells[i].Summarize(ref)
 	}
+	res.Comparisons = res.compare()
 	res.Meta.End = time.Now()
 	return res, nil
 }
@@ -230,4 +237,112 @@ func measure(res *vmm.Result) RunResult {
 	}
 	r.LHPEvents, r.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
 	return r
+}
+
+// imprecise lists the cells (indices) whose interval is wider than the
+// precision asked for: both cells of a pair whose ratio is, or without
+// pairs each cell against the reference. A failed cell is never listed.
+func (p *Plan) imprecise(res *Results, ref *Reference) []int {
+	wide := func(a, b []float64) bool {
+		iv, ok := stats.RatioOfMedians(a, b)
+		return !ok || iv.HalfWidth() > p.Matrix.Precision
+	}
+	// Cells are summarised only at the end: here a cell is good while every
+	// run of it so far is.
+	good := func(c *Cell) bool { return c != nil && len(c.Runs) > 0 && len(okRuns(c)) == len(c.Runs) }
+	need := map[int]bool{}
+	if len(p.Matrix.Pairs) == 0 {
+		refRuns := opsPerSec(ref.all())
+		for i := range res.Cells {
+			if good(&res.Cells[i]) && wide(opsPerSec(okRuns(&res.Cells[i])), refRuns) {
+				need[i] = true
+			}
+		}
+	} else {
+		for _, n := range p.Matrix.Sizes {
+			for _, pr := range p.Matrix.Pairs {
+				a, b := pr.cells(res, n)
+				if good(a) && good(b) && wide(opsPerSec(okRuns(a)), opsPerSec(okRuns(b))) {
+					for i := range res.Cells {
+						if c := &res.Cells[i]; c == a || c == b {
+							need[i] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	var out []int
+	for i := range res.Cells {
+		if need[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// untilPrecise runs extra rounds - one reference run, then one run of every
+// cell whose interval against the reference is still wider than the
+// precision asked for - until none is, or the next round would not end
+// within the budget (counted from start); the cells left wide are marked
+// OutOfBudget.
+func (p *Plan) untilPrecise(res *Results, ref *Reference, once func(CellKey) (RunResult, int), prog Progress, start time.Time) error {
+	deadline := start.Add(p.budget)
+	for round := p.Matrix.Repeat + 1; ; round++ {
+		need := p.imprecise(res, ref)
+		if len(need) == 0 {
+			return nil
+		}
+		// A round costs about a run per cell and one of the reference, each
+		// the duration plus its start: the mean of the runs so far.
+		runs := len(ref.all())
+		for i := range res.Cells {
+			runs += len(res.Cells[i].Runs)
+		}
+		perRun := time.Since(start) / time.Duration(max(runs, 1))
+		if time.Now().Add(perRun * time.Duration(len(need)+1)).After(deadline) {
+			for _, i := range need {
+				res.Cells[i].OutOfBudget = true
+			}
+			return nil
+		}
+		prog.Start("reference (precision)")
+		r, _ := once(refKey)
+		ref.During = append(ref.During, r)
+		prog.Done(fmt.Sprintf("reference (precision round %d): %.3g acq/s", round, r.OpsPerSec), r.OK)
+		if !r.OK {
+			return errkind.Run(fmt.Errorf("a reference run (ticket, 2 vCPUs, rr) failed during the matrix, so no cell can be compared: %s", r.Error))
+		}
+		for _, i := range need {
+			c := &res.Cells[i]
+			prog.Start(c.CellKey.String())
+			r, _ := once(c.CellKey)
+			c.Runs = append(c.Runs, r)
+			state := fmt.Sprintf("%.3g acq/s, seed %d", r.OpsPerSec, r.Seed)
+			if !r.OK {
+				state = "FAILED: " + r.Error
+			}
+			prog.Done(fmt.Sprintf("%v, run %d (precision): %s", c.CellKey, len(c.Runs), state), r.OK)
+		}
+	}
+}
+
+// compare judges each pair at each size where both cells ran well.
+func (res *Results) compare() []Comparison {
+	var out []Comparison
+	for _, n := range res.Matrix.Sizes {
+		for _, pr := range res.Matrix.Pairs {
+			a, b := pr.cells(res, n)
+			iv, ok := ratio(a, b)
+			if !ok {
+				continue
+			}
+			c := Comparison{A: a.CellKey, B: b.CellKey, Ratio: iv.Ratio, Verdict: stats.Judge(iv, true), Runs: [2]int{iv.NA, iv.NB}}
+			if iv.Bounded() {
+				c.RatioCI95 = &[2]float64{iv.Lo, iv.Hi}
+			}
+			out = append(out, c)
+		}
+	}
+	return out
 }

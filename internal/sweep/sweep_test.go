@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/stats"
 	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
 	"github.com/stretchr/testify/assert"
@@ -448,5 +451,60 @@ func TestAblationCells(t *testing.T) {
 		for key := range v.Knobs {
 			assert.Contains(t, []string{"pv_steal", "pv_pending", "pv_prev_check", "pv_kick"}, key, v.Name)
 		}
+	}
+}
+
+// noisyRuns is a fake backend whose runs scatter log-normally (σ 0.3)
+// around a throughput per lock: ticket 1000, tas 2000.
+type noisyRuns struct {
+	r    *rand.Rand
+	runs map[string]int
+}
+
+func (f *noisyRuns) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+	lock := lockName(cfgs[0].LockKind)
+	f.runs[lock+"/"+mc.Policy]++
+	base := map[string]float64{"ticket": 1000, "tas": 2000}[lock]
+	x := base * math.Exp(0.3*f.r.NormFloat64())
+	return &vmm.Result{OK: true, VMs: []*vmm.VMResult{{VCPUs: cfgs[0].VCPUs, SteadyOpsPerSec: &x, OpsPerSec: 10 * x,
+		LockStats: &vmm.LockStats{}}}}
+}
+
+// TestPrecision: --precision repeats the cells of a pair past Repeat until
+// the pair's interval is as tight as asked, and judges the pair; a budget
+// too small for another round marks the cells instead.
+func TestPrecision(t *testing.T) {
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	o := Options{Locks: "tas,ticket", Policies: "rr", Sizes: "2", Duration: time.Second, Repeat: 3,
+		PCPUs: sched.FormatCPUList(cpus[:1]), Backend: "auto", Precision: 0.1, Budget: time.Hour,
+		Pairs: []Pair{{CellKey{Lock: "tas", Policy: "rr"}, CellKey{Lock: "ticket", Policy: "rr"}}}}
+	p, err := Check(o)
+	require.NoError(t, err)
+	f := &noisyRuns{r: rand.New(rand.NewPCG(3, 4)), runs: map[string]int{}}
+	res, err := p.Run(f.run, nil, Meta{})
+	require.NoError(t, err)
+	require.Len(t, res.Comparisons, 1)
+	c := res.Comparisons[0]
+	require.NotNil(t, c.RatioCI95)
+	assert.LessOrEqual(t, (c.RatioCI95[1]-c.RatioCI95[0])/2/c.Ratio, 0.1, "as tight as asked")
+	assert.Greater(t, c.Runs[0], 3, "more rounds than --repeat")
+	assert.Equal(t, c.Runs[0], c.Runs[1], "both cells of the pair, round by round")
+	assert.Equal(t, stats.Holds, c.Verdict, "tas (2000) beats ticket (1000): %v", c)
+	for _, cell := range res.Cells {
+		assert.False(t, cell.OutOfBudget)
+		assert.Equal(t, "steady", cell.Runs[0].Throughput)
+	}
+	assert.NotEmpty(t, res.References[0].During, "a reference run per extra round")
+
+	o.Budget = time.Nanosecond
+	p, err = Check(o)
+	require.NoError(t, err)
+	f = &noisyRuns{r: rand.New(rand.NewPCG(3, 4)), runs: map[string]int{}}
+	res, err = p.Run(f.run, nil, Meta{Start: time.Now()})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"tas/rr": 3, "ticket/rr": 3 + 6}, f.runs, "no round past --repeat (ticket: the reference too)")
+	for _, cell := range res.Cells {
+		assert.True(t, cell.OutOfBudget, "%v", cell.CellKey)
 	}
 }
