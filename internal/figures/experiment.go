@@ -22,6 +22,34 @@ type Bars struct {
 	// RefLine draws a dashed line at this value (e.g. 1: the reference);
 	// 0: none.
 	RefLine float64
+	// Lo and Hi, when set, are each bar's interval (same shape as Values;
+	// NaN: none), drawn as an error bar.
+	Lo, Hi [][]float64
+}
+
+// errBars draws one series' intervals over its bars, offset as they are.
+type errBars struct {
+	lo, hi []float64
+	offset vg.Length
+}
+
+func (e errBars) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	st := draw.LineStyle{Color: color.Black, Width: vg.Points(0.8)}
+	half := vg.Points(3)
+	for g := range e.lo {
+		lo, hi := e.lo[g], e.hi[g]
+		if math.IsNaN(lo) || math.IsNaN(hi) {
+			continue
+		}
+		x := trX(float64(g)) + e.offset
+		y0, y1 := trY(lo), trY(math.Min(hi, p.Y.Max))
+		c.StrokeLine2(st, x, y0, x, y1)
+		c.StrokeLine2(st, x-half, y0, x+half, y0)
+		if hi <= p.Y.Max {
+			c.StrokeLine2(st, x-half, y1, x+half, y1)
+		}
+	}
 }
 
 // BarChart draws b to path (the format by its extension).
@@ -36,6 +64,7 @@ func BarChart(b Bars, path string) error {
 	// would run over the bars.
 	leg := plot.NewLegend()
 	leg.Top, leg.Left = true, true
+	var errs []errBars
 	for i, name := range b.Series {
 		vals := make(plotter.Values, len(b.Groups))
 		for g := range b.Groups {
@@ -54,6 +83,12 @@ func BarChart(b Bars, path string) error {
 		bars.Offset = w * vg.Length(float64(i)-(n-1)/2)
 		p.Add(bars)
 		leg.Add(name, bars)
+		if b.Lo != nil && b.Hi != nil {
+			errs = append(errs, errBars{lo: b.Lo[i], hi: b.Hi[i], offset: bars.Offset})
+		}
+	}
+	for _, e := range errs { // over every bar
+		p.Add(e)
 	}
 	if b.RefLine > 0 {
 		line, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: b.RefLine}, {X: float64(len(b.Groups)) - 0.5, Y: b.RefLine}})
@@ -72,7 +107,17 @@ func BarChart(b Bars, path string) error {
 			}
 		}
 	}
-	p.Y.Max = top * 1.1 // room above the tallest bar and the reference line
+	// Room above the tallest bar and the reference line; an interval may
+	// reach up to 3 times the tallest bar, past that it is cut (no cap).
+	bar := top
+	for i := range b.Hi {
+		for _, v := range b.Hi[i] {
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				top = math.Max(top, math.Min(v, 3*bar))
+			}
+		}
+	}
+	p.Y.Max = top * 1.1
 	p.NominalX(b.Groups...)
 	// Half a group of room at either end: bars clear of the axes.
 	p.X.Min, p.X.Max = -0.75, float64(len(b.Groups))-0.25
@@ -195,4 +240,52 @@ func Heatmap(h Heat, path string) error {
 		p.Draw(draw.Crop(dc, 0, -vg.Points(barWidth+10), 0, 0))
 		bar.Draw(draw.Crop(dc, dc.Size().X-vg.Points(barWidth), 0, longest*0.75+vg.Points(30), -vg.Points(30)))
 	})
+}
+
+// Strip is one column of dots per group: every run of a cell, so that a
+// reader sees the spread (and any second mode) the median hides.
+type Strip struct {
+	Title, XLabel, YLabel string
+	Groups                []string
+	Values                [][]float64 // [group][run]
+}
+
+// StripChart draws s to path; the Y axis is logarithmic when every value
+// is positive and they span more than a factor of 20.
+func StripChart(s Strip, path string) error {
+	p := newPlot(s.Title)
+	p.Y.Label.Text, p.X.Label.Text = s.YLabel, s.XLabel
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, vs := range s.Values {
+		for _, v := range vs {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	if lo > 0 && hi/lo > 20 {
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	} else {
+		p.Y.Min = 0
+	}
+	for g, vs := range s.Values {
+		var xy plotter.XYs
+		for i, v := range vs {
+			// A deterministic spread across the column: dots side by side.
+			x := float64(g) + 0.3*(float64(i%11)/10-0.5)
+			xy = append(xy, plotter.XY{X: x, Y: v})
+		}
+		if len(xy) == 0 {
+			continue
+		}
+		sc, err := plotter.NewScatter(xy)
+		if err != nil {
+			return err
+		}
+		sc.GlyphStyle.Color = vmColor(g)
+		sc.GlyphStyle.Radius = vg.Points(2)
+		p.Add(sc)
+	}
+	p.NominalX(s.Groups...)
+	p.X.Min, p.X.Max = -0.6, float64(len(s.Groups))-0.4
+	width := vg.Points(max(480, 90*float64(len(s.Groups))))
+	return render(path, width, vg.Points(320), func(dc draw.Canvas) { p.Draw(dc) })
 }

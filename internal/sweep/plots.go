@@ -40,15 +40,41 @@ func plotResults(res *Results, dir string) error {
 			XLabel: groupName, YLabel: "fraction of run time spent spinning", Groups: groups, Series: m.Policies}
 		fair := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: fairness across each VM's vCPUs (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
 			XLabel: groupName, YLabel: "Jain's index of acquisitions per vCPU (1: even)", Groups: groups, Series: m.Policies, RefLine: 1}
+		rel.YLabel = "steady acq/s vs 2 on 2 (ticket, rr), 95 % CI"
 		for _, pol := range m.Policies {
-			var r, s, fr []float64
+			var r, s, fr, lo, hi []float64
 			for _, g := range groups {
 				k := key(n, g, pol)
 				r = append(r, value(k, func(c Cell) float64 { return c.Relative }))
+				ci := func(i int) func(Cell) float64 {
+					return func(c Cell) float64 {
+						if c.VsRefCI95 == nil {
+							return math.NaN()
+						}
+						return c.VsRefCI95[i]
+					}
+				}
+				lo, hi = append(lo, value(k, ci(0))), append(hi, value(k, ci(1)))
 				s = append(s, value(k, func(c Cell) float64 { return c.SpinFraction }))
 				fr = append(fr, value(k, func(c Cell) float64 { return c.FairnessJain }))
 			}
 			rel.Values, spin.Values, fair.Values = append(rel.Values, r), append(spin.Values, s), append(fair.Values, fr)
+			rel.Lo, rel.Hi = append(rel.Lo, lo), append(rel.Hi, hi)
+		}
+		runs := figures.Strip{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: every run (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
+			XLabel: "cell", YLabel: "steady-state acquisitions/s"}
+		for _, g := range groups {
+			for _, pol := range m.Policies {
+				c, ok := cell[key(n, g, pol)]
+				if !ok {
+					continue
+				}
+				runs.Groups = append(runs.Groups, g+", "+pol)
+				runs.Values = append(runs.Values, opsPerSec(okRuns(&c)))
+			}
+		}
+		if err := figures.StripChart(runs, filepath.Join(dir, fmt.Sprintf("runs-%dvcpus.svg", n))); err != nil {
+			return err
 		}
 		if err := figures.BarChart(rel, filepath.Join(dir, fmt.Sprintf("throughput-%dvcpus.svg", n))); err != nil {
 			return err

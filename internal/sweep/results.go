@@ -123,8 +123,9 @@ type RunResult struct {
 	Throughput     string  `json:"throughput"` // "steady" or "whole run"
 	WholeOpsPerSec float64 `json:"whole_run_acq_per_s"`
 	ElapsedS       float64 `json:"elapsed_s"`
-	// Seed drew the run's start (sched.Start); run --seed replays it.
-	Seed uint64 `json:"seed"`
+	// Seed drew the run's start, Start (run --seed replays it).
+	Seed  uint64       `json:"seed"`
+	Start *sched.Start `json:"start,omitempty"`
 	Measured
 }
 

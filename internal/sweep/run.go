@@ -184,7 +184,7 @@ func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string) (RunResult, int
 // lock events and damage times summed.
 func measure(res *vmm.Result) RunResult {
 	var r RunResult
-	r.OK, r.Error, r.ElapsedS, r.Seed = res.OK, res.Error, res.ElapsedS, res.Seed
+	r.OK, r.Error, r.ElapsedS, r.Seed, r.Start = res.OK, res.Error, res.ElapsedS, res.Seed, res.Start
 	var refused *sched.RefusedError
 	r.Refused = errors.As(res.Err, &refused)
 	var spin, n float64
