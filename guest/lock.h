@@ -133,6 +133,7 @@ struct lock_ctx {
 	uint32_t p_ticket_shift;      /* pticket's timeout unit: 1 << this many spins */
 	/* pvqspin's mechanisms (LHPVM_PV_*), from the boot info. */
 	uint32_t pv_steal, pv_pending, pv_prev_check, pv_kick;
+	uint64_t tsc_khz; /* bi->tsc_khz: converts the host's steal time to cycles */
 };
 
 struct lock_impl {
@@ -205,13 +206,33 @@ LOCK_INLINE void lock_publish_ticket(struct lock_ctx *c, uint32_t ticket)
 /* Counted hypercalls. The counters live in this vCPU's page; only this vCPU
  * writes them, but for kick_tsc, which a kicker writes into the kicked
  * vCPU's page (Linux's pv_kick_time, for pv_latency_wake). */
+/* The steal time the host publishes in this vCPU's page (the time it was
+ * runnable but not running; our scheduler updates it before each dispatch),
+ * and the cycles of steal since steal0: a window measured with the TSC,
+ * which runs on while the vCPU is off its pCPU, minus this is the time the
+ * vCPU really spent in it. Relaxed: only this vCPU reads its own page's
+ * steal, and the host wrote it before dispatching the vCPU. */
+LOCK_INLINE uint64_t lock_steal_ns(struct lock_ctx *c)
+{
+	return lk_load(&c->page->steal_ns);
+}
+
+LOCK_INLINE uint64_t lock_steal_cycles(struct lock_ctx *c, uint64_t steal0, uint64_t window)
+{
+	uint64_t d = (lock_steal_ns(c) - steal0) * c->tsc_khz / 1000000;
+
+	return d < window ? d : window;
+}
+
 LOCK_INLINE int64_t lock_wait(struct lock_ctx *c, uint32_t *word, uint32_t expected)
 {
-	uint64_t t0 = rdtsc_ordered(), t1, kicked;
+	uint64_t t0 = rdtsc_ordered(), t1, kicked, steal0 = lock_steal_ns(c);
 	int64_t r = hc_wait(word, expected);
 
 	t1 = rdtsc_ordered();
-	c->page->wait_cycles += t1 - t0;
+	/* Blocked time only: a kicked vCPU waits runnable for a pCPU before
+	 * WAIT returns, and that is steal, taken out of the spin window once. */
+	c->page->wait_cycles += (t1 - t0) - lock_steal_cycles(c, steal0, t1 - t0);
 	c->page->waits++;
 	GUEST_ASSERT(r >= 0);
 	kicked = __atomic_exchange_n(&c->page->kick_tsc, 0, __ATOMIC_RELAXED); /* stats only */

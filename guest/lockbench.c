@@ -16,7 +16,9 @@
  * iterations (0: until bi->stop).
  *
  * Accounting, in this vCPU's page: ops = acquisitions, spin_cycles (sum of
- * acquire times), acquire_hist (log2 buckets) and acquire_max_cycles,
+ * acquire times less the steal the host published meanwhile: the vCPU spun
+ * only while it ran), acquire_hist (log2 buckets of acquire times, steal
+ * included: the latency the workload saw) and acquire_max_cycles,
  * start_tsc/end_tsc around the loop; the locks add slow_paths, waits,
  * wait_cycles, kicks and yields; the delay hint adds its yields.
  *
@@ -67,17 +69,21 @@ static GUEST_NOINLINE void lockbench_check_failed(struct lock_ctx *c, const stru
  * the lock's acquire function RIP is in the spin range instead.
  */
 static GUEST_CS_TEXT uint64_t lockbench_op(struct lock_ctx *c, const struct lock_impl *l,
-					   struct lhpvm_lock_slot *s, uint64_t cs_cycles)
+					   struct lhpvm_lock_slot *s, uint64_t cs_cycles, uint64_t *spin)
 {
 	struct lhpvm_vcpu_page *p = c->page;
 	volatile uint64_t *counter = &s->counter;
 	const uint64_t me = (uint64_t)c->id + 1;
 	const int hint = (c->flags & LHPVM_FLAG_DELAY_HINT) != 0;
 	uint64_t t0, t1, o, v;
+	uint64_t steal0 = lock_steal_ns(c);
 
 	t0 = rdtsc_ordered();
 	l->acquire(c, s); /* its acquire orders the CS's relaxed/plain accesses */
 	t1 = rdtsc_ordered();
+	/* The acquisition took t1 - t0 (its latency); of that, the vCPU spun
+	 * only while it ran: the steal in between is the host's, not spin. */
+	*spin = (t1 - t0) - lock_steal_cycles(c, steal0, t1 - t0);
 	lock_grant(s, c->id); /* ours now, however it came to us */
 	lk_store(&p->lock_state, LHPVM_LOCK_STATE_HOLDING);
 	if (hint)
@@ -161,22 +167,23 @@ int workload_lock(struct lhpvm_boot_info *bi, uint32_t id, struct lhpvm_vcpu_pag
 	c.pv_pending = bi->pv_pending;
 	c.pv_prev_check = bi->pv_prev_check;
 	c.pv_kick = bi->pv_kick;
+	c.tsc_khz = bi->tsc_khz;
 	slot = lock_slots(bi) + c.lock_index;
 
 	page->start_tsc = rdtsc_ordered();
 	while ((n == 0 || done < n) && !stop_requested(bi)) {
-		uint64_t cycles;
+		uint64_t cycles, spin;
 
 		/* Relaxed: read by the host and the holder lookups as hints;
 		 * pvticket_slow's XADD publishes them to pvticket_unlock_kick. */
 		lk_store(&page->lock_id, c.lock_index);
 		lk_store(&page->lock_state, LHPVM_LOCK_STATE_WAITING);
-		cycles = lockbench_op(&c, l, slot, cs_cycles);
+		cycles = lockbench_op(&c, l, slot, cs_cycles, &spin);
 
 		done++;
 		page->acquisitions = done;
 		page->ops = done;
-		page->spin_cycles += cycles;
+		page->spin_cycles += spin;
 		page->acquire_hist[lockbench_bucket(cycles)]++;
 		if (cycles > max)
 			page->acquire_max_cycles = max = cycles;

@@ -287,3 +287,34 @@ func sized(t *testing.T, policy, lock string, n int) []vmm.Config {
 	}
 	return cfgs
 }
+
+// TestSpinFractionBounded: a vCPU preempted in the middle of its spin
+// window (a ticket lock, 4 vCPUs on 2 pCPUs under rr: waiters are
+// preempted while they spin) is not charged the time it was off its pCPU,
+// so no spin fraction exceeds 1: the guest takes the steal the host
+// publishes out of every acquisition's window.
+func TestSpinFractionBounded(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		cfg := lockConfig(t, "ticket", 4)
+		mc := lockMachine(t, "rr", 300*time.Millisecond)
+		mc.Options.Slice = 10 * time.Millisecond
+		res := runUntil(t, h, mc, func(r *vmm.Result) bool {
+			var waiters uint64
+			for _, v := range r.VMs[0].VCPU {
+				waiters += v.WaiterPreemptions
+			}
+			return waiters > 0
+		}, cfg)
+		require.True(t, res.OK, res.Error)
+		vm := res.VMs[0]
+		var waiters uint64
+		for _, v := range vm.VCPU {
+			waiters += v.WaiterPreemptions
+			require.NotNil(t, v.LockStats)
+			assert.LessOrEqual(t, v.LockStats.SpinFraction, 1.0, "vCPU %d", v.ID)
+			assert.Positive(t, v.StealNs, "vCPU %d was preempted", v.ID)
+		}
+		assert.Positive(t, waiters, "preemptions inside a spin window")
+		assert.LessOrEqual(t, vm.LockStats.SpinFraction, 1.0)
+	})
+}

@@ -124,14 +124,14 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			r.LockStats.add(&p)
 			if m.pol.Exclusive() {
 				// Our scheduler knows when the vCPU really ran: spin is
-				// measured against host run time, not guest wall time, and
-				// the guest's spin window loses the time it did not run:
-				// blocked in WAIT (the guest's wait cycles) and preempted
-				// while waiting (the scheduler's steal-while-waiting).
+				// measured against host run time, not guest wall time. The
+				// guest already took out of each spin window the steal the
+				// host published in its page (the time it was preempted
+				// while waiting); what remains to leave out is the time it
+				// was blocked in WAIT (its wait cycles, steal excluded).
 				a := vm.schedVCPUs[id].Acct
 				run := uint64(a.Run.Nanoseconds()) * vm.tscKHz / 1e6
-				idle := p.WaitCycles + uint64(a.StealWaiting.Nanoseconds())*vm.tscKHz/1e6
-				vr.LockStats.SpinCycles = p.SpinCycles - min(idle, p.SpinCycles)
+				vr.LockStats.SpinCycles = p.SpinCycles - min(p.WaitCycles, p.SpinCycles)
 				vr.LockStats.cycles = run
 				runTotal += run
 				spinTotal += vr.LockStats.SpinCycles
