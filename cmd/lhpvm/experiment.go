@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +31,8 @@ type expFlags struct {
 	given  []string // the flags given
 	// precision is --precision as given (sweep.ParsePrecision reads it).
 	precision string
+	resume    string // --resume DIR
+	force     bool
 }
 
 func newExperimentCmd() *cobra.Command {
@@ -95,10 +100,13 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "work outside the lock in TSC cycles")
 	fl.IntVar(&f.Repeat, "repeat", 3, "runs per cell (rounds, the cells interleaved); with --precision, the least")
 	fl.StringVar(&f.precision, "precision", "", "repeat each cell past --repeat until the 95 % interval of its ratio to the reference is this tight, e.g. 25% (needs --budget)")
+	fl.Uint64Var(&f.Seed, "seed", 0, "the experiment's seed: every run's start is derived from it and the run's place in the plan (default: a fresh one, recorded in results.json)")
 	fl.DurationVar(&f.Budget, "budget", 0, "--precision: the most the whole experiment may take, e.g. 10m; cells still wide then are marked")
 	fl.BoolVar(&f.json, "json", false, "print the rows as JSON")
 	fl.StringVar(&f.Backend, "backend", backend.Auto, "execution backend: "+backendHelp())
-	fl.StringVar(&f.Out, "out", "", "write results.json, runs.csv, cells.csv and SVG plots into this directory")
+	fl.StringVar(&f.Out, "out", "", "write results.json (after every run), journal.jsonl, runs.csv, cells.csv and SVG plots into this directory (new or empty)")
+	fl.BoolVar(&f.force, "force", false, "--out: replace the files of an earlier experiment there")
+	fl.StringVar(&f.resume, "resume", "", "continue the unfinished experiment in this --out directory: its plan, seed and backend; its finished runs kept")
 	fl.StringVar(&f.Shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge)")
 	fl.StringVar(&f.Trace, "trace", "", "write a Perfetto trace of every run into this directory")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
@@ -111,25 +119,83 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 }
 
 func runExperiment(out, errOut io.Writer, f expFlags) error {
-	p, err := sweep.Check(f.Options)
+	var p *sweep.Plan
+	var err error
+	if f.resume != "" {
+		for _, name := range f.given {
+			if !slices.Contains([]string{"resume", "quiet", "json"}, name) {
+				return errkind.Usagef("--%s: --resume continues the experiment as it was planned (give only --quiet or --json)", name)
+			}
+		}
+		p, err = sweep.Resume(f.resume)
+	} else {
+		p, err = sweep.Check(f.Options)
+		if err == nil && p.Out != "" {
+			err = sweep.PrepareOut(p.Out, f.force)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if err := p.MakeDirs(); err != nil {
 		return err
 	}
-	h, meta, err := openSweep(f.Backend)
+	backendName := f.Backend
+	if p.Resumed != nil {
+		backendName = p.Resumed.Backend
+	}
+	h, meta, err := openSweep(backendName)
 	if err != nil {
+		if p.Resumed != nil {
+			return fmt.Errorf("--resume: the experiment ran on %s, which this host cannot open: %w", p.Resumed.Backend, err)
+		}
 		return err
 	}
 	defer h.Close()
+	if p.Out != "" {
+		j, err := sweep.OpenJournal(p.Out)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		p.Journal = j.Record
+	}
+	// The first Ctrl-C (or SIGTERM) abandons the run in flight and ends
+	// the experiment with what finished, written; the second exits at once
+	// (the journal and results.json are whole after every run).
+	stop := make(chan struct{})
+	p.Stop = stop
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	release := onInterrupt(func(sig os.Signal) {
+		fmt.Fprintf(errOut, "\n%v: stopping after writing what finished (again to quit at once)\n", sig)
+		close(stop)
+		cancel(errors.New("interrupted"))
+	}, func(os.Signal) { os.Exit(130) })
+	defer release()
 	prog := newProgress(errOut, p.Runs(), f.quiet)
-	res, err := p.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachine(h, mc, cfgs...) }, prog, meta)
+	res, err := p.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachineCtx(ctx, h, mc, cfgs...) }, prog, meta)
 	prog.finish()
+	if errors.Is(err, sweep.ErrInterrupted) {
+		rerr := report(out, res, p.Out, f.json)
+		how := "nothing was written (no --out)"
+		if p.Out != "" {
+			how = fmt.Sprintf("resume it with: lhpvm experiment --resume %s", p.Out)
+		}
+		fmt.Fprintf(errOut, "interrupted: the finished runs are summarised above; %s\n", how)
+		if rerr != nil && !errors.As(rerr, new(*errkind.RunError)) {
+			return rerr
+		}
+		return errkind.Interrupted(errors.New("interrupted"))
+	}
 	if err != nil {
 		return err
 	}
-	return report(out, res, f.Out, f.json)
+	err = report(out, res, p.Out, f.json)
+	if p.Out != "" {
+		fmt.Fprintf(errOut, "wrote %s: %s\n", p.Out, strings.Join(sweep.Written(p.Out), ", "))
+	}
+	return err
 }
 
 // report writes the results (--out), prints them, and fails the command

@@ -52,7 +52,10 @@ func exitCode(err error, started bool) int {
 	var usage *errkind.UsageError
 	var run *errkind.RunError
 	var io *errkind.IOError
+	var intr *errkind.InterruptedError
 	switch {
+	case errors.As(err, &intr):
+		return 130
 	case errors.As(err, &run), errors.As(err, &io):
 		return 1
 	case errors.As(err, &usage), !started:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -220,24 +221,45 @@ func finishPictures(f runFlags, mc vmm.MachineConfig, plan *runconfig.Plan, res 
 // run ends it like a failure, with the vCPUs stopped cleanly.
 func runMachine(h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
-	done := make(chan struct{})
+	release := onInterrupt(func(sig os.Signal) { cancel(fmt.Errorf("interrupted (%v)", sig)) }, nil)
 	defer func() {
-		signal.Stop(sig)
-		close(done)
+		release()
 		cancel(nil)
 	}()
-	go func() {
-		select {
-		case <-sig:
-			cancel(errors.New("interrupted"))
-		case <-done:
-		}
-	}()
+	return runMachineCtx(ctx, h, mc, cfgs...)
+}
+
+// runMachineCtx runs the VMs on backend h until they end or ctx is done.
+func runMachineCtx(ctx context.Context, h *backend.Choice, mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	res := vmm.RunMachine(ctx, h, mc, cfgs...)
 	res.BackendReason = h.Reason
 	return res
+}
+
+// onInterrupt calls first at the first SIGINT or SIGTERM and again (if
+// not nil) at the second; release stops listening.
+func onInterrupt(first, again func(os.Signal)) (release func()) {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case s := <-sig:
+				if n == 0 {
+					first(s)
+				} else if again != nil {
+					again(s)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
 
 func printTable(out io.Writer, rep *vmm.Result) {

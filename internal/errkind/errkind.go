@@ -61,3 +61,18 @@ func IO(path string, err error) error {
 	}
 	return &IOError{Path: path, Err: err}
 }
+
+// InterruptedError is a command stopped by the user (SIGINT or SIGTERM)
+// after it wrote what it had: exit 130, as a shell reports a SIGINT.
+type InterruptedError struct{ Err error }
+
+func (e *InterruptedError) Error() string { return e.Err.Error() }
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// Interrupted marks err as an interruption (nil stays nil).
+func Interrupted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &InterruptedError{err}
+}

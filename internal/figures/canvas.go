@@ -1,10 +1,12 @@
 package figures
 
 import (
+	"io"
+
 	"fmt"
+	"github.com/lhpvm/lhpvm/internal/atomicfile"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -50,15 +52,10 @@ func render(path string, w, h vg.Length, paint func(draw.Canvas)) error {
 	if out := mc.outside(w, h); len(out) > 0 {
 		return fmt.Errorf("%s: text outside the %v×%v canvas: %s", path, w, h, strings.Join(out, "; "))
 	}
-	f, err := os.Create(path)
-	if err != nil {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := c.WriteTo(w)
 		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	})
 }
 
 // newPlot is a plot with a title.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lhpvm/lhpvm/internal/atomicfile"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -32,27 +33,28 @@ func (res *Results) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := res.writeTables(dir); err != nil {
+		return err
+	}
+	return plotResults(res, dir)
+}
+
+// writeTables writes results.json and the CSVs, each atomically: what a
+// reader (or a crash) finds there is always a whole file, old or new.
+func (res *Results) writeTables(dir string) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, ResultsFile), append(b, '\n')); err != nil {
 		return err
 	}
 	for name, write := range map[string]func(io.Writer) error{"runs.csv": res.writeRunsCSV, "cells.csv": res.writeCellsCSV} {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		if err := write(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), write); err != nil {
 			return err
 		}
 	}
-	return plotResults(res, dir)
+	return nil
 }
 
 // The CSV files: runs.csv has a row per run (every cell's and every
@@ -170,7 +172,7 @@ func (c Cell) csvKey() []string {
 
 // ReadResults reads the results.json of an --out directory.
 func ReadResults(dir string) (*Results, error) {
-	path := filepath.Join(dir, "results.json")
+	path := filepath.Join(dir, ResultsFile)
 	b, err := host.ReadFileLimited(path, 64<<20)
 	var pe *fs.PathError
 	switch {

@@ -43,6 +43,9 @@ type Options struct {
 	// half-width of at most Precision (0.25: ±25 %), or Budget runs out.
 	Precision float64
 	Budget    time.Duration
+	// Seed is the experiment's seed, from which every run's start is
+	// derived; 0 draws a fresh one.
+	Seed uint64
 	// Pairs are the comparisons Precision aims at (a preset's: cell A ÷
 	// cell B at every size); without any, each cell against the reference.
 	Pairs []Pair
@@ -84,6 +87,29 @@ type Plan struct {
 	Trace    string // where the traces go ("" nowhere)
 	duration time.Duration
 	budget   time.Duration // Precision's bound on the whole experiment
+
+	// Stop, when closed, ends the experiment after (abandoning) the run in
+	// flight: Run returns the finished runs, incomplete, and
+	// ErrInterrupted.
+	Stop <-chan struct{}
+	// Journal, if set, hears of every finished run, with the results so
+	// far (a function: summarising costs, and a journal may not need it).
+	Journal func(e Entry, partial func() *Results) error
+	// Done are runs already made, by identity (a resumed experiment's
+	// journal): Run takes them instead of running them again.
+	Done map[string]RunResult
+	// Resumed says when the experiment first started, with what command
+	// line, and how long its runs have taken so far.
+	Resumed *Resumed
+}
+
+// Resumed is what a resumed experiment keeps of its first start.
+type Resumed struct {
+	Start   time.Time
+	Args    []string
+	Elapsed time.Duration
+	Backend string // the backend that ran it: a resume must run on the same
+	Commit  string
 }
 
 // Pair is a comparison an experiment makes at every size of its matrix:
@@ -206,6 +232,10 @@ func check(o Options) (*Plan, error) {
 		p.budget = o.Budget
 	}
 	p.Matrix.Pairs = o.Pairs
+	p.Matrix.Seed = o.Seed
+	for p.Matrix.Seed == 0 {
+		p.Matrix.Seed = sched.NewSeed()
+	}
 	if len(p.Matrix.Cells()) == 0 {
 		return nil, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", o.Variants, o.Policies)
 	}

@@ -35,6 +35,9 @@ type Matrix struct {
 	Variants []string `json:"variants,omitempty"`
 	// BoostKicked: pv policies boost the kicked vCPU in every cell.
 	BoostKicked bool `json:"boost_kicked,omitempty"`
+	// Seed is the experiment's: each run's seed (its start) is derived
+	// from it and the run's place in the plan.
+	Seed uint64 `json:"seed"`
 	// Precision and Budget: cells repeated past Repeat rounds until their
 	// interval against the reference is this tight, within this time.
 	Precision float64 `json:"precision,omitempty"`
@@ -67,7 +70,10 @@ func (m Matrix) Cells() []CellKey {
 	return ks
 }
 
+// equal: the same matrix, whatever seed each shard drew (its runs record
+// theirs).
 func (m Matrix) equal(o Matrix) bool {
+	m.Seed, o.Seed = 0, 0
 	a, _ := json.Marshal(m)
 	b, _ := json.Marshal(o)
 	return string(a) == string(b)
@@ -241,6 +247,9 @@ type Results struct {
 	// Comparisons are the matrix's pairs (a preset's claims), each with its
 	// interval and computed verdict.
 	Comparisons []Comparison `json:"comparisons,omitempty"`
+	// Complete: every planned run was made. False for an experiment that
+	// was stopped (experiment --resume DIR finishes it) or is under way.
+	Complete bool `json:"complete"`
 }
 
 // Comparison is one claim's ratio at one size: A ÷ B, the 95 % interval,

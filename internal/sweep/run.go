@@ -3,7 +3,9 @@ package sweep
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lhpvm/lhpvm/internal/errkind"
@@ -37,12 +39,49 @@ func (noProgress) Done(string, bool) {}
 // refKey is the reference: ticket lock, 2 vCPUs on the pCPUs, rr.
 var refKey = CellKey{VCPUs: 2, Lock: "ticket", Policy: "rr"}
 
+// ErrInterrupted: the experiment was stopped (Plan.Stop) before it ended.
+// What finished is in the results, marked incomplete.
+var ErrInterrupted = errors.New("interrupted")
+
+// A run's identity within its experiment: what it measures and its place
+// in the plan. Its seed is derived from the experiment's seed and the
+// identity, so a resumed experiment draws the runs it has left exactly as
+// the uninterrupted one would have.
+func runID(kind string, k CellKey, round int) string {
+	return fmt.Sprintf("%s %v #%d", kind, k, round)
+}
+
+func runSeed(experiment uint64, id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	x := experiment ^ h.Sum64()
+	// splitmix64's finaliser: nearby inputs, unrelated seeds.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// Entry is one finished run in the journal (Plan.Journal): an experiment
+// that stops midway loses at most the run in flight.
+type Entry struct {
+	ID    string    `json:"id"`
+	Kind  string    `json:"kind"` // reference_before, reference_during, reference_after, cell
+	Cell  CellKey   `json:"cell"`
+	Round int       `json:"round"`
+	Run   RunResult `json:"run"`
+}
+
 // Run runs the experiment: the reference, every cell of its shard Repeat
 // times (a cell that fails or is refused is not run again), the reference
 // again; then it summarises them. meta says what runs it (version,
 // commit, backend, command line); Run adds the host, the pCPUs and the
 // times. A failed reference run ends it with a run failure: no cell could
-// be compared.
+// be compared. When Plan.Stop closes, the run in flight is abandoned and
+// Run returns what finished, summarised and marked incomplete, with
+// ErrInterrupted. Runs found in Plan.Done (a resumed experiment's journal)
+// are taken from there instead of run again.
 func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	if prog == nil {
 		prog = noProgress{}
@@ -50,12 +89,43 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	meta.Kernel, meta.CPUModel = HostFacts()
 	meta.PauseNs = host.PauseNs()
 	meta.PCPUs, meta.Start, meta.Summary, meta.NoisyDrift = p.PCPUs, time.Now(), SummaryRule, NoisyDrift
+	if p.Resumed != nil {
+		meta.Start = p.Resumed.Start
+		meta.Args = append(append([]string(nil), p.Resumed.Args...), "(resumed: "+strings.Join(meta.Args, " ")+")")
+	}
 	res := &Results{Matrix: p.Matrix, Shards: []Shard{p.Shard}, Meta: meta}
 	repeat := p.Matrix.Repeat
-
+	ref := &Reference{Shard: p.Shard.I}
+	mine := p.Mine()
+	res.Cells = make([]Cell, len(mine))
+	for i, k := range mine {
+		res.Cells[i] = Cell{CellKey: k, Shard: p.Shard.I}
+	}
+	// partial is the results so far, summarised as the end would.
+	partial := func() *Results {
+		out := *res
+		r := *ref
+		r.Summarize()
+		out.References = []Reference{r}
+		out.Cells = append([]Cell(nil), res.Cells...)
+		for i := range out.Cells {
+			out.Cells[i].Summarize(&r)
+		}
+		out.Comparisons = out.compare()
+		out.Meta.End = time.Now()
+		return &out
+	}
 	runs := 0
-	once := func(k CellKey) (RunResult, int) {
+	once := func(kind string, k CellKey, round int) (RunResult, int, error) {
 		runs++
+		id := runID(kind, k, round)
+		vms := len(p.cell(k).VMs)
+		if r, ok := p.Done[id]; ok {
+			return r, vms, nil
+		}
+		if p.stopped() {
+			return RunResult{}, vms, ErrInterrupted
+		}
 		tracePath := ""
 		if p.Trace != "" {
 			lock := k.Lock
@@ -64,13 +134,30 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 			}
 			tracePath = filepath.Join(p.Trace, fmt.Sprintf("%dvcpus-%s-%s-%d.json", k.VCPUs, lock, k.Policy, runs))
 		}
-		return p.runCell(run, k, tracePath)
+		r, _ := p.runCell(run, k, tracePath, runSeed(p.Matrix.Seed, id))
+		if p.stopped() && !r.OK {
+			return RunResult{}, vms, ErrInterrupted // stopped in flight: not a result
+		}
+		if p.Journal != nil {
+			if err := p.Journal(Entry{ID: id, Kind: kind, Cell: k, Round: round, Run: r}, partial); err != nil {
+				return r, vms, err
+			}
+		}
+		return r, vms, nil
 	}
-	ref := &Reference{Shard: p.Shard.I}
+	stop := func(err error) (*Results, error) {
+		if errors.Is(err, ErrInterrupted) {
+			return partial(), err // Complete stays false
+		}
+		return nil, err
+	}
 	reference := func(into *[]RunResult, when string) error {
 		for i := 0; i < repeat; i++ {
 			prog.Start(fmt.Sprintf("reference (%s)", when))
-			r, _ := once(refKey)
+			r, _, err := once("reference_"+when, refKey, i)
+			if err != nil {
+				return err
+			}
 			*into = append(*into, r)
 			prog.Done(fmt.Sprintf("reference (%s), run %d: %.3g acq/s", when, i+1, r.OpsPerSec), r.OK)
 			if !r.OK {
@@ -80,16 +167,11 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 		return nil
 	}
 	if err := reference(&ref.Before, "before"); err != nil {
-		return nil, err
+		return stop(err)
 	}
 	// Interleaved, round by round (A B C A B C ...), so that a drift of the
 	// host over the matrix falls on every cell alike and cancels in their
 	// ratios, rather than on whichever cell ran last.
-	mine := p.Mine()
-	res.Cells = make([]Cell, len(mine))
-	for i, k := range mine {
-		res.Cells[i] = Cell{CellKey: k, Shard: p.Shard.I}
-	}
 	for round := 0; round < repeat; round++ {
 		for i, k := range mine {
 			c := &res.Cells[i]
@@ -97,7 +179,10 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 				continue // the cell has failed (or cannot run): no more runs of it
 			}
 			prog.Start(k.String())
-			r, vms := once(k)
+			r, vms, err := once("cell", k, round)
+			if err != nil {
+				return stop(err)
+			}
 			c.VMs = vms
 			c.Runs = append(c.Runs, r)
 			state := fmt.Sprintf("%.3g acq/s, seed %d", r.OpsPerSec, r.Seed)
@@ -111,12 +196,16 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 		}
 	}
 	if p.Matrix.Precision > 0 {
-		if err := p.untilPrecise(res, ref, once, prog, meta.Start); err != nil {
-			return nil, err
+		budgetStart := meta.Start
+		if p.Resumed != nil { // the budget counts the time the runs took, not the pause
+			budgetStart = time.Now().Add(-p.Resumed.Elapsed)
+		}
+		if err := p.untilPrecise(res, ref, once, prog, budgetStart); err != nil {
+			return stop(err)
 		}
 	}
 	if err := reference(&ref.After, "after"); err != nil {
-		return nil, err
+		return stop(err)
 	}
 	ref.Summarize()
 	res.References = []Reference{*ref}
@@ -125,7 +214,17 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	}
 	res.Comparisons = res.compare()
 	res.Meta.End = time.Now()
+	res.Complete = true
 	return res, nil
+}
+
+func (p *Plan) stopped() bool {
+	select {
+	case <-p.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // cell is the scenario of cell k: its VMs (one, or VMs of VMVCPUs), the
@@ -157,7 +256,7 @@ func (p *Plan) cell(k CellKey) scenario.Scenario {
 
 // runCell runs cell k once, resolved as any run is (runconfig), and says
 // how many VMs it has.
-func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string) (RunResult, int) {
+func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string, seed uint64) (RunResult, int) {
 	sc := p.cell(k)
 	var r RunResult
 	plan, err := runconfig.FromScenario(sc)
@@ -167,6 +266,7 @@ func (p *Plan) runCell(run RunFunc, k CellKey, tracePath string) (RunResult, int
 		return r, len(sc.VMs)
 	}
 	mc := plan.Machine
+	mc.Seed = &seed
 	if tracePath != "" {
 		w, err := trace.Create(tracePath, trace.DefaultLimit)
 		if err != nil {
@@ -286,7 +386,7 @@ func (p *Plan) imprecise(res *Results, ref *Reference) []int {
 // precision asked for - until none is, or the next round would not end
 // within the budget (counted from start); the cells left wide are marked
 // OutOfBudget.
-func (p *Plan) untilPrecise(res *Results, ref *Reference, once func(CellKey) (RunResult, int), prog Progress, start time.Time) error {
+func (p *Plan) untilPrecise(res *Results, ref *Reference, once func(string, CellKey, int) (RunResult, int, error), prog Progress, start time.Time) error {
 	deadline := start.Add(p.budget)
 	for round := p.Matrix.Repeat + 1; ; round++ {
 		need := p.imprecise(res, ref)
@@ -307,7 +407,10 @@ func (p *Plan) untilPrecise(res *Results, ref *Reference, once func(CellKey) (Ru
 			return nil
 		}
 		prog.Start("reference (precision)")
-		r, _ := once(refKey)
+		r, _, err := once("reference_during", refKey, round)
+		if err != nil {
+			return err
+		}
 		ref.During = append(ref.During, r)
 		prog.Done(fmt.Sprintf("reference (precision round %d): %.3g acq/s", round, r.OpsPerSec), r.OK)
 		if !r.OK {
@@ -316,7 +419,10 @@ func (p *Plan) untilPrecise(res *Results, ref *Reference, once func(CellKey) (Ru
 		for _, i := range need {
 			c := &res.Cells[i]
 			prog.Start(c.CellKey.String())
-			r, _ := once(c.CellKey)
+			r, _, err := once("cell", c.CellKey, len(c.Runs))
+			if err != nil {
+				return err
+			}
 			c.Runs = append(c.Runs, r)
 			state := fmt.Sprintf("%.3g acq/s, seed %d", r.OpsPerSec, r.Seed)
 			if !r.OK {

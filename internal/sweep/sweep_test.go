@@ -258,7 +258,10 @@ func TestCheck(t *testing.T) {
 	}
 	p, err := Check(opts())
 	require.NoError(t, err)
-	assert.Equal(t, matrix, p.Matrix)
+	assert.NotZero(t, p.Matrix.Seed, "a fresh experiment seed")
+	got := p.Matrix
+	got.Seed = 0
+	assert.Equal(t, matrix, got)
 	assert.Equal(t, Shard{1, 1}, p.Shard)
 	assert.Len(t, p.Mine(), 8)
 	assert.Equal(t, 2*2+8*2, p.Runs())
@@ -507,4 +510,86 @@ func TestPrecision(t *testing.T) {
 	for _, cell := range res.Cells {
 		assert.True(t, cell.OutOfBudget, "%v", cell.CellKey)
 	}
+}
+
+// stopAfter is a fake backend that closes stop after n runs.
+type stopAfter struct {
+	noisyRuns
+	n    int
+	stop chan struct{}
+	runs int
+}
+
+func (f *stopAfter) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+	f.runs++
+	if f.runs == f.n {
+		close(f.stop)
+		return &vmm.Result{Err: errors.New("interrupted"), Error: "interrupted"} // the run in flight
+	}
+	r := f.noisyRuns.run(mc, cfgs...)
+	r.Seed = *mc.Seed
+	return r
+}
+
+// TestInterruptResume: an experiment stopped midway writes what finished
+// (complete false, every finished run in the journal); --resume finishes it
+// with the same plan and seeds, making no run twice, and the result is the
+// uninterrupted experiment's.
+func TestInterruptResume(t *testing.T) {
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	o := Options{Locks: "tas,ticket", Policies: "rr", Sizes: "2,4", Duration: time.Second, Repeat: 2,
+		PCPUs: sched.FormatCPUList(cpus[:1]), Backend: "auto", Seed: 42, Out: dir}
+	p, err := Check(o)
+	require.NoError(t, err)
+	require.NoError(t, PrepareOut(dir, false))
+	j, err := OpenJournal(dir)
+	require.NoError(t, err)
+	f := &stopAfter{noisyRuns: noisyRuns{r: rand.New(rand.NewPCG(1, 1)), runs: map[string]int{}}, n: 6, stop: make(chan struct{})}
+	p.Stop, p.Journal = f.stop, j.Record
+	res, err := p.Run(f.run, nil, Meta{Backend: "ptrace"})
+	require.ErrorIs(t, err, ErrInterrupted)
+	require.NoError(t, j.Close())
+	assert.False(t, res.Complete)
+	require.NoError(t, res.Write(dir))
+	done, err := ReadJournal(dir)
+	require.NoError(t, err)
+	assert.Len(t, done, 5, "the five runs before the one in flight")
+	err = PrepareOut(dir, false)
+	require.Error(t, err, "an unfinished experiment's folder is not reused")
+	assert.Contains(t, err.Error(), "--resume")
+
+	q, err := Resume(dir)
+	require.NoError(t, err)
+	assert.Equal(t, p.Matrix, q.Matrix)
+	j, err = OpenJournal(dir)
+	require.NoError(t, err)
+	q.Journal = j.Record
+	g := &stopAfter{noisyRuns: noisyRuns{r: rand.New(rand.NewPCG(1, 1)), runs: map[string]int{}}, n: -1}
+	res, err = q.Run(g.run, nil, Meta{Backend: "ptrace"})
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	assert.True(t, res.Complete)
+	assert.Equal(t, 2*2+4*2-5, g.runs, "only the runs not in the journal")
+	done, err = ReadJournal(dir) // no run twice: it refuses duplicates
+	require.NoError(t, err)
+	assert.Len(t, done, 12)
+
+	// The seeds are the uninterrupted experiment's.
+	u, err := Check(o)
+	require.NoError(t, err)
+	h := &stopAfter{noisyRuns: noisyRuns{r: rand.New(rand.NewPCG(1, 1)), runs: map[string]int{}}, n: -1}
+	whole, err := u.Run(h.run, nil, Meta{})
+	require.NoError(t, err)
+	seeds := func(r *Results) []uint64 {
+		var s []uint64
+		for _, c := range r.Cells {
+			for _, run := range c.Runs {
+				s = append(s, run.Seed)
+			}
+		}
+		return s
+	}
+	assert.Equal(t, seeds(whole), seeds(res))
 }
