@@ -32,6 +32,7 @@ type expFlags struct {
 	// precision is --precision as given (sweep.ParsePrecision reads it).
 	precision string
 	resume    string // --resume DIR
+	compare   string // --compare A/B,... (sweep.ParsePairs reads it)
 	force     bool
 }
 
@@ -76,6 +77,13 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.Changed = cmd.Flags().Changed
 			cmd.Flags().Visit(func(fl *pflag.Flag) { f.given = append(f.given, fl.Name) })
+			if f.Changed("compare") {
+				pairs, err := sweep.ParsePairs(f.compare)
+				if err != nil {
+					return errkind.Usage(err)
+				}
+				f.Pairs = pairs
+			}
 			if f.Changed("precision") {
 				x, err := sweep.ParsePrecision(f.precision)
 				if err != nil {
@@ -99,6 +107,7 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "critical-section length in TSC cycles")
 	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "work outside the lock in TSC cycles")
 	fl.IntVar(&f.Repeat, "repeat", 3, "runs per cell (rounds, the cells interleaved); with --precision, the least")
+	fl.StringVar(&f.compare, "compare", "", "ratios to judge, each with its 95 % interval and a verdict: A/B,... with A and B LOCK:POLICY cells (e.g. pticket:rr/ticket:rr); --precision aims at these")
 	fl.StringVar(&f.precision, "precision", "", "repeat each cell past --repeat until the 95 % interval of its ratio to the reference is this tight, e.g. 25% (needs --budget)")
 	fl.Uint64Var(&f.Seed, "seed", 0, "the experiment's seed: every run's start is derived from it and the run's place in the plan (default: a fresh one, recorded in results.json)")
 	fl.DurationVar(&f.Budget, "budget", 0, "--precision: the most the whole experiment may take, e.g. 10m; cells still wide then are marked")

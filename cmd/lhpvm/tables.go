@@ -53,6 +53,7 @@ func printResults(out io.Writer, res *sweep.Results) {
 		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, n,
 			acq, c.VsRefText(), 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
 	}
+	printComparisons(out, res)
 	if f := res.Failed(); len(f) > 0 {
 		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
 		for _, c := range f {
@@ -129,10 +130,25 @@ func printAblation(out io.Writer, res *sweep.Results) {
 			ms(c.HeldPreemptedNs), ms(c.GrantedPreemptedNs), e.PVLockStealing, e.PVWaitNode, e.PVWaitHead,
 			e.PVWaitEarly, e.PVKickUnlock, e.PVLatencyWake/1e3, verdict(c))
 	}
+	printComparisons(out, res)
 	if f := res.Failed(); len(f) > 0 {
 		fmt.Fprintf(out, "\nFailed cells (%d):\n", len(f))
 		for _, c := range f {
 			fmt.Fprintf(out, "- %s\n", c)
 		}
+	}
+}
+
+// printComparisons is the table of the matrix's comparisons (--compare, a
+// preset's claims), each judged from its interval.
+func printComparisons(out io.Writer, res *sweep.Results) {
+	if len(res.Comparisons) == 0 {
+		return
+	}
+	fmt.Fprint(out, "\nComparisons: the ratio of the medians, its 95 % bootstrap interval, and the verdict on the claim that A beats B (holds: the interval lies above 1; reversed: below; inconclusive: it contains 1).\n\n")
+	fmt.Fprintln(out, "| vCPUs | A | B | A ÷ B [95 % CI] | n (A, B) | verdict |")
+	fmt.Fprintln(out, "|---:|---|---|---:|---:|---|")
+	for _, c := range res.Comparisons {
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %d, %d | %s |\n", c.A.VCPUs, sweep.CellName(c.A), sweep.CellName(c.B), c.Text(), c.Runs[0], c.Runs[1], c.Verdict)
 	}
 }

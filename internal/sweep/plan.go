@@ -231,6 +231,17 @@ func check(o Options) (*Plan, error) {
 		p.Matrix.Budget = o.Budget.String()
 		p.budget = o.Budget
 	}
+	for i, pr := range o.Pairs {
+		for _, k := range []*CellKey{&o.Pairs[i].A, &o.Pairs[i].B} {
+			if o.Ablation != "" && k.Variant == "" && k.Lock != "" && !slices.Contains(locks, k.Lock) {
+				k.Variant, k.Lock = k.Lock, "" // an ablation's cells are named by variant
+			}
+			if (k.Lock != "" && !slices.Contains(locks, k.Lock)) || (k.Variant != "" && !slices.Contains(variants, k.Variant)) || !slices.Contains(policies, k.Policy) {
+				return nil, fmt.Errorf("--compare %s/%s: %s is not a cell of the matrix (locks %s, policies %s)",
+					pairSide(pr.A), pairSide(pr.B), pairSide(*k), strings.Join(locks, ","), strings.Join(policies, ","))
+			}
+		}
+	}
 	p.Matrix.Pairs = o.Pairs
 	p.Matrix.Seed = o.Seed
 	for p.Matrix.Seed == 0 {
@@ -283,4 +294,42 @@ func ParsePrecision(s string) (float64, error) {
 		return 0, fmt.Errorf("--precision %q: a relative half-width such as 25%% or 0.25 (above 0, below 100 %%)", s)
 	}
 	return x, nil
+}
+
+// ParsePairs reads --compare: comma-separated A/B, each side a lock (or an
+// ablation's variant) with an optional :POLICY, e.g. "pticket:rr/ticket:rr"
+// or "tas:delay/tas:rr". A side without a policy takes the other side's.
+func ParsePairs(s string) ([]Pair, error) {
+	var out []Pair
+	for _, item := range splitList(s) {
+		a, b, ok := strings.Cut(item, "/")
+		if !ok || a == "" || b == "" {
+			return nil, fmt.Errorf("--compare %q: want A/B, e.g. pticket:rr/ticket:rr", item)
+		}
+		side := func(x string) (name, policy string) {
+			name, policy, _ = strings.Cut(x, ":")
+			return strings.TrimSpace(name), strings.TrimSpace(policy)
+		}
+		an, ap := side(a)
+		bn, bp := side(b)
+		if ap == "" {
+			ap = bp
+		}
+		if bp == "" {
+			bp = ap
+		}
+		if ap == "" {
+			return nil, fmt.Errorf("--compare %q: name a policy on one side at least, e.g. pticket:rr/ticket", item)
+		}
+		out = append(out, Pair{A: CellKey{Lock: an, Policy: ap}, B: CellKey{Lock: bn, Policy: bp}})
+	}
+	return out, nil
+}
+
+func pairSide(k CellKey) string {
+	name := k.Lock
+	if k.Variant != "" {
+		name = k.Variant
+	}
+	return name + ":" + k.Policy
 }

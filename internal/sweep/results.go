@@ -409,3 +409,24 @@ func ratioNum(x float64) string {
 	}
 	return fmt.Sprintf("%.3g", x)
 }
+
+// Text is the comparison as the tables print it: "0.78 [0.61–1.02]".
+func (c Comparison) Text() string {
+	if c.RatioCI95 == nil {
+		return ratioNum(c.Ratio) + " [unbounded]"
+	}
+	return fmt.Sprintf("%s [%s–%s]", ratioNum(c.Ratio), ratioNum(c.RatioCI95[0]), ratioNum(c.RatioCI95[1]))
+}
+
+// CellName is a cell as a comparison names it: LOCK:POLICY (or
+// LOCK-VARIANT:POLICY).
+func CellName(k CellKey) string {
+	name := k.Lock
+	if k.Variant != "" {
+		if name != "" {
+			name += "-"
+		}
+		name += k.Variant
+	}
+	return name + ":" + k.Policy
+}

@@ -593,3 +593,22 @@ func TestInterruptResume(t *testing.T) {
 	}
 	assert.Equal(t, seeds(whole), seeds(res))
 }
+
+func TestParsePairs(t *testing.T) {
+	got, err := ParsePairs("pticket:rr/ticket, tas:delay/tas:rr")
+	require.NoError(t, err)
+	assert.Equal(t, []Pair{
+		{CellKey{Lock: "pticket", Policy: "rr"}, CellKey{Lock: "ticket", Policy: "rr"}},
+		{CellKey{Lock: "tas", Policy: "delay"}, CellKey{Lock: "tas", Policy: "rr"}},
+	}, got)
+	for _, bad := range []string{"pticket", "pticket/", "/ticket", "pticket/ticket"} {
+		_, err := ParsePairs(bad)
+		assert.Error(t, err, bad)
+	}
+	cpus, err := host.AllowedCPUs()
+	require.NoError(t, err)
+	o := Options{Locks: "ticket", Policies: "rr", Sizes: "4", Duration: time.Second, Repeat: 1,
+		PCPUs: sched.FormatCPUList(cpus[:1]), Backend: "auto", Pairs: got[:1]}
+	_, err = Check(o)
+	assert.ErrorContains(t, err, "pticket:rr is not a cell of the matrix")
+}
