@@ -91,7 +91,7 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 				}
 				f.Precision = x
 			}
-			if f.preset != "" || f.Changed("doc") {
+			if f.preset != "" || f.Changed("doc") { // --resume with --preset is the preset's
 				return runPreset(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 			}
 			return runExperiment(cmd.OutOrStdout(), cmd.ErrOrStderr(), f)

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/lhpvm/lhpvm/internal/atomicfile"
 	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/lhpvm/lhpvm/vmm"
 )
@@ -37,6 +42,12 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 	if err != nil {
 		return errkind.Usage(err)
 	}
+	if f.resume != "" {
+		if f.Changed("out") && f.Out != f.resume {
+			return errkind.Usagef("--resume %s with --out %s: a resumed preset writes where it first did", f.resume, f.Out)
+		}
+		f.Out = f.resume
+	}
 	ov := sweep.PresetOverrides{Backend: f.Backend, PCPUs: f.PCPUs, Out: f.Out}
 	if f.Changed("duration") {
 		ov.Duration = f.Duration
@@ -51,34 +62,99 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 	if err != nil {
 		return err
 	}
+	const docLimit = 16 << 20
 	if f.doc != "" { // before an experiment of minutes, not after
-		doc, err := os.ReadFile(f.doc)
+		doc, err := host.ReadFileLimited(f.doc, docLimit)
 		if err != nil {
 			return errkind.IO(f.doc, fmt.Errorf("--doc: %w", err))
 		}
 		if err := sweep.CheckDoc(doc, p.Name); err != nil {
 			return errkind.Usage(fmt.Errorf("--doc %s: %w", f.doc, err))
 		}
+		if err := checkReplaceable(f.doc); err != nil {
+			return errkind.IO(f.doc, fmt.Errorf("--doc: %w", err))
+		}
+	}
+	// Each part is an experiment of its own in --out/PART. A new preset
+	// needs them new or empty (--force replaces them); --resume keeps the
+	// parts that finished, finishes the one that was stopped and runs the
+	// rest.
+	plans := make([]*sweep.Plan, len(p.Parts))
+	done := map[string]*sweep.Results{}
+	for i, part := range p.Parts {
+		plan, err := sweep.Check(part.With(ov))
+		if err != nil {
+			return err
+		}
+		if plan.Out != "" {
+			res, rerr := sweep.ReadResults(plan.Out)
+			switch {
+			case f.resume != "" && rerr == nil && res.Complete:
+				done[part.Name] = res
+			case f.resume != "" && rerr == nil:
+				if plan, err = sweep.Resume(plan.Out); err != nil {
+					return err
+				}
+			default:
+				if err := sweep.PrepareOut(plan.Out, f.force); err != nil {
+					return err
+				}
+			}
+		}
+		plans[i] = plan
 	}
 	h, meta, err := openSweep(f.Backend)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
+	stop := make(chan struct{})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	release := onInterrupt(func(sig os.Signal) {
+		fmt.Fprintf(errOut, "\n%v: stopping after writing what finished (again to quit at once)\n", sig)
+		close(stop)
+		cancel(errors.New("interrupted"))
+	}, func(os.Signal) { os.Exit(130) })
+	defer release()
 	prog := newProgress(errOut, total, f.quiet)
 	results := map[string]*sweep.Results{}
 	var failed []string
-	for _, part := range p.Parts {
-		plan, err := sweep.Check(part.With(ov))
-		if err != nil {
-			prog.finish()
-			return err
+	for i, part := range p.Parts {
+		if res := done[part.Name]; res != nil {
+			results[part.Name] = res
+			continue
 		}
+		plan := plans[i]
 		if err := plan.MakeDirs(); err != nil {
 			prog.finish()
 			return err
 		}
-		res, err := plan.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachine(h, mc, cfgs...) }, prog, meta)
+		plan.Stop = stop
+		var j *sweep.Journal
+		if plan.Out != "" {
+			if j, err = sweep.OpenJournal(plan.Out); err != nil {
+				prog.finish()
+				return err
+			}
+			plan.Journal = j.Record
+		}
+		res, err := plan.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachineCtx(ctx, h, mc, cfgs...) }, prog, meta)
+		if j != nil {
+			j.Close()
+		}
+		if errors.Is(err, sweep.ErrInterrupted) {
+			prog.finish()
+			how := "no --out: nothing was kept"
+			if plan.Out != "" {
+				if werr := res.Write(plan.Out); werr != nil {
+					return werr
+				}
+				how = fmt.Sprintf("resume it with: lhpvm experiment --preset %s --resume %s", p.Name, f.Out)
+			}
+			fmt.Fprintf(errOut, "interrupted in part %s; --doc left alone; %s\n", part.Name, how)
+			return errkind.Interrupted(errors.New("interrupted"))
+		}
 		if err != nil {
 			prog.finish()
 			return fmt.Errorf("part %s: %w", part.Name, err)
@@ -90,7 +166,9 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 			}
 		}
 		results[part.Name] = res
-		for _, c := range res.Failed() {
+	}
+	for _, part := range p.Parts {
+		for _, c := range results[part.Name].Failed() {
 			failed = append(failed, part.Name+": "+c)
 		}
 	}
@@ -116,19 +194,40 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 		}
 		fmt.Fprintf(out, "## %s\n\nClaim: %s.\nSource: %s.\n\n%s", p.Name, p.Claim, p.Source, report)
 	}
-	if f.doc != "" {
-		doc, err := os.ReadFile(f.doc)
+	switch {
+	case f.doc != "" && len(failed) > 0:
+		fmt.Fprintf(errOut, "--doc %s left alone: %d cells failed, and a document keeps only whole results\n", f.doc, len(failed))
+	case f.doc != "":
+		doc, err := host.ReadFileLimited(f.doc, docLimit)
 		if err == nil {
 			if doc, err = sweep.ReplaceDoc(doc, p.Name, report); err == nil {
-				err = os.WriteFile(f.doc, doc, 0o644)
+				err = atomicfile.WriteBytes(f.doc, doc) // a full disk leaves the old document whole
 			}
 		}
 		if err != nil {
-			return errkind.IO(f.doc, fmt.Errorf("--doc %s: %w", f.doc, err))
+			return errkind.IO(f.doc, fmt.Errorf("--doc %s (left as it was): %w", f.doc, err))
 		}
+		fmt.Fprintf(errOut, "wrote the report of %s into %s\n", p.Name, f.doc)
 	}
 	if len(failed) > 0 {
 		return errkind.Run(fmt.Errorf("%d cells failed: %s", len(failed), strings.Join(failed, "; ")))
 	}
 	return nil
+}
+
+// checkReplaceable checks, before any run, that path can be replaced as
+// atomicfile replaces it: a file of the user's that is writable, in a
+// directory where a temporary file can be made.
+func checkReplaceable(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".lhpvm-probe-*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
 }

@@ -10,6 +10,7 @@ import (
 
 func newStartsCmd() *cobra.Command {
 	var minRuns int
+	var plot string
 	cmd := &cobra.Command{
 		Use:   "starts DIR",
 		Short: "Show how each run's start decided it, from an experiment's --out",
@@ -32,9 +33,15 @@ grouped by it. docs/measurements.md was made with it.`,
 				return err
 			}
 			fmt.Fprint(cmd.OutOrStdout(), sweep.StartReport(res, minRuns))
+			if plot != "" {
+				if err := sweep.StartPlot(res, minRuns, plot); err != nil {
+					return errkind.IO(plot, fmt.Errorf("--plot %s: %w", plot, err))
+				}
+			}
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&minRuns, "min-runs", 10, "leave out cells with fewer good runs")
+	cmd.Flags().StringVar(&plot, "plot", "", "also draw every run's whole-run and steady-state throughput, per cell, into this file (.svg or .png)")
 	return cmd
 }

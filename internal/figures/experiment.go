@@ -263,6 +263,7 @@ func StripChart(s Strip, path string) error {
 	}
 	if lo > 0 && hi/lo > 20 {
 		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		p.Y.Min, p.Y.Max = lo/1.5, hi*1.5 // no dot on an axis
 	} else {
 		p.Y.Min = 0
 	}

@@ -68,3 +68,13 @@ func TestRenderRefusesClippedText(t *testing.T) {
 		c.FillText(sty, vg.Point{X: 5, Y: 20}, "fits")
 	}))
 }
+
+// TestStripChart: a strip of runs, log-scaled when they span decades, and
+// linear otherwise; every label inside the canvas (render checks).
+func TestStripChart(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, StripChart(Strip{Title: "runs", XLabel: "cell", YLabel: "acq/s", Groups: []string{"a", "b"},
+		Values: [][]float64{{1e4, 3e4, 5e4}, {60, 65, 66}}}, filepath.Join(dir, "log.svg")))
+	require.NoError(t, StripChart(Strip{Title: "runs", XLabel: "cell", YLabel: "acq/s", Groups: []string{"a"},
+		Values: [][]float64{{0, 1, 2}}}, filepath.Join(dir, "linear.svg")))
+}

@@ -202,7 +202,7 @@ type PresetOverrides struct {
 
 // PresetFlags are the experiment flags a preset run accepts; the others
 // are the preset's.
-var PresetFlags = []string{"preset", "backend", "pcpus", "out", "duration", "repeat", "precision", "budget", "quiet", "json", "doc"}
+var PresetFlags = []string{"preset", "backend", "pcpus", "out", "force", "resume", "duration", "repeat", "precision", "budget", "quiet", "json", "doc"}
 
 // Options is part p of the preset as run with the overrides o.
 func (p Part) With(o PresetOverrides) Options {

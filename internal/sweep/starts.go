@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/lhpvm/lhpvm/internal/figures"
 	"github.com/lhpvm/lhpvm/internal/stats"
 )
 
@@ -173,4 +174,29 @@ func eta2(groups map[string][]RunResult, f func(RunResult) float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", between/total)
+}
+
+// StartPlot draws, for every cell with at least minRuns good runs, each
+// run's whole-run and steady-state throughput side by side (a strip each,
+// log scale): the start transient's lottery against the steady state.
+func StartPlot(res *Results, minRuns int, path string) error {
+	s := figures.Strip{Title: fmt.Sprintf("every run, whole run and steady state (%s, runs of %s)", res.Meta.BackendName(), res.Matrix.Duration),
+		XLabel: "cell", YLabel: "acquisitions/s"}
+	for _, c := range res.Cells {
+		runs := okRuns(&c)
+		if len(runs) < minRuns {
+			continue
+		}
+		var whole, steady []float64
+		for _, r := range runs {
+			whole, steady = append(whole, r.WholeOpsPerSec), append(steady, r.OpsPerSec)
+		}
+		name := CellName(c.CellKey)
+		s.Groups = append(s.Groups, name+", whole run", name+", steady")
+		s.Values = append(s.Values, whole, steady)
+	}
+	if len(s.Groups) == 0 {
+		return fmt.Errorf("no cell has %d good runs", minRuns)
+	}
+	return figures.StripChart(s, path)
 }
