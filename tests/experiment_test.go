@@ -1,14 +1,17 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lhpvm/lhpvm/internal/backendtest"
 	"github.com/lhpvm/lhpvm/internal/hv"
@@ -252,9 +255,24 @@ func TestExperimentPresets(t *testing.T) {
 		{"--doc", "x.md"},
 		{"--preset", "kvm-boost", "--doc", filepath.Join(t.TempDir(), "missing.md")},
 		{"--preset", "kvm-boost", "--doc", writeTemp(t, "no markers\n")},
+		{"--preset", "kvm-boost", "--doc", "/dev/zero"},
 	} {
 		_, stderr, code := lhpvm(t, append([]string{"experiment"}, args...)...)
 		assert.NotEqual(t, 0, code, "%v must fail", args)
+		assert.NotEmpty(t, stderr, "%v says why", args)
+	}
+	for _, args := range [][]string{
+		{"--preset", "list", "--doc", "x.md"},
+		{"--preset", "kvm-boost", "--repeat", "0"},
+		{"--preset", "kvm-boost", "--duration", "0s"},
+		{"--sizes", "4,4"},
+		{"--locks", "ticket,ticket", "--sizes", "4"},
+		{"--compare", "pticket:rr/ticket:rr", "--locks", "ticket", "--policies", "rr"},
+		{"--precision", "25%", "--locks", "ticket", "--policies", "rr"},
+		{"--resume", t.TempDir()},
+	} {
+		_, stderr, code := lhpvm(t, append([]string{"experiment"}, args...)...)
+		assert.Equal(t, 2, code, "%v is a usage error", args)
 		assert.NotEmpty(t, stderr, "%v says why", args)
 	}
 
@@ -299,4 +317,74 @@ func writeTemp(t *testing.T, content string) string {
 	p := filepath.Join(t.TempDir(), "doc.md")
 	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
+}
+
+// TestExperimentInterruptResume: SIGINT in the middle of a 12-run
+// experiment leaves valid results marked incomplete and exits 130;
+// --resume then finishes it, making no run twice; the folder is refused to
+// a new experiment until --force.
+func TestExperimentInterruptResume(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
+		dir := filepath.Join(t.TempDir(), "out")
+		args := on(h, "experiment", "--locks", "ticket,tas", "--policies", "rr", "--sizes", "4", "--duration", "100ms",
+			"--repeat", "3", "--out", dir, "--quiet")
+		cmd := exec.Command(lhpvmBin(t), args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		journal := filepath.Join(dir, "journal.jsonl")
+		lines := func() int {
+			b, _ := os.ReadFile(journal)
+			return bytes.Count(b, []byte("\n"))
+		}
+		require.Eventually(t, func() bool { return lines() >= 2 }, 5*time.Minute, 10*time.Millisecond, "two runs finished")
+		require.NoError(t, cmd.Process.Signal(os.Interrupt))
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			// It ended before the signal came: nothing to resume.
+			require.NoError(t, err)
+			t.Skip("the experiment finished before it was interrupted")
+		}
+		require.Equal(t, 130, ee.ExitCode(), stderr.String())
+		assert.Contains(t, stderr.String(), "--resume "+dir)
+		var res struct {
+			Complete bool `json:"complete"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &res), "results.json is whole")
+		assert.False(t, res.Complete)
+		before := lines()
+		assert.Less(t, before, 12)
+
+		_, stderr2, code := lhpvm(t, on(h, "experiment", "--locks", "ticket", "--sizes", "4", "--out", dir)...)
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr2, "--resume")
+
+		_, stderr2, code = lhpvm(t, "experiment", "--resume", dir, "--quiet")
+		require.Equal(t, 0, code, stderr2)
+		b, err = os.ReadFile(filepath.Join(dir, "results.json"))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &res))
+		assert.True(t, res.Complete)
+		jb, err := os.ReadFile(journal)
+		require.NoError(t, err)
+		ids := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(string(jb)), "\n") {
+			var e struct{ ID string }
+			require.NoError(t, json.Unmarshal([]byte(l), &e))
+			assert.False(t, ids[e.ID], "run %s twice", e.ID)
+			ids[e.ID] = true
+		}
+		assert.Len(t, ids, 12, "3 reference runs before, 2 cells x 3, 3 after")
+
+		_, _, code = lhpvm(t, on(h, "experiment", "--locks", "ticket", "--policies", "rr", "--sizes", "4", "--duration", "50ms",
+			"--repeat", "1", "--out", dir, "--force", "--quiet")...)
+		require.Equal(t, 0, code)
+		_, err = os.Stat(filepath.Join(dir, "runs-4vcpus.svg"))
+		assert.NoError(t, err)
+		jb, _ = os.ReadFile(journal)
+		assert.Equal(t, 3, bytes.Count(jb, []byte("\n")), "--force started a new journal")
+	})
 }

@@ -24,6 +24,15 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 	if f.preset == "" {
 		return errkind.Usagef("--doc needs --preset")
 	}
+	if f.preset == "list" && len(f.given) > 1 {
+		return errkind.Usagef("--preset list takes no other flag (it only describes the presets)")
+	}
+	if f.Changed("repeat") && f.Repeat < 1 {
+		return errkind.Usagef("--repeat %d: at least 1", f.Repeat)
+	}
+	if f.Changed("duration") && f.Duration <= 0 {
+		return errkind.Usagef("--duration %v: a positive length", f.Duration)
+	}
 	if f.preset == "list" {
 		for _, p := range sweep.Presets {
 			fmt.Fprintf(out, "%s\n  claim:  %s\n  source: %s\n", p.Name, p.Claim, p.Source)

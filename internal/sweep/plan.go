@@ -172,6 +172,11 @@ func check(o Options) (*Plan, error) {
 			return nil, fmt.Errorf("--policies: %w", err)
 		}
 	}
+	for flag, list := range map[string][]string{"--locks": locks, "--policies": policies, "--sizes": splitList(o.Sizes)} {
+		if d := duplicate(list); d != "" {
+			return nil, fmt.Errorf("%s names %s twice: each cell is measured once, with --repeat runs", flag, d)
+		}
+	}
 	switch {
 	case len(locks) == 0 || len(policies) == 0 || len(sizes) == 0:
 		return nil, fmt.Errorf("--locks, --policies and --sizes may not be empty")
@@ -332,4 +337,16 @@ func pairSide(k CellKey) string {
 		name = k.Variant
 	}
 	return name + ":" + k.Policy
+}
+
+// duplicate returns an entry of list that appears twice, or "".
+func duplicate(list []string) string {
+	seen := map[string]bool{}
+	for _, x := range list {
+		if seen[x] {
+			return x
+		}
+		seen[x] = true
+	}
+	return ""
 }
