@@ -47,11 +47,11 @@ func ours(name string) bool {
 // writes are removed (any other file is still refused, by name).
 func PrepareOut(dir string, force bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errkind.IO(dir, fmt.Errorf("--out: %w", err))
+		return errkind.IO(dir, fmt.Errorf("--out %s: %w", dir, err))
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return errkind.IO(dir, fmt.Errorf("--out: %w", err))
+		return errkind.IO(dir, fmt.Errorf("--out %s: %w", dir, err))
 	}
 	var theirs, mine []string
 	for _, e := range entries {
