@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/figures"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/scenarios"
@@ -240,7 +240,7 @@ func runMachineCtx(ctx context.Context, h *backend.Choice, mc vmm.MachineConfig,
 // not nil) at the second; release stops listening.
 func onInterrupt(first, again func(os.Signal)) (release func()) {
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, host.StopSignals...)
 	done := make(chan struct{})
 	go func() {
 		for n := 0; ; n++ {
