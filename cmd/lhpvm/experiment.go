@@ -169,21 +169,11 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 		defer j.Close()
 		p.Journal = j.Record
 	}
-	// The first Ctrl-C (or SIGTERM) abandons the run in flight and ends
-	// the experiment with what finished, written; the second exits at once
-	// (the journal and results.json are whole after every run).
-	stop := make(chan struct{})
-	p.Stop = stop
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	release := onInterrupt(func(sig os.Signal) {
-		fmt.Fprintf(errOut, "\n%v: stopping after writing what finished (again to quit at once)\n", sig)
-		close(stop)
-		cancel(errors.New("interrupted"))
-	}, func(os.Signal) { os.Exit(130) })
-	defer release()
+	st := newStopper(errOut, h)
+	defer st.release()
+	p.Stop = st.stop
 	prog := newProgress(errOut, p.Runs(), f.quiet)
-	res, err := p.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachineCtx(ctx, h, mc, cfgs...) }, prog, meta)
+	res, err := p.Run(st.run, prog, meta)
 	prog.finish()
 	if errors.Is(err, sweep.ErrInterrupted) {
 		rerr := report(out, res, p.Out, f.json)
@@ -242,4 +232,36 @@ func openSweep(name string) (*backend.Choice, sweep.Meta, error) {
 		meta.Commit, _ = buildInfo()
 	}
 	return h, meta, nil
+}
+
+// stopper ends an experiment (or a preset) cleanly: the first Ctrl-C (or
+// SIGTERM) abandons the run in flight and ends the experiment with what
+// finished, written; the second exits at once (the journal and
+// results.json are whole after every run).
+type stopper struct {
+	stop    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	h       *backend.Choice
+	release func()
+}
+
+func newStopper(errOut io.Writer, h *backend.Choice) *stopper {
+	st := &stopper{stop: make(chan struct{}), h: h}
+	st.ctx, st.cancel = context.WithCancelCause(context.Background())
+	unlisten := onInterrupt(func(sig os.Signal) {
+		fmt.Fprintf(errOut, "\n%v: stopping after writing what finished (again to quit at once)\n", sig)
+		close(st.stop)
+		st.cancel(errors.New("interrupted"))
+	}, func(os.Signal) { os.Exit(130) })
+	st.release = func() {
+		unlisten()
+		st.cancel(nil)
+	}
+	return st
+}
+
+// run is a sweep.RunFunc on the stopper's backend, ended by a stop.
+func (st *stopper) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
+	return runMachineCtx(st.ctx, st.h, mc, cfgs...)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/sweep"
-	"github.com/lhpvm/lhpvm/vmm"
 )
 
 // runPreset runs experiment --preset: each part of the preset as an
@@ -117,15 +115,8 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 		return err
 	}
 	defer h.Close()
-	stop := make(chan struct{})
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	release := onInterrupt(func(sig os.Signal) {
-		fmt.Fprintf(errOut, "\n%v: stopping after writing what finished (again to quit at once)\n", sig)
-		close(stop)
-		cancel(errors.New("interrupted"))
-	}, func(os.Signal) { os.Exit(130) })
-	defer release()
+	st := newStopper(errOut, h)
+	defer st.release()
 	prog := newProgress(errOut, total, f.quiet)
 	results := map[string]*sweep.Results{}
 	var failed []string
@@ -139,7 +130,7 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 			prog.finish()
 			return err
 		}
-		plan.Stop = stop
+		plan.Stop = st.stop
 		var j *sweep.Journal
 		if plan.Out != "" {
 			if j, err = sweep.OpenJournal(plan.Out); err != nil {
@@ -148,7 +139,7 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 			}
 			plan.Journal = j.Record
 		}
-		res, err := plan.Run(func(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result { return runMachineCtx(ctx, h, mc, cfgs...) }, prog, meta)
+		res, err := plan.Run(st.run, prog, meta)
 		if j != nil {
 			j.Close()
 		}
