@@ -270,6 +270,38 @@ type SchedResult struct {
 	// StopUs: from a preemption's decision to the vCPU seen out of the
 	// guest, where what it was doing (LHP, LWP) is read.
 	StopUs Latencies `json:"stop_us"`
+	// RunPerDispatchUs is the mean time a vCPU ran each time it was
+	// dispatched: under a round-robin policy, about the slice.
+	RunPerDispatchUs float64 `json:"run_per_dispatch_us,omitempty"`
+	// ScheduleDrift, when not empty, says how the schedule that ran was
+	// not the one asked for (ScheduleDriftRule); the run's numbers then
+	// describe another schedule than its parameters name.
+	ScheduleDrift string `json:"schedule_drift,omitempty"`
+}
+
+// ScheduleDriftRule: a run's schedule drifted when a preemption took longer
+// than a whole slice to take effect (stop latency p99 above the slice) or
+// its vCPUs ran, per dispatch, more than twice the slice on average: in
+// either case its slices were at least twice as long as asked, which a
+// loaded host does to us (a stop that has to wait for the host to run the
+// vCPU's thread). Twice, because a slice's length is what LHP's damage
+// scales with: below 2x the policy's shape holds, above it another
+// schedule is being measured.
+const ScheduleDriftRule = "stop latency p99 above the slice, or a mean run per dispatch above twice the slice"
+
+// scheduleDrift applies ScheduleDriftRule.
+func scheduleDrift(r SchedResult) string {
+	if r.SliceUs <= 0 {
+		return ""
+	}
+	var why []string
+	if r.StopUs.P99 > r.SliceUs {
+		why = append(why, fmt.Sprintf("stop latency p99 %.2f ms against a %.2f ms slice", r.StopUs.P99/1e3, r.SliceUs/1e3))
+	}
+	if r.RunPerDispatchUs > 2*r.SliceUs {
+		why = append(why, fmt.Sprintf("%.2f ms run per dispatch against a %.2f ms slice", r.RunPerDispatchUs/1e3, r.SliceUs/1e3))
+	}
+	return strings.Join(why, "; ")
 }
 
 // Latencies are p50 and p99 in microseconds.
@@ -289,10 +321,14 @@ func (m *Machine) schedResult() SchedResult {
 	if !m.pol.Exclusive() {
 		r.SliceUs = 0 // Linux decides
 	}
+	var run time.Duration
+	var dispatches uint64
 	for _, v := range st.VCPUs {
 		r.LHPEvents += v.Acct.LHP
 		r.LWPEvents += v.Acct.LWP
 		r.WaiterPreemptions += v.Acct.WaiterPreempt
+		run += v.Acct.Run
+		dispatches += v.Acct.Dispatches
 	}
 	var busy, idle time.Duration
 	for _, p := range st.PCPUs {
@@ -306,5 +342,9 @@ func (m *Machine) schedResult() SchedResult {
 	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
 	p50, p99 = st.Acct.StopPercentiles()
 	r.StopUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
+	if m.pol.Exclusive() && dispatches > 0 {
+		r.RunPerDispatchUs = float64(run.Nanoseconds()) / float64(dispatches) / 1e3
+	}
+	r.ScheduleDrift = scheduleDrift(r)
 	return r
 }

@@ -331,6 +331,9 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if sc.StopUs.P99 > 0 {
 		fmt.Fprintf(out, ", stop p50 %.0fus p99 %.0fus", sc.StopUs.P50, sc.StopUs.P99)
 	}
+	if sc.RunPerDispatchUs > 0 {
+		fmt.Fprintf(out, ", %.1f ms run per dispatch", sc.RunPerDispatchUs/1e3)
+	}
 	if sc.CoStops > 0 {
 		fmt.Fprintf(out, ", %d co-stops, %d co-starts (max skew %.0fus)", sc.CoStops, sc.CoStarts, sc.MaxSkewUs)
 	}
@@ -349,6 +352,9 @@ func printTable(out io.Writer, rep *vmm.Result) {
 			cut = fmt.Sprintf(", %d more cut by --trace-limit", t.Dropped)
 		}
 		fmt.Fprintf(out, "\ntrace %s: %d events%s (open it in ui.perfetto.dev)", t.Path, t.Events, cut)
+	}
+	if sc.ScheduleDrift != "" {
+		fmt.Fprintf(out, "\nschedule DRIFTED from the one asked for (%s): %s; this host was too busy to run it", vmm.ScheduleDriftRule, sc.ScheduleDrift)
 	}
 	fmt.Fprintf(out, "\n%.3f s on %s, seed %d: %s\n", rep.ElapsedS, rep.Backend, rep.Seed, status)
 }

@@ -68,6 +68,9 @@ func verdict(c sweep.Cell) string {
 	if c.Noisy {
 		check = "ok, noisy"
 	}
+	if c.Drifted > 0 {
+		check += fmt.Sprintf(", schedule drifted in %d of %d runs", c.Drifted, c.N)
+	}
 	if !c.OK {
 		check = "FAILED: " + c.Error
 		if c.Refused {

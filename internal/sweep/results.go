@@ -129,6 +129,9 @@ type RunResult struct {
 	Throughput     string  `json:"throughput"` // "steady" or "whole run"
 	WholeOpsPerSec float64 `json:"whole_run_acq_per_s"`
 	ElapsedS       float64 `json:"elapsed_s"`
+	// ScheduleDrift: how the schedule that ran was not the one asked for
+	// (vmm.ScheduleDriftRule), or empty.
+	ScheduleDrift string `json:"schedule_drift,omitempty"`
 	// Seed drew the run's start, Start (run --seed replays it).
 	Seed  uint64       `json:"seed"`
 	Start *sched.Start `json:"start,omitempty"`
@@ -185,6 +188,8 @@ type Cell struct {
 	// Noisy: the reference of its shard drifted more than NoisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
+	// Drifted counts its runs whose schedule drifted (RunResult.ScheduleDrift).
+	Drifted int `json:"drifted_runs"`
 }
 
 // Reference is one shard's reference: ticket lock, 2 vCPUs on the pCPUs
@@ -286,6 +291,12 @@ func (c *Cell) Summarize(ref *Reference) {
 	c.Measured = ok[(len(ok)-1)/2].Measured
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
 	c.N = len(ok)
+	c.Drifted = 0
+	for _, r := range ok {
+		if r.ScheduleDrift != "" {
+			c.Drifted++
+		}
+	}
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
 		c.Noisy = ref.Drift > NoisyDrift
@@ -309,6 +320,7 @@ var SummaryRule = map[string]string{
 	"intervals":         "vs_ref_ci95 and every ratio of the reports: " + stats.Method + "; runs are independent, each from its own seed (sched.Start), and a sweep runs its cells interleaved, round by round",
 	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
 	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),
+	"schedule_drift":    "a run's schedule drifted when " + vmm.ScheduleDriftRule + "; a cell counts its drifted runs",
 	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),
 }
 

@@ -336,6 +336,7 @@ func measure(res *vmm.Result) RunResult {
 		r.SpinFraction = spin / n
 	}
 	r.LHPEvents, r.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
+	r.ScheduleDrift = res.Sched.ScheduleDrift
 	return r
 }
 
