@@ -191,6 +191,9 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 		return err
 	}
 	err = report(out, res, p.Out, f.json)
+	if !f.quiet && !f.json {
+		fmt.Fprint(out, experimentLegend)
+	}
 	if p.Out != "" {
 		fmt.Fprintf(errOut, "wrote %s: %s\n", p.Out, strings.Join(sweep.Written(p.Out), ", "))
 	}
@@ -265,3 +268,16 @@ func newStopper(errOut io.Writer, h *backend.Choice) *stopper {
 func (st *stopper) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	return runMachineCtx(st.ctx, st.h, mc, cfgs...)
 }
+
+// experimentLegend says what an experiment's table means (off with --quiet).
+const experimentLegend = `
+Terms: acq/s is a cell's median steady-state throughput (after a warm-up of
+two rotations of every run queue), with the range of its runs; vs ref is
+that over the reference's (ticket, 2 vCPUs on the pCPUs, rr), with its 95 %
+bootstrap interval, the figure that decides; n is the runs behind it (n*:
+--precision ran out of budget). spin % is the share of run time spent
+waiting for a lock; LHP and LWP count vCPUs preempted holding a lock or next
+in line for one (0 under host: Linux schedules, and they are not seen).
+noisy: the reference drifted more than 10 % across the matrix; schedule
+drifted: the host was too busy to run the slices asked for.
+`

@@ -177,6 +177,9 @@ func runRun(out io.Writer, f runFlags) error {
 			fmt.Fprintf(out, "\n%s\n", plan.About)
 		}
 		printTable(out, res)
+		if !f.quiet {
+			printLegend(out, res, plan.Next)
+		}
 	}
 	if res.Err != nil {
 		return errkind.Run(res.Err)
@@ -326,8 +329,12 @@ func printTable(out io.Writer, rep *vmm.Result) {
 	if sc.SliceUs > 0 {
 		fmt.Fprintf(out, ", slice %v", time.Duration(sc.SliceUs)*time.Microsecond)
 	}
-	fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP (%d waiter preemptions), idle %.1f%%, wake p50 %.0fus p99 %.0fus",
-		sc.Switches, sc.LHPEvents, sc.LWPEvents, sc.WaiterPreemptions, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
+	if sc.SliceUs > 0 {
+		fmt.Fprintf(out, ": %d switches, %d LHP, %d LWP (%d waiter preemptions), idle %.1f%%, wake p50 %.0fus p99 %.0fus",
+			sc.Switches, sc.LHPEvents, sc.LWPEvents, sc.WaiterPreemptions, 100*sc.IdleFraction, sc.WakeUs.P50, sc.WakeUs.P99)
+	} else { // Linux decides who runs: we do not see its preemptions
+		fmt.Fprintf(out, ": %d switches, LHP n/a, LWP n/a (Linux schedules), idle %.1f%%", sc.Switches, 100*sc.IdleFraction)
+	}
 	if sc.StopUs.P99 > 0 {
 		fmt.Fprintf(out, ", stop p50 %.0fus p99 %.0fus", sc.StopUs.P50, sc.StopUs.P99)
 	}
@@ -418,4 +425,26 @@ func printDamage(out io.Writer, r *vmm.VMResult) {
 			ms(worst.HeldPreemptedNs), ms(worst.GrantedPreemptedNs))
 	}
 	fmt.Fprintln(out)
+}
+
+// printLegend says what the terms of run's tables mean, and what to try
+// next when the scenario suggests something.
+func printLegend(out io.Writer, res *vmm.Result, next string) {
+	fmt.Fprint(out, `
+Terms: spin% is the share of its run time a vCPU spent waiting for a lock
+(time off its pCPU excluded); p50/p99/max-ns are acquisition latencies.
+LHP: a vCPU preempted while holding a lock (lock holder preemption); LWP: a
+vCPU preempted while next in line for a FIFO lock (lock waiter preemption);
+waiter preemptions: preempted while waiting anywhere in line. held / handed
+off-CPU (damage): how long a lock was held by, or handed to, a vCPU that was
+not running. stop: from a preemption decision until the vCPU is off its pCPU;
+wake: from a KICK until the kicked vCPU runs. steal: runnable, waiting for a
+pCPU. Under --sched host Linux schedules and none of these preemptions is
+seen (n/a). ops/s over the whole run includes the start; the steady state
+leaves out a warm-up of two rotations of every run queue. --quiet drops
+this legend.
+`)
+	if next != "" {
+		fmt.Fprintf(out, "\nNext: %s.\n", next)
+	}
 }

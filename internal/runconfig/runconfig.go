@@ -118,6 +118,7 @@ type Plan struct {
 	Configs []vmm.Config
 	Machine vmm.MachineConfig
 	About   string // a scenario's description and pCPUs; "" for a flag-built run
+	Next    string // a scenario's suggestion of what to try next
 	Name    string // "scenario NAME", "" for a flag-built run
 }
 
@@ -304,7 +305,7 @@ func build(sc *scenario.Scenario, w where, imagePath string) (*Plan, error) {
 			about += fmt.Sprintf(" (npcpus %d: the first %d CPUs this process may use)", sc.NPCPUs, sc.NPCPUs)
 		}
 	}
-	return &Plan{Configs: cfgs, Machine: mc, About: about}, nil
+	return &Plan{Configs: cfgs, Machine: mc, About: about, Next: sc.Next}, nil
 }
 
 // machinePCPUs are the host CPUs of the run: a list, a count of the CPUs

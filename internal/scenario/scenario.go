@@ -30,15 +30,17 @@ const (
 
 // Scenario is one experiment.
 type Scenario struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	PCPUs       string   `yaml:"pcpus"`   // CPU list; empty: all allowed
-	NPCPUs      int      `yaml:"npcpus"`  // or: the first N CPUs this process may use
-	Backend     string   `yaml:"backend"` // auto (default), kvm, ptrace
-	Sched       Sched    `yaml:"sched"`
-	Duration    Duration `yaml:"duration"`
-	Timeout     Duration `yaml:"timeout"`
-	VMs         []VM     `yaml:"vms"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// Next is what to try after this scenario; run prints it at the end.
+	Next     string   `yaml:"next"`
+	PCPUs    string   `yaml:"pcpus"`   // CPU list; empty: all allowed
+	NPCPUs   int      `yaml:"npcpus"`  // or: the first N CPUs this process may use
+	Backend  string   `yaml:"backend"` // auto (default), kvm, ptrace
+	Sched    Sched    `yaml:"sched"`
+	Duration Duration `yaml:"duration"`
+	Timeout  Duration `yaml:"timeout"`
+	VMs      []VM     `yaml:"vms"`
 
 	lines map[string]int // key path ("vms[1].mem") -> line
 }
