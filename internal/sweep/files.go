@@ -70,7 +70,7 @@ var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
 // events (with units: vmm.LockEvents).
 func csvMeasures() []string {
 	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
-		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}
+		"fairness_jain", "acq_max_over_min", "acq_max_over_min_unbounded", "acquisitions", "slow_paths"}
 	for _, e := range (&vmm.LockEvents{}).Named() {
 		h = append(h, e.Name)
 	}
@@ -86,8 +86,14 @@ func (m Measured) csv() []string {
 		}
 		return strconv.FormatInt(*p, 10)
 	}
+	// acq_max_over_min is unbounded when a vCPU took no lock: empty, not 0
+	// (acq_max_over_min_unbounded says so).
+	maxMin, unbounded := csvG(m.AcqMaxOverMin), "false"
+	if m.AcqMaxOverMin == 0 && m.Acquisitions > 0 {
+		maxMin, unbounded = "", "true"
+	}
 	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
-		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), csvG(m.AcqMaxOverMin),
+		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), maxMin, unbounded,
 		strconv.FormatUint(m.Acquisitions, 10), strconv.FormatUint(m.SlowPaths, 10)}
 	for _, e := range m.LockEvents.Named() {
 		rec = append(rec, csvG(e.Value))
@@ -151,14 +157,21 @@ func (res *Results) writeCellsCSV(w io.Writer) error {
 	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "noisy", "error")
 	_ = cw.Write(head)
 	for _, c := range res.Cells {
-		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused),
-			csvG(c.OpsPerSec), csvG(c.MinOpsPerSec), csvG(c.MaxOpsPerSec), csvG(c.Relative))
+		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused))
+		measured := c.Measured.csv()
+		if c.OK {
+			rec = append(rec, csvG(c.OpsPerSec), csvG(c.MinOpsPerSec), csvG(c.MaxOpsPerSec), csvG(c.Relative))
+		} else {
+			// A failed or refused cell measured nothing: empty, never 0.
+			rec = append(rec, "", "", "", "")
+			measured = make([]string, len(measured))
+		}
 		lo, hi := "", ""
-		if ci := c.VsRefCI95; ci != nil {
+		if ci := c.VsRefCI95; ci != nil && c.OK {
 			lo, hi = csvG(ci[0]), csvG(ci[1])
 		}
 		rec = append(rec, lo, hi)
-		rec = append(append(append(rec, res.csvCommon(res.Reference(c.Shard))...), c.Measured.csv()...),
+		rec = append(append(append(rec, res.csvCommon(res.Reference(c.Shard))...), measured...),
 			strconv.FormatBool(c.Noisy), c.Error)
 		_ = cw.Write(rec)
 	}

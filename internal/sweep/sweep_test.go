@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,7 +196,7 @@ func TestCSV(t *testing.T) {
 	events := []string{"lock_slowpath", "lock_pending", "pv_lock_stealing", "pv_wait_node", "pv_wait_head", "pv_wait_early",
 		"pv_wait_again", "pv_spurious_wakeup", "pv_kick_unlock", "pv_kick_wake", "pv_hash_hops", "pv_latency_kick_ns", "pv_latency_wake_ns"}
 	measures := append([]string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
-		"fairness_jain", "acq_max_over_min", "acquisitions", "slow_paths"}, events...)
+		"fairness_jain", "acq_max_over_min", "acq_max_over_min_unbounded", "acquisitions", "slow_paths"}, events...)
 
 	runs := readCSV(t, func(w *bytes.Buffer) error { return res.writeRunsCSV(w) })
 	head := append([]string{"kind", "vcpus", "vms", "lock", "variant", "policy", "shard", "run", "seed", "ok", "refused", "acq_per_s", "throughput", "whole_run_acq_per_s", "vs_ref",
@@ -611,4 +612,33 @@ func TestParsePairs(t *testing.T) {
 		PCPUs: sched.FormatCPUList(cpus[:1]), Backend: "auto", Pairs: got[:1]}
 	_, err = Check(o)
 	assert.ErrorContains(t, err, "pticket:rr is not a cell of the matrix")
+}
+
+// TestCSVEmptyNotZero: a failed cell's measures are empty in cells.csv,
+// and an unbounded max/min is empty with its flag set, never 0.
+func TestCSVEmptyNotZero(t *testing.T) {
+	res := &Results{Matrix: Matrix{Duration: "1s"}, Shards: []Shard{{1, 1}}, References: []Reference{{Shard: 1, OpsPerSec: 100}},
+		Cells: []Cell{
+			{CellKey: CellKey{VCPUs: 4, Lock: "ticket", Policy: "rr"}, Shard: 1, OK: false, Error: "self-check failed"},
+			{CellKey: CellKey{VCPUs: 4, Lock: "tas", Policy: "rr"}, Shard: 1, OK: true, OpsPerSec: 50, Relative: 0.5,
+				Measured: Measured{Acquisitions: 10, AcqMaxOverMin: 0}},
+		}}
+	var b strings.Builder
+	require.NoError(t, res.writeCellsCSV(&b))
+	rows, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+	require.NoError(t, err)
+	col := func(name string) int {
+		for i, h := range rows[0] {
+			if h == name {
+				return i
+			}
+		}
+		t.Fatalf("no column %s", name)
+		return -1
+	}
+	assert.Equal(t, "", rows[1][col("acq_per_s")], "failed: empty")
+	assert.Equal(t, "", rows[1][col("spin_fraction")])
+	assert.Equal(t, "50", rows[2][col("acq_per_s")])
+	assert.Equal(t, "", rows[2][col("acq_max_over_min")], "a vCPU took none: unbounded")
+	assert.Equal(t, "true", rows[2][col("acq_max_over_min_unbounded")])
 }
