@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -163,16 +164,27 @@ func TestPVSoak(t *testing.T) {
 
 // TestOvercommitSpins: with more vCPUs than pCPUs a ticket lock's waiters
 // spin through preempted holders' time slices, so the spin fraction rises.
-// The gap is an order of magnitude on our hosts; the test only asks for more.
+// Our round-robin scheduler preempts for certain (under host, Linux may
+// or may not, and in the emulated kvm runner under -race it once did not:
+// 0.69 at 2 vCPUs against 0.60 at 4), and each fraction is the median of 3
+// runs. The gap is large (about 0.3 against 0.95 here); the test only asks
+// for more.
 func TestOvercommitSpins(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		if len(pcpus(t)) < 2 {
 			t.Skip("needs 2 host CPUs")
 		}
 		frac := func(h hv.Hypervisor, n int) float64 {
-			res := runM(t, h, lockMachine(t, "host", 300*time.Millisecond), lockConfig(t, "ticket", n))
-			requireExact(t, res)
-			return res.VMs[0].LockStats.SpinFraction
+			var fs []float64
+			for range 3 {
+				mc := lockMachine(t, "rr", 300*time.Millisecond)
+				mc.Options.Slice = 10 * time.Millisecond
+				res := runM(t, h, mc, lockConfig(t, "ticket", n))
+				requireExact(t, res)
+				fs = append(fs, res.VMs[0].LockStats.SpinFraction)
+			}
+			sort.Float64s(fs)
+			return fs[1]
 		}
 		two, four := frac(h, 2), frac(h, 4)
 		t.Logf("ticket spin fraction: 2 vCPUs %.3f, 4 vCPUs %.3f", two, four)
