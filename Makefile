@@ -46,7 +46,7 @@ test: check-scripts check-generated build check-fmt check-tree backends
 	$(MAKE) model
 	GO=$(GO) BIN=$(BIN) tests/gotest.sh
 	@echo "fuzzing each target briefly (make fuzz: $(FUZZTIME) each):"
-	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t 5s; done
+	@for t in $(FUZZ_TARGETS); do GO=$(GO) BIN=$(BIN) tests/fuzz.sh $$t 5s; done
 
 # The quick part of make test: the host lock harness and every test on
 # every backend, without the -race passes, the model check or fuzzing.
@@ -171,7 +171,7 @@ reproduce: build
 	@echo "docs/literature.md rewritten; the full tables are in build/reproduce-*.txt"
 
 fuzz:
-	@for t in $(FUZZ_TARGETS); do GO=$(GO) tests/fuzz.sh $$t $(FUZZTIME); done
+	@for t in $(FUZZ_TARGETS); do GO=$(GO) BIN=$(BIN) tests/fuzz.sh $$t $(FUZZTIME); done
 
 # The generated files that are committed: the guest's ABI header (from
 # package hypercall), the guest image and the ptrace stub (each rebuilt only

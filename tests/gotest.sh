@@ -17,7 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 BIN=${BIN:-bin/lhpvm}
-mode=${LHPVM_KVM:-auto}
 require=${LHPVM_REQUIRE_BACKENDS:-}
 # The switches that make CI strict must not be mistyped into nothing.
 known=$("$BIN" backends --json | grep -o '"name": *"[a-z]*"' | grep -o '"[a-z]*"$' | tr -d '"' | paste -sd' ' -)
@@ -36,15 +35,10 @@ case ${LHPVM_REQUIRE_KVM:-0} in
 esac
 requires_kvm() { [[ ",$require," == *,kvm,* || $require_kvm == 1 ]]; }
 
-# "kvm  available  ... (kvm_amd)" or "kvm  not available  why"; anchored,
-# since " available " is inside "not available " too.
+# shellcheck source=tests/kvmmode.sh
+source tests/kvmmode.sh
+mode=$(kvm_mode "$BIN")
 kvm=$("$BIN" backends | grep '^kvm ' || true)
-if [ "$mode" = auto ]; then
-	mode=emulated
-	if [[ $kvm =~ ^kvm\ +available\  && $kvm != *"(kvm_pvm)" ]]; then
-		mode=native
-	fi
-fi
 case $mode in
 native) kvm_where="natively $(grep -o '([a-z_]*)$' <<<"$kvm" || true)" ;;
 emulated) kvm_where="in the emulated runner (QEMU TCG, SVM)" ;;
@@ -68,9 +62,8 @@ if [ "$mode" = emulated ]; then
 fi
 
 # On the host: everything, with kvm's subtests unless they run elsewhere.
-hostreq=$require skip=()
+hostreq=$(host_required "$BIN") skip=()
 if [ "$mode" != native ]; then
-	hostreq=$(tr ',' '\n' <<<"$require" | grep -vx kvm | paste -sd, -)
 	skip=(-skip '/^kvm$')
 	export LHPVM_REQUIRE_KVM=0
 fi
