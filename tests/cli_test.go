@@ -403,7 +403,9 @@ func TestCLIRun(t *testing.T) {
 		})
 		t.Run("seed", func(t *testing.T) {
 			// The same seed gives the same start; the run reports it.
-			args := on(h, "run", "--workload", "lock", "--vcpus", "4", "--pcpus", "0,1", "--sched", "rr", "--duration", "50ms", "--seed", "42")
+			// Long enough that the warm-up (120 ms here) ends well before the
+			// run does, however slow the host.
+			args := on(h, "run", "--workload", "lock", "--vcpus", "4", "--pcpus", "0,1", "--sched", "rr", "--duration", "400ms", "--seed", "42")
 			a, b := runJSON(t, 0, args...), runJSON(t, 0, args...)
 			assert.EqualValues(t, 42, a.Seed)
 			assert.Equal(t, a.Start, b.Start)

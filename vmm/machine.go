@@ -330,6 +330,14 @@ func (m *Machine) run(start time.Time) error {
 			return m.firstFailure()
 		case <-durationC:
 			durationC, sampleC = nil, nil
+			if warmC != nil { // both came due while the loop was busy: the warm-up's first
+				select {
+				case <-warmC:
+					warmC = nil
+					m.progress.atWarm, m.progress.haveW = m.progress.snapshot(), true
+				default:
+				}
+			}
 			m.progress.atEnd, m.progress.haveEnd = m.progress.snapshot(), true
 			m.progress.sample()
 			for _, vm := range m.vms {

@@ -102,7 +102,10 @@ func (p *progress) steady(i int) (float64, bool) {
 	}
 	a, b := p.atWarm[i], p.atEnd[i]
 	d := float64(b.TNs-a.TNs) / 1e9
-	if d <= 0 || b.Ops < a.Ops {
+	// A window much shorter than planned (a host so busy that the two
+	// snapshots came together) measures nothing reliable: no figure.
+	planned := (p.m.cfg.Duration - p.warmup).Seconds()
+	if d <= 0 || d < planned/2 || b.Ops < a.Ops {
 		return 0, false
 	}
 	return float64(b.Ops-a.Ops) / d, true
