@@ -53,7 +53,9 @@ func (iv Interval) HalfWidth() float64 {
 func (iv Interval) Contains(x float64) bool { return iv.Lo <= x && x <= iv.Hi }
 
 // Median is the median of xs: the middle value, or the mean of the two
-// middle values for an even count (0 for none).
+// middle values for an even count (0 for none). gonum's stat.Quantile
+// returns the lower middle value for an even count, with either of its
+// cumulant kinds, which would read every even-count ratio a little off.
 func Median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0

@@ -13,6 +13,8 @@ func TestMedian(t *testing.T) {
 	assert.Equal(t, 0.0, Median(nil))
 	assert.Equal(t, 2.0, Median([]float64{3, 1, 2}))
 	assert.Equal(t, 2.5, Median([]float64{4, 1, 3, 2}))
+	assert.Equal(t, 3.0, Median([]float64{5, 3, 1}))
+	assert.Equal(t, 667921.5, Median([]float64{810648, 525195}))
 }
 
 // A known answer: identical samples give the exact ratio with a degenerate

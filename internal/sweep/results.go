@@ -285,7 +285,7 @@ func (c *Cell) Summarize(ref *Reference) {
 		return
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
-	c.OpsPerSec = Median(opsPerSec(ok))
+	c.OpsPerSec = stats.Median(opsPerSec(ok))
 	// The other measures are one real run's, the one nearest the
 	// median: for an even count the lower of the two middle runs.
 	c.Measured = ok[(len(ok)-1)/2].Measured
@@ -324,12 +324,6 @@ var SummaryRule = map[string]string{
 	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),
 }
 
-// Median is the median of xs: the middle value, or the mean of the two
-// middle values for an even count (0 for none). gonum's stat.Quantile
-// returns the lower middle value for an even count, with either of its
-// cumulant kinds.
-func Median(xs []float64) float64 { return stats.Median(xs) }
-
 func opsPerSec(rs []RunResult) []float64 {
 	xs := make([]float64, 0, len(rs))
 	for _, x := range rs {
@@ -340,7 +334,7 @@ func opsPerSec(rs []RunResult) []float64 {
 
 // Summarize computes the reference's median, range and drift.
 func (r *Reference) Summarize() {
-	med := func(rs []RunResult) float64 { return Median(opsPerSec(rs)) }
+	med := func(rs []RunResult) float64 { return stats.Median(opsPerSec(rs)) }
 	all := r.all()
 	r.OpsPerSec = med(all)
 	r.Min, r.Max = 0, 0
