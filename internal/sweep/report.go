@@ -143,10 +143,7 @@ func ratioText(a, b *Cell) string {
 	if !ok {
 		return "-"
 	}
-	if iv.Lo != iv.Hi {
-		return fmt.Sprintf("%s [%s–%s]", times(iv.Ratio), times(iv.Lo), times(iv.Hi))
-	}
-	return times(iv.Ratio)
+	return intervalText(iv)
 }
 
 // verdict is what the interval of a ÷ b says of the claim that a beats b
@@ -157,15 +154,7 @@ func verdict(a, b *Cell, above bool, published float64) string {
 	if !ok {
 		return "-"
 	}
-	v := string(stats.Judge(iv, above))
-	if published > 0 {
-		if iv.Contains(published) {
-			v += fmt.Sprintf(" (published %s inside)", times(published))
-		} else {
-			v += fmt.Sprintf(" (published %s outside)", times(published))
-		}
-	}
-	return v
+	return judged(iv, above, published)
 }
 
 func times(x float64) string {
@@ -194,16 +183,41 @@ func change(a, b *Cell) string {
 	return fmt.Sprintf("%s [%s … %s]", pc(iv.Ratio), pc(iv.Lo), pc(iv.Hi))
 }
 
-// geomean of the medians' ratios (ok: at least one).
-func geomean(xs []float64) (float64, bool) {
-	if len(xs) == 0 {
-		return 0, false
+// geomean is the geometric mean of several a ÷ b, over their runs, with
+// its interval (stats.GeomeanOfRatios); ok is false when a pair is not
+// usable.
+func geomean(pairs [][2]*Cell) (stats.Interval, bool) {
+	var ps []stats.Pair
+	for _, p := range pairs {
+		if !usable(p[0]) || !usable(p[1]) {
+			return stats.Interval{}, false
+		}
+		ps = append(ps, stats.Pair{A: opsPerSec(okRuns(p[0])), B: opsPerSec(okRuns(p[1]))})
 	}
-	s := 0.0
-	for _, x := range xs {
-		s += math.Log(x)
+	return stats.GeomeanOfRatios(ps)
+}
+
+// intervalText is "1.42× [1.10×–1.80×]", or the ratio alone when the
+// interval is a point.
+func intervalText(iv stats.Interval) string {
+	if iv.Lo != iv.Hi {
+		return fmt.Sprintf("%s [%s–%s]", times(iv.Ratio), times(iv.Lo), times(iv.Hi))
 	}
-	return math.Exp(s / float64(len(xs))), true
+	return times(iv.Ratio)
+}
+
+// judged is an interval's verdict on the claim that it lies above (or
+// below) 1, and whether a published ratio lies inside it.
+func judged(iv stats.Interval, above bool, published float64) string {
+	v := string(stats.Judge(iv, above))
+	if published > 0 {
+		if iv.Contains(published) {
+			v += fmt.Sprintf(" (published %s inside)", times(published))
+		} else {
+			v += fmt.Sprintf(" (published %s outside)", times(published))
+		}
+	}
+	return v
 }
 
 // overcommit names a size: "2×" for 4 vCPUs on 2 pCPUs.
@@ -256,12 +270,12 @@ func contentionParts(r map[string]*Results) []string {
 func reportPTicket(r map[string]*Results) string {
 	var b strings.Builder
 	b.WriteString("Throughput against the reference; pticket ÷ ticket on the same host; pticket's timeouts (its waiters leaving the queue order) per 1000 acquisitions; and the damage, ms per second of run that the lock spent held by a vCPU off its pCPU (lock holder preemption) / handed to a waiter off its pCPU (lock waiter preemption), for ticket and pticket.\n\n")
-	summary := &table{head: []string{"contention", "host", "pticket ÷ ticket, geometric mean over the overcommitted sizes", "published"}}
+	summary := &table{head: []string{"contention", "host", "pticket ÷ ticket, geometric mean over the overcommitted sizes", "verdict: pticket beats ticket on average (published)"}}
 	for _, name := range contentionParts(r) {
 		res := r[name]
 		t := &table{head: []string{"vCPUs", "host", "ticket", "pticket", "pvticket", "pticket ÷ ticket", "verdict: pticket beats ticket", "pticket timeouts ‰", "ticket held / handed off-CPU ms/s", "pticket held / handed off-CPU ms/s"}}
 		for _, pol := range res.Matrix.Policies {
-			var over []float64
+			var over [][2]*Cell
 			for _, n := range res.Matrix.Sizes {
 				tk, pt, pv := find(res, n, "ticket", "", pol), find(res, n, "pticket", "", pol), find(res, n, "pvticket", "", pol)
 				v := "-"
@@ -269,19 +283,19 @@ func reportPTicket(r map[string]*Results) string {
 					v = verdict(pt, tk, true, 0)
 				}
 				t.add(overcommit(res, n), pol, rel(res, tk), rel(res, pt), rel(res, pv), ratioText(pt, tk), v, perThousand(pt), damage(res, tk), damage(res, pt))
-				if iv, ok := ratio(pt, tk); ok && n > len(res.Meta.PCPUs) {
-					over = append(over, iv.Ratio)
+				if n > len(res.Meta.PCPUs) {
+					over = append(over, [2]*Cell{pt, tk})
 				}
 			}
-			pub := "5.32× (non-pv VMM)"
+			pub := 5.32 // on a non-paravirtual VMM
 			if strings.Contains(pol, "pv") {
-				pub = "7.91× (pv VMM)"
+				pub = 7.91 // on a paravirtual one
 			}
-			g := "-"
-			if x, ok := geomean(over); ok {
-				g = times(x)
+			g, v := "-", "-"
+			if iv, ok := geomean(over); ok {
+				g, v = intervalText(iv), judged(iv, true, pub)
 			}
-			summary.add(name, pol, g, pub)
+			summary.add(name, pol, g, v)
 		}
 		fmt.Fprintf(&b, "**%s contention** (think %d cycles):\n\n%s\n", name, res.Matrix.Think, t)
 	}
