@@ -122,6 +122,19 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"experiment pcpus", []string{"experiment", "--pcpus", "4000"}, "--pcpus: CPU 4000 is not available"},
 		{"experiment repeat", []string{"experiment", "--repeat", "0"}, "--repeat 0: must be between 1 and 100"},
 		{"experiment empty locks", []string{"experiment", "--locks", ","}, "may not be empty"},
+		// Values no run could use, and settings that would silently mean
+		// nothing, refused before anything runs.
+		{"cs cycles unbounded", []string{"run", "--workload", "lock", "--cs-cycles", "18446744073709551615"},
+			"--cs-cycles 18446744073709551615: must be at most 4294967296"},
+		{"experiment think cycles unbounded", []string{"experiment", "--think-cycles", "4294967297"}, "--think-cycles 4294967297: must be at most"},
+		{"spin threshold on a lock without one", []string{"run", "--workload", "lock", "--lock", "ticket", "--spin-threshold", "5"},
+			"--spin-threshold: applies to a lock that spins a threshold (pvticket, pvqspin, spinyield; this VM runs ticket)"},
+		{"delay-max without delay", []string{"run", "--sched", "rr", "--delay-max", "1ms"}, "--delay-max: applies to a policy with delay (this run's is rr)"},
+		{"skew without relaxed", []string{"run", "--sched", "gang", "--skew", "1ms"}, "--skew: applies to the relaxed policy (this run's is gang)"},
+		{"boost with a lock that never kicks", []string{"run", "--sched", "pv", "--boost-kicked", "--workload", "lock", "--lock", "tas"},
+			"no VM runs a lock that kicks (pvticket, pvqspin)"},
+		{"experiment boost with locks that never kick", []string{"experiment", "--boost-kicked", "--locks", "tas,ticket", "--policies", "pv"},
+			"none of --locks kicks (pvticket, pvqspin do)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, stderr, code := lhpvm(t, tt.args...)

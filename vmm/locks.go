@@ -13,7 +13,9 @@ type LockKind struct {
 	ID   uint32
 	Doc  string
 	PV   bool // has a WAIT/KICK slow path
-	Test bool // for tests only
+	// Threshold: spins a threshold (--spin-threshold) before its slow path.
+	Threshold bool
+	Test      bool // for tests only
 }
 
 var lockKinds = []LockKind{
@@ -21,11 +23,11 @@ var lockKinds = []LockKind{
 	{Name: "ttas", ID: hypercall.LockTTAS, Doc: "test-and-test-and-set with bounded exponential backoff"},
 	{Name: "ticket", ID: hypercall.LockTicket, Doc: "FIFO ticket lock"},
 	{Name: "mcs", ID: hypercall.LockMCS, Doc: "MCS queue lock"},
-	{Name: "pvticket", ID: hypercall.LockPVTicket, Doc: "ticket lock, WAIT after a spin threshold, KICK by the releaser", PV: true},
+	{Name: "pvticket", ID: hypercall.LockPVTicket, Doc: "ticket lock, WAIT after a spin threshold, KICK by the releaser", PV: true, Threshold: true},
 	{Name: "qspinlock", ID: hypercall.LockQSpin, Doc: "Linux's native queued spinlock: locked byte, pending bit, MCS queue"},
-	{Name: "pvqspin", ID: hypercall.LockPVQSpin, Doc: "Linux's pv-qspinlock: lock stealing, WAIT in the queue and at its head, unlock KICK (--pv-* knobs)", PV: true},
+	{Name: "pvqspin", ID: hypercall.LockPVQSpin, Doc: "Linux's pv-qspinlock: lock stealing, WAIT in the queue and at its head, unlock KICK (--pv-* knobs)", PV: true, Threshold: true},
 	{Name: "virt", ID: hypercall.LockVirt, Doc: "Linux's virt_spin_lock: test-and-set on the qspinlock word (a KVM guest without PV_UNHALT)"},
-	{Name: "spinyield", ID: hypercall.LockSpinYield, Doc: "spin a threshold, then YIELD to the holder"},
+	{Name: "spinyield", ID: hypercall.LockSpinYield, Doc: "spin a threshold, then YIELD to the holder", Threshold: true},
 	{Name: "pticket", ID: hypercall.LockPTicket, Doc: "preemptable ticket lock (Ouyang & Lange 2013)"},
 	{Name: "broken", ID: hypercall.LockBroken, Doc: "no mutual exclusion: the self-check must catch it", Test: true},
 }
@@ -51,6 +53,28 @@ func LockNames(withTest bool) []string {
 	return names
 }
 
+// ThresholdLocks names the locks that spin a threshold, for messages.
+func ThresholdLocks() string {
+	var n []string
+	for _, k := range lockKinds {
+		if k.Threshold {
+			n = append(n, k.Name)
+		}
+	}
+	return strings.Join(n, ", ")
+}
+
+// PVLocks names the locks with a WAIT/KICK slow path, for messages.
+func PVLocks() string {
+	var n []string
+	for _, k := range lockKinds {
+		if k.PV {
+			n = append(n, k.Name)
+		}
+	}
+	return strings.Join(n, ", ")
+}
+
 // LockKinds lists all lock kinds.
 func LockKinds() []LockKind { return append([]LockKind(nil), lockKinds...) }
 
@@ -66,6 +90,12 @@ func lockName(id uint32) string {
 // DefaultSpinThreshold is the pv slow-path threshold, in spins (Linux's
 // SPIN_THRESHOLD).
 const DefaultSpinThreshold = 1 << 15
+
+// MaxWorkCycles bounds a lock VM's critical section and its work outside
+// the lock, in TSC cycles: 2^32, about 1.4 s at 3 GHz, longer than the
+// longest slice (sched.MaxSlice), so every regime a slice can make is in
+// range, while a 2^64 - 1 that would spin past any watchdog is refused.
+const MaxWorkCycles = 1 << 32
 
 // PVKnobs are pvqspin's mechanisms, each switchable for the ablation
 // (hypercall.PV* values; the zero value is Linux's pv-qspinlock), and its

@@ -120,9 +120,9 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.IntVar(&f.Corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.Lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
 	fl.IntVar(&f.Locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
-	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles")
-	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles")
-	fl.Uint64Var(&f.SpinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload: spins before a pv lock's slow path (at least 1)")
+	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles (at most 2^32)")
+	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles (at most 2^32)")
+	fl.Uint64Var(&f.SpinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload, pvticket, pvqspin and spinyield: spins before the slow path (at least 1)")
 	fl.BoolVar(&f.DelayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
 	fl.BoolVar(&f.PreemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	f.pvKnobs = map[string]*string{}

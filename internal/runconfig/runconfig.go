@@ -13,6 +13,7 @@ package runconfig
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,6 +233,20 @@ func build(sc *scenario.Scenario, w where, imagePath string) (*Plan, error) {
 		DelayMax: time.Duration(sc.Sched.DelayMax), BoostKicked: sc.Sched.BoostKicked}
 	if mc.Options.BoostKicked && !sched.HasModifier(mc.Policy, "pv") {
 		return nil, fmt.Errorf("%s: applies to a policy with pv (this run's is %s)", w.machine("boost-kicked", "sched.boost_kicked"), mc.Policy)
+	}
+	// Settings the policy would silently ignore.
+	given := func(flag, key string) bool { return w.changed(flag) || (w.file != "" && w.sc.Has(key)) }
+	if given("delay-max", "sched.delay_max") && !sched.HasModifier(mc.Policy, "delay") {
+		return nil, fmt.Errorf("%s: applies to a policy with delay (this run's is %s)", w.machine("delay-max", "sched.delay_max"), mc.Policy)
+	}
+	if given("skew", "sched.skew") && strings.Split(mc.Policy, "+")[0] != "relaxed" {
+		return nil, fmt.Errorf("%s: applies to the relaxed policy (this run's is %s)", w.machine("skew", "sched.skew"), mc.Policy)
+	}
+	if mc.Options.BoostKicked && !slices.ContainsFunc(sc.VMs, func(v scenario.VM) bool {
+		lk, err := vmm.LookupLock(v.Lock)
+		return v.Workload == "lock" && err == nil && lk.PV
+	}) {
+		return nil, fmt.Errorf("%s: boosts a vCPU that a lock's KICK woke, and no VM runs a lock that kicks (%s)", w.machine("boost-kicked", "sched.boost_kicked"), vmm.PVLocks())
 	}
 	o := mc.Options
 	switch {
@@ -540,6 +555,17 @@ func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
 	if v.Locks < 1 || v.Locks > hypercall.MaxLocks {
 		return fmt.Errorf("%s %d: must be between 1 and %d", at("locks", "locks"), v.Locks, hypercall.MaxLocks)
 	}
+	// given: the value was set by the flag (VM 0 of a flag-built run) or
+	// the VM's key in the file.
+	given := func(flag, key string) bool {
+		if w.file == "" {
+			return i == 0 && w.changed(flag)
+		}
+		return i < w.fileVMs && has(key)
+	}
+	if !lk.Threshold && given("spin-threshold", "spin_threshold") {
+		return fmt.Errorf("%s: applies to a lock that spins a threshold (%s; this VM runs %s)", at("spin-threshold", "spin_threshold"), vmm.ThresholdLocks(), lk.Name)
+	}
 	if v.SpinThreshold == 0 {
 		if has("spin_threshold") {
 			return fmt.Errorf("%s 0: must be at least 1 (leave it out for %d)", at("spin-threshold", "spin_threshold"), vmm.DefaultSpinThreshold)
@@ -548,12 +574,6 @@ func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
 	}
 	// pvqspin's knobs: given for another lock they would silently do
 	// nothing.
-	given := func(flag, key string) bool {
-		if w.file == "" {
-			return i == 0 && w.changed(flag)
-		}
-		return i < w.fileVMs && has(key)
-	}
 	for _, key := range scenario.PVKeys {
 		flag := strings.ReplaceAll(key, "_", "-")
 		if lk.ID != hypercall.LockPVQSpin && given(flag, key) {
@@ -588,6 +608,14 @@ func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
 		}
 	}
 	cfg.PTicketShift = v.PTicketTimeoutShift
+	for _, c := range []struct {
+		flag, key string
+		v         uint64
+	}{{"cs-cycles", "cs_cycles", v.CSCycles}, {"think-cycles", "think_cycles", v.ThinkCycles}} {
+		if c.v > vmm.MaxWorkCycles {
+			return fmt.Errorf("%s %d: must be at most %d (2^32 TSC cycles, about 1.4 s at 3 GHz)", at(c.flag, c.key), c.v, uint64(vmm.MaxWorkCycles))
+		}
+	}
 	cfg.LockKind, cfg.Locks = lk.ID, v.Locks
 	cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = v.CSCycles, v.ThinkCycles, v.SpinThreshold
 	if v.DelayHint {

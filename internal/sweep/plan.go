@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -203,6 +204,9 @@ func check(o Options) (*Plan, error) {
 	if o.BoostKicked && !slices.ContainsFunc(policies, func(p string) bool { return sched.HasModifier(p, "pv") }) {
 		return nil, fmt.Errorf("--boost-kicked: applies to a policy with pv (have %s)", strings.Join(policies, ", "))
 	}
+	if o.BoostKicked && !slices.ContainsFunc(locks, func(l string) bool { lk, _ := vmm.LookupLock(l); return lk.PV }) {
+		return nil, fmt.Errorf("--boost-kicked: boosts a vCPU that a lock's KICK woke, and none of --locks kicks (%s do)", vmm.PVLocks())
+	}
 	allowed, err := host.AllowedCPUs()
 	if err != nil {
 		return nil, err
@@ -254,6 +258,15 @@ func check(o Options) (*Plan, error) {
 	}
 	if len(p.Matrix.Cells()) == 0 {
 		return nil, fmt.Errorf("--variants %s: none of them differs from full under --policies %s (they need a policy with pv)", o.Variants, o.Policies)
+	}
+	// Every cell, the reference's too, resolved as its runs will be: a
+	// value no run accepts is a usage error now, not a failed cell later.
+	// A policy refusing a cell's machine is a refused cell, not an error.
+	for _, k := range append([]CellKey{refKey}, p.Matrix.Cells()...) {
+		var refused *sched.RefusedError
+		if _, err := runconfig.FromScenario(p.cell(k)); err != nil && !errors.As(err, &refused) {
+			return nil, err
+		}
 	}
 	return p, nil
 }

@@ -241,7 +241,7 @@ func (p *Plan) cell(k CellKey) scenario.Scenario {
 		v, _ = LookupVariant(m.Ablation, k.Variant)
 	}
 	sc := scenario.Scenario{PCPUs: sched.FormatCPUList(p.PCPUs), Duration: scenario.Duration(p.duration),
-		Sched: scenario.Sched{Policy: k.Policy, BoostKicked: (v.Boost || m.BoostKicked) && sched.HasModifier(k.Policy, "pv")}}
+		Sched: scenario.Sched{Policy: k.Policy}}
 	for left, i := k.VCPUs, 0; left > 0; i++ {
 		n := min(per, left)
 		vm := scenario.VM{Name: fmt.Sprintf("vm%d", i), VCPUs: n, Workload: "lock", Lock: k.Lock,
@@ -251,6 +251,10 @@ func (p *Plan) cell(k CellKey) scenario.Scenario {
 		sc.VMs = append(sc.VMs, vm)
 		left -= n
 	}
+	// --boost-kicked boosts what a KICK woke: the cells whose policy has pv
+	// and whose lock kicks.
+	lk, err := vmm.LookupLock(sc.VMs[0].Lock)
+	sc.Sched.BoostKicked = (v.Boost || m.BoostKicked) && sched.HasModifier(k.Policy, "pv") && err == nil && lk.PV
 	return sc
 }
 
