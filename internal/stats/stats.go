@@ -110,11 +110,40 @@ func GeomeanOfRatios(ps []Pair) (Interval, bool) {
 		sides = append(sides, p.A, p.B)
 	}
 	iv.Ratio = math.Exp(logSum / float64(len(ps)))
+	iv.Lo, iv.Hi = bootstrap(sides, func(meds []float64) float64 {
+		logSum := 0.0
+		for i := 0; i < len(meds); i += 2 {
+			if meds[i+1] <= 0 {
+				return math.Inf(1)
+			}
+			logSum += math.Log(meds[i] / meds[i+1])
+		}
+		return math.Exp(logSum / float64(len(ps)))
+	})
+	return iv, true
+}
+
+// MedianInterval is the median of xs with its 95 % percentile-bootstrap
+// interval (the same resampling as the ratios'); ok is false for no xs.
+func MedianInterval(xs []float64) (med, lo, hi float64, ok bool) {
+	if len(xs) == 0 {
+		return 0, 0, 0, false
+	}
+	lo, hi = bootstrap([][]float64{xs}, func(meds []float64) float64 { return meds[0] })
+	return Median(xs), lo, hi, true
+}
+
+// bootstrap is the percentile interval of stat over Resamples resamples:
+// each resample redraws every side's runs with replacement, and stat gets
+// the resampled sides' medians, in order. The resampling is seeded from
+// the data.
+func bootstrap(sides [][]float64, stat func(meds []float64) float64) (lo, hi float64) {
 	r := rand.New(rand.NewPCG(dataSeed(sides...)))
 	re := make([][]float64, len(sides))
 	for i, s := range sides {
 		re[i] = make([]float64, len(s))
 	}
+	meds := make([]float64, len(sides))
 	draws := make([]float64, 0, Resamples)
 	for range Resamples {
 		for i, s := range sides {
@@ -122,27 +151,13 @@ func GeomeanOfRatios(ps []Pair) (Interval, bool) {
 				re[i][j] = s[r.IntN(len(s))]
 			}
 			sort.Float64s(re[i])
+			meds[i] = sortedMedian(re[i])
 		}
-		logSum, inf := 0.0, false
-		for i := 0; i < len(re); i += 2 {
-			d := sortedMedian(re[i+1])
-			if d <= 0 {
-				inf = true
-				break
-			}
-			logSum += math.Log(sortedMedian(re[i]) / d)
-		}
-		if inf {
-			draws = append(draws, math.Inf(1))
-		} else {
-			draws = append(draws, math.Exp(logSum/float64(len(ps))))
-		}
+		draws = append(draws, stat(meds))
 	}
 	sort.Float64s(draws)
 	alpha := (1 - Level) / 2
-	iv.Lo = quantile(draws, alpha)
-	iv.Hi = quantile(draws, 1-alpha)
-	return iv, true
+	return quantile(draws, alpha), quantile(draws, 1-alpha)
 }
 
 // quantile of sorted xs, interpolating between order statistics.

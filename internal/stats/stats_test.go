@@ -151,3 +151,32 @@ func TestGeomeanOfRatios(t *testing.T) {
 	assert.GreaterOrEqual(t, frac, 0.87)
 	assert.LessOrEqual(t, frac, 0.99)
 }
+
+// The median's interval: a point for constant runs, and about 95 %
+// coverage of a log-normal population's median.
+func TestMedianInterval(t *testing.T) {
+	m, lo, hi, ok := MedianInterval([]float64{3, 3, 3})
+	require.True(t, ok)
+	assert.Equal(t, [3]float64{3, 3, 3}, [3]float64{m, lo, hi})
+	_, _, _, ok = MedianInterval(nil)
+	assert.False(t, ok)
+
+	r := rand.New(rand.NewPCG(5, 6))
+	const draws, n = 400, 21
+	covered := 0
+	for range draws {
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = math.Exp(1 + 0.5*r.NormFloat64())
+		}
+		m, lo, hi, _ := MedianInterval(xs)
+		require.True(t, lo <= m && m <= hi)
+		if lo <= math.E && math.E <= hi {
+			covered++
+		}
+	}
+	frac := float64(covered) / draws
+	t.Logf("coverage %.3f over %d draws of n=%d", frac, draws, n)
+	assert.GreaterOrEqual(t, frac, 0.88)
+	assert.LessOrEqual(t, frac, 0.99)
+}
