@@ -226,12 +226,30 @@ func (e *LockEvents) Named() []NamedEvent {
 	out := make([]NamedEvent, 0, len(lockEventList))
 	for _, ev := range lockEventList {
 		if ev.count != nil {
-			out = append(out, NamedEvent{ev.name, float64(*ev.count(e))})
+			out = append(out, NamedEvent{Name: ev.name, Value: float64(*ev.count(e)), Count: true})
 		} else {
-			out = append(out, NamedEvent{ev.name, *ev.avg(e)})
+			out = append(out, NamedEvent{Name: ev.name, Value: *ev.avg(e)})
 		}
 	}
 	return out
+}
+
+// SetNamed sets the event of that name (Named's) to v, a counter rounded
+// to the nearest count; false if there is none (a summary of several
+// runs' events, such as their median, is stored this way).
+func (e *LockEvents) SetNamed(name string, v float64) bool {
+	for _, ev := range lockEventList {
+		if ev.name != name {
+			continue
+		}
+		if ev.count != nil {
+			*ev.count(e) = uint64(math.Round(max(v, 0)))
+		} else {
+			*ev.avg(e) = v
+		}
+		return true
+	}
+	return false
 }
 
 // MarshalJSON writes the events as one object, in the table's order.
@@ -273,6 +291,7 @@ func (e *LockEvents) UnmarshalJSON(b []byte) error {
 type NamedEvent struct {
 	Name  string
 	Value float64
+	Count bool // a counter (an integer), not an average
 }
 
 // histPercentile estimates the q-quantile of a log2 histogram (bucket b

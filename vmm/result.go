@@ -5,6 +5,7 @@ package vmm
 // pages once every vCPU has stopped.
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -71,6 +72,31 @@ type VCPUResult struct {
 	LWPEvents         uint64 `json:"lwp_events"`         // preempted next in line for a lock
 	WaiterPreemptions uint64 `json:"waiter_preemptions"` // preempted waiting for a lock, any position
 	*LockStats               // the lock workload's accounting
+
+	// linux: Linux scheduled the vCPU (host policy), so lhpvm saw none of
+	// its preemptions.
+	linux bool
+}
+
+// PreemptionsSeen reports whether lhpvm's own policy scheduled the vCPU,
+// so that Preemptions, LHPEvents, LWPEvents and WaiterPreemptions count
+// what happened; under host (Linux schedules) they are not measured.
+func (v VCPUResult) PreemptionsSeen() bool { return !v.linux }
+
+// MarshalJSON writes the vCPU's results, with the counts its policy did
+// not measure (PreemptionsSeen) null: a 0 would claim none happened.
+func (v VCPUResult) MarshalJSON() ([]byte, error) {
+	type plain VCPUResult
+	if !v.linux {
+		return json.Marshal(plain(v))
+	}
+	return json.Marshal(struct {
+		plain
+		Preemptions       *uint64 `json:"preemptions"`
+		LHPEvents         *uint64 `json:"lhp_events"`
+		LWPEvents         *uint64 `json:"lwp_events"`
+		WaiterPreemptions *uint64 `json:"waiter_preemptions"`
+	}{plain: plain(v)})
 }
 
 // result collects and checks the VM's results after a run.
@@ -103,7 +129,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			ID: id, PCPU: v.PCPU, State: v.State().String(), ExitCode: h.exitCode,
 			Ops: p.Ops, Exits: v.Stats.Exits.Load(), Hypercalls: v.Stats.Hypercalls.Load(),
 			BadHypercalls: h.badCalls.Load(), KicksReceived: h.kicksRecv.Load(),
-			CheckFailures: p.CheckFailures,
+			CheckFailures: p.CheckFailures, linux: !m.pol.Exclusive(),
 		}
 		if sv := vm.schedVCPUs[id]; sv != nil {
 			a := sv.Acct
@@ -277,6 +303,23 @@ type SchedResult struct {
 	// not the one asked for (ScheduleDriftRule); the run's numbers then
 	// describe another schedule than its parameters name.
 	ScheduleDrift string `json:"schedule_drift,omitempty"`
+}
+
+// MarshalJSON writes the accounting, with the counts only lhpvm's own
+// policies measure (LHP, LWP, waiter preemptions) null under host (SliceUs
+// 0), where Linux's preemptions are not seen: a 0 there would claim none
+// happened.
+func (r SchedResult) MarshalJSON() ([]byte, error) {
+	type plain SchedResult
+	if r.SliceUs > 0 {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		LHPEvents         *uint64 `json:"lhp_events"`
+		LWPEvents         *uint64 `json:"lwp_events"`
+		WaiterPreemptions *uint64 `json:"waiter_preemptions"`
+	}{plain: plain(r)})
 }
 
 // ScheduleDriftRule: a run's schedule drifted when a preemption took longer

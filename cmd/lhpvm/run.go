@@ -271,11 +271,19 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 		if r.LockStats != nil {
 			fmt.Fprintln(w, "vcpu\tpcpu\tacquisitions\tspin%\tp50-ns\tp99-ns\tmax-ns\tslow\twaits\tkicks\tyields\trun-ms\tsteal-ms\tpreempt\tlhp\tlwp\t")
+			// Under host Linux preempts, unseen: n/a, not 0.
+			seen := len(r.VCPU) > 0 && r.VCPU[0].PreemptionsSeen()
+			n := func(x uint64) string {
+				if !seen {
+					return "n/a"
+				}
+				return fmt.Sprint(x)
+			}
 			row := func(name, pcpu string, l *vmm.LockStats, v vmm.VCPUResult) {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t\n", name, pcpu,
+				fmt.Fprintf(w, "%s\t%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t\n", name, pcpu,
 					l.Acquisitions, 100*l.SpinFraction, l.AcquireNs.P50, l.AcquireNs.P99, l.AcquireNs.Max,
 					l.SlowPaths, l.Waits, l.Kicks, l.Yields, float64(v.RunNs)/1e6, float64(v.StealNs)/1e6,
-					v.Preemptions, v.LHPEvents, v.LWPEvents)
+					n(v.Preemptions), n(v.LHPEvents), n(v.LWPEvents))
 			}
 			var all vmm.VCPUResult
 			for _, v := range r.VCPU {
@@ -290,8 +298,12 @@ func printTable(out io.Writer, rep *vmm.Result) {
 		} else {
 			fmt.Fprintln(w, "vcpu\tpcpu\tops\texits\thypercalls\tbad\tkicks-recv\trun-ms\tsteal-ms\tpreempt\t")
 			for _, v := range r.VCPU {
-				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%d\t\n", v.ID, v.PCPU, v.Ops, v.Exits,
-					v.Hypercalls, v.BadHypercalls, v.KicksReceived, float64(v.RunNs)/1e6, float64(v.StealNs)/1e6, v.Preemptions)
+				preempt := "n/a"
+				if v.PreemptionsSeen() {
+					preempt = fmt.Sprint(v.Preemptions)
+				}
+				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%s\t\n", v.ID, v.PCPU, v.Ops, v.Exits,
+					v.Hypercalls, v.BadHypercalls, v.KicksReceived, float64(v.RunNs)/1e6, float64(v.StealNs)/1e6, preempt)
 			}
 		}
 		w.Flush()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/lhpvm/lhpvm/internal/sweep"
 )
@@ -42,16 +43,20 @@ func printResults(out io.Writer, res *sweep.Results) {
 	fmt.Fprintln(out, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range res.Cells {
 		check := verdict(c)
+		if !c.OK { // a failed or refused cell measured nothing: no zeros
+			fmt.Fprintf(out, "| %d | %s | %s | %d | | %s | | | | | %s |\n", c.VCPUs, c.Lock, c.Policy, c.N, c.VsRefText(), check)
+			continue
+		}
 		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
-		if len(c.Runs) > 1 && c.OK {
+		if len(c.Runs) > 1 {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
 		n := fmt.Sprint(c.N)
 		if c.OutOfBudget {
 			n += "*"
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %.1f | %d | %d | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, n,
-			acq, c.VsRefText(), 100*c.SpinFraction, c.LHPEvents, c.LWPEvents, c.FairnessJain, check)
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %s | %.1f | %s | %s | %.2f | %s |\n", c.VCPUs, c.Lock, c.Policy, n,
+			acq, c.VsRefText(), 100*c.SpinFraction, count(c.LHPEvents), count(c.LWPEvents), c.FairnessJain, check)
 	}
 	printComparisons(out, res)
 	if f := res.Failed(); len(f) > 0 {
@@ -60,6 +65,15 @@ func printResults(out io.Writer, res *sweep.Results) {
 			fmt.Fprintf(out, "- %s\n", c)
 		}
 	}
+}
+
+// count is a count that a policy may not measure: n/a for none (LHP and
+// LWP under host, where Linux's preemptions are not seen).
+func count(p *uint64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprint(*p)
 }
 
 // verdict is a cell's verdict for a table.
@@ -123,8 +137,12 @@ func printAblation(out io.Writer, res *sweep.Results) {
 		return order[a.Variant] < order[b.Variant]
 	})
 	for _, c := range cells {
+		if !c.OK { // a failed or refused cell measured nothing: no zeros
+			fmt.Fprintf(out, "| %d | %s | %s | | %s |%s %s |\n", c.VCPUs, c.Policy, c.Variant, c.VsRefText(), strings.Repeat(" |", 12), verdict(c))
+			continue
+		}
 		acq := fmt.Sprintf("%.3g", c.OpsPerSec)
-		if len(c.Runs) > 1 && c.OK {
+		if len(c.Runs) > 1 {
 			acq += fmt.Sprintf(" [%.3g-%.3g]", c.MinOpsPerSec, c.MaxOpsPerSec)
 		}
 		e := c.LockEvents

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,7 +18,6 @@ import (
 	"github.com/lhpvm/lhpvm/internal/atomicfile"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
-	"github.com/lhpvm/lhpvm/vmm"
 )
 
 // The files of an experiment's --out directory: results.json, which merge
@@ -66,37 +66,32 @@ func (res *Results) writeTables(dir string) error {
 // csvKey are the columns that say which cell (or reference) a row is.
 var csvKey = []string{"vcpus", "vms", "lock", "variant", "policy", "shard"}
 
-// csvMeasures are a run's measures, as in results.json, then its lock
-// events (with units: vmm.LockEvents).
+// csvMeasures are a run's measures (measures), as in results.json, with
+// acq_max_over_min_unbounded after acq_max_over_min.
 func csvMeasures() []string {
-	h := []string{"spin_fraction", "lhp_events", "lwp_events", "acquire_p99_ns", "held_preempted_ns", "granted_preempted_ns",
-		"fairness_jain", "acq_max_over_min", "acq_max_over_min_unbounded", "acquisitions", "slow_paths"}
-	for _, e := range (&vmm.LockEvents{}).Named() {
-		h = append(h, e.Name)
+	var h []string
+	for _, ms := range measures() {
+		h = append(h, ms.name)
+		if ms.name == "acq_max_over_min" {
+			h = append(h, "acq_max_over_min_unbounded")
+		}
 	}
 	return h
 }
 
 func csvG(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
 
+// csv is m's measures in csvMeasures' order: empty where not measured, and
+// acq_max_over_min empty where unbounded (a vCPU took no lock), which
+// acq_max_over_min_unbounded says.
 func (m Measured) csv() []string {
-	ns := func(p *int64) string {
-		if p == nil {
-			return ""
+	var rec []string
+	for _, ms := range measures() {
+		rec = append(rec, ms.csvValue(&m))
+		if ms.name == "acq_max_over_min" {
+			x, _ := ms.get(&m)
+			rec = append(rec, strconv.FormatBool(math.IsInf(x, 1)))
 		}
-		return strconv.FormatInt(*p, 10)
-	}
-	// acq_max_over_min is unbounded when a vCPU took no lock: empty, not 0
-	// (acq_max_over_min_unbounded says so).
-	maxMin, unbounded := csvG(m.AcqMaxOverMin), "false"
-	if m.AcqMaxOverMin == 0 && m.Acquisitions > 0 {
-		maxMin, unbounded = "", "true"
-	}
-	rec := []string{csvG(m.SpinFraction), strconv.FormatUint(m.LHPEvents, 10), strconv.FormatUint(m.LWPEvents, 10),
-		csvG(m.AcquireP99Ns), ns(m.HeldPreemptedNs), ns(m.GrantedPreemptedNs), csvG(m.FairnessJain), maxMin, unbounded,
-		strconv.FormatUint(m.Acquisitions, 10), strconv.FormatUint(m.SlowPaths, 10)}
-	for _, e := range m.LockEvents.Named() {
-		rec = append(rec, csvG(e.Value))
 	}
 	return rec
 }
@@ -155,6 +150,14 @@ func (res *Results) writeCellsCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	head := append(append([]string{}, csvKey...), "runs", "ok", "refused", "acq_per_s", "min_acq_per_s", "max_acq_per_s", "vs_ref", "vs_ref_ci95_lo", "vs_ref_ci95_hi")
 	head = append(append(append(head, csvCommonHead...), csvMeasures()...), "noisy", "error")
+	// Then each median's interval (Cell.CI95), in the same order.
+	var ciNames []string
+	for _, m := range append([]string{"acq_per_s"}, csvMeasures()...) {
+		if m != "acq_max_over_min_unbounded" {
+			ciNames = append(ciNames, m)
+			head = append(head, m+"_ci95_lo", m+"_ci95_hi")
+		}
+	}
 	_ = cw.Write(head)
 	for _, c := range res.Cells {
 		rec := append(c.csvKey(), strconv.Itoa(len(c.Runs)), strconv.FormatBool(c.OK), strconv.FormatBool(c.Refused))
@@ -173,6 +176,13 @@ func (res *Results) writeCellsCSV(w io.Writer) error {
 		rec = append(rec, lo, hi)
 		rec = append(append(append(rec, res.csvCommon(res.Reference(c.Shard))...), measured...),
 			strconv.FormatBool(c.Noisy), c.Error)
+		for _, m := range ciNames {
+			if ci := c.CI95[m]; ci != nil && c.OK {
+				rec = append(rec, csvG(ci[0]), csvG(ci[1]))
+			} else {
+				rec = append(rec, "", "")
+			}
+		}
 		_ = cw.Write(rec)
 	}
 	cw.Flush()

@@ -138,12 +138,14 @@ type RunResult struct {
 	Measured
 }
 
-// Measured is what a run measured beside its throughput (a cell: its
-// median run's).
+// Measured is what a run measured beside its throughput (a cell: the
+// median of each over its runs, summarizeMeasures).
 type Measured struct {
 	SpinFraction float64 `json:"spin_fraction"`
-	LHPEvents    uint64  `json:"lhp_events"`
-	LWPEvents    uint64  `json:"lwp_events"`
+	// Lock holder and lock waiter preemptions: null under the host
+	// policy, whose preemptions lhpvm does not see.
+	LHPEvents *uint64 `json:"lhp_events"`
+	LWPEvents *uint64 `json:"lwp_events"`
 	// AcquireP99Ns: the 99th percentile of an acquisition, over the VMs.
 	AcquireP99Ns float64 `json:"acquire_p99_ns"`
 	// The damage times, summed over the VMs; null under the host policy.
@@ -184,7 +186,10 @@ type Cell struct {
 	// OutOfBudget: under --precision, the budget ran out before the
 	// cell's interval was as tight as asked.
 	OutOfBudget bool `json:"out_of_budget,omitempty"`
-	Measured         // the median run's
+	Measured         // each the median of its runs'
+	// CI95 is the 95 % interval of each median, by measure name (and
+	// acq_per_s): null when unbounded, absent when not measured.
+	CI95 map[string]*[2]float64 `json:"ci95"`
 	// Noisy: the reference of its shard drifted more than NoisyDrift
 	// between before and after the matrix.
 	Noisy bool `json:"noisy"`
@@ -285,10 +290,14 @@ func (c *Cell) Summarize(ref *Reference) {
 		return
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i].OpsPerSec < ok[j].OpsPerSec })
-	c.OpsPerSec = stats.Median(opsPerSec(ok))
-	// The other measures are one real run's, the one nearest the
-	// median: for an even count the lower of the two middle runs.
-	c.Measured = ok[(len(ok)-1)/2].Measured
+	med, lo, hi, _ := stats.MedianInterval(opsPerSec(ok))
+	c.OpsPerSec = med
+	ms := make([]Measured, 0, len(ok))
+	for _, r := range ok {
+		ms = append(ms, r.Measured)
+	}
+	c.Measured, c.CI95 = summarizeMeasures(ms)
+	c.CI95["acq_per_s"] = &[2]float64{lo, hi}
 	c.MinOpsPerSec, c.MaxOpsPerSec = ok[0].OpsPerSec, ok[len(ok)-1].OpsPerSec
 	c.N = len(ok)
 	c.Drifted = 0
@@ -318,7 +327,7 @@ var SummaryRule = map[string]string{
 	"cell_acq_per_s":    "the median of the cell's runs (the mean of the two middle ones for an even count)",
 	"run_acq_per_s":     "the steady state: acquisitions after the warm-up, " + vmm.WarmupRule + ", until the duration ran out, per second (throughput: steady); whole_run_acq_per_s includes the start transient",
 	"intervals":         "vs_ref_ci95 and every ratio of the reports: " + stats.Method + "; runs are independent, each from its own seed (sched.Start), and a sweep runs its cells interleaved, round by round",
-	"cell_measures":     "spin, LHP, LWP, p99, damage and lock events: those of the run nearest the median throughput (for an even count, the lower of the two middle runs)",
+	"cell_measures":     "every measure of a cell (spin, LHP, LWP, p99, damage, fairness, lock events, each VM's throughput) is the median of its runs' (counts rounded), with its 95 % interval in ci95: a percentile bootstrap of the median, 2000 resamples; LHP, LWP and damage are null under host",
 	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),
 	"schedule_drift":    "a run's schedule drifted when " + vmm.ScheduleDriftRule + "; a cell counts its drifted runs",
 	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),

@@ -1,9 +1,11 @@
 package sweep
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestMedian: a reference of 810,648 and 525,195 acq/s is 667,921.5, the
@@ -14,17 +16,38 @@ func TestMedian(t *testing.T) {
 	assert.Equal(t, 667921.5, ref.OpsPerSec)
 	assert.InDelta(t, (810648-525195)/810648.0, ref.Drift, 1e-12)
 
+	u := func(x uint64) *uint64 { return &x }
 	c := Cell{Runs: []RunResult{
-		{OK: true, OpsPerSec: 100, Measured: Measured{LHPEvents: 1}},
-		{OK: true, OpsPerSec: 400, Measured: Measured{LHPEvents: 4}},
-		{OK: true, OpsPerSec: 200, Measured: Measured{LHPEvents: 2}},
-		{OK: true, OpsPerSec: 300, Measured: Measured{LHPEvents: 3}},
+		{OK: true, OpsPerSec: 100, Measured: Measured{LHPEvents: u(1), SpinFraction: 0.4, Acquisitions: 10}},
+		{OK: true, OpsPerSec: 400, Measured: Measured{LHPEvents: u(4), SpinFraction: 0.1, Acquisitions: 40}},
+		{OK: true, OpsPerSec: 200, Measured: Measured{LHPEvents: u(2), SpinFraction: 0.3, Acquisitions: 20}},
+		{OK: true, OpsPerSec: 300, Measured: Measured{LHPEvents: u(3), SpinFraction: 0.2, Acquisitions: 30}},
 	}}
 	c.Summarize(&ref)
 	assert.Equal(t, 250.0, c.OpsPerSec)
-	assert.EqualValues(t, 2, c.LHPEvents, "the measures of the lower middle run")
 	assert.Equal(t, 100.0, c.MinOpsPerSec)
 	assert.Equal(t, 400.0, c.MaxOpsPerSec)
+	// Every measure the same way: its own median over the runs (a count
+	// rounded), with an interval, whichever run it came from.
+	require.NotNil(t, c.LHPEvents)
+	assert.EqualValues(t, 3, *c.LHPEvents, "median 2.5, rounded")
+	assert.InDelta(t, 0.25, c.SpinFraction, 1e-12)
+	assert.EqualValues(t, 25, c.Acquisitions)
+	for _, m := range []string{"acq_per_s", "spin_fraction", "lhp_events", "acquisitions", "fairness_jain"} {
+		require.NotNil(t, c.CI95[m], m)
+		assert.LessOrEqual(t, c.CI95[m][0], c.CI95[m][1], m)
+	}
+	assert.Equal(t, [2]float64{0.1, 0.4}, [2]float64{min(c.CI95["spin_fraction"][0], 0.1), max(c.CI95["spin_fraction"][1], 0.4)},
+		"the interval lies within the runs' range")
+	// Under host nothing measures LHP: null, never 0.
+	c = Cell{Runs: []RunResult{{OK: true, OpsPerSec: 100}, {OK: true, OpsPerSec: 200}}}
+	c.Summarize(&ref)
+	assert.Nil(t, c.LHPEvents)
+	assert.Nil(t, c.HeldPreemptedNs)
+	assert.NotContains(t, c.CI95, "lhp_events")
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"lhp_events":null`)
 }
 
 // A kvm run names its vendor module: nested paravirtual KVM (kvm_pvm) and

@@ -339,7 +339,10 @@ func measure(res *vmm.Result) RunResult {
 	if n > 0 {
 		r.SpinFraction = spin / n
 	}
-	r.LHPEvents, r.LWPEvents = res.Sched.LHPEvents, res.Sched.LWPEvents
+	if res.Sched.SliceUs > 0 { // lhpvm's own policy: it sees every preemption
+		lhp, lwp := res.Sched.LHPEvents, res.Sched.LWPEvents
+		r.LHPEvents, r.LWPEvents = &lhp, &lwp
+	}
 	r.ScheduleDrift = res.Sched.ScheduleDrift
 	return r
 }
