@@ -80,7 +80,7 @@ func count(p *uint64) string {
 func verdict(c sweep.Cell) string {
 	check := "ok"
 	if c.Noisy {
-		check = "ok, noisy"
+		check = "ok, noisy: " + strings.Join(c.NoisyWhy, ", ")
 	}
 	if c.Drifted > 0 {
 		check += fmt.Sprintf(", schedule drifted in %d of %d runs", c.Drifted, c.N)

@@ -190,9 +190,11 @@ type Cell struct {
 	// CI95 is the 95 % interval of each median, by measure name (and
 	// acq_per_s): null when unbounded, absent when not measured.
 	CI95 map[string]*[2]float64 `json:"ci95"`
-	// Noisy: the reference of its shard drifted more than NoisyDrift
-	// between before and after the matrix.
-	Noisy bool `json:"noisy"`
+	// Noisy: its runs spread so that its median is known only to more
+	// than ±NoisySpread, or the reference of its shard drifted more than
+	// NoisyDrift between before and after the matrix; NoisyWhy says which.
+	Noisy    bool     `json:"noisy"`
+	NoisyWhy []string `json:"noisy_why,omitempty"`
 	// Drifted counts its runs whose schedule drifted (RunResult.ScheduleDrift).
 	Drifted int `json:"drifted_runs"`
 }
@@ -214,6 +216,16 @@ type Reference struct {
 // NoisyDrift is how far the reference may drift across the matrix before
 // the cells it normalises are flagged noisy.
 const NoisyDrift = 0.10
+
+// NoisySpread is the relative half-width of a cell's median throughput
+// interval (its own runs' spread) above which the cell is flagged noisy,
+// judged from MinSpreadRuns runs on: ±25 %, the precision the presets ask
+// for (--precision), so a cell flagged noisy is one whose own runs could
+// not give a preset's precision.
+const (
+	NoisySpread   = 0.25
+	MinSpreadRuns = 3
+)
 
 // Meta says what measured the results, where and when.
 type Meta struct {
@@ -306,13 +318,20 @@ func (c *Cell) Summarize(ref *Reference) {
 			c.Drifted++
 		}
 	}
+	c.Noisy, c.NoisyWhy = false, nil
+	if hw := (hi - lo) / 2 / med; c.N >= MinSpreadRuns && med > 0 && hw > NoisySpread {
+		c.NoisyWhy = append(c.NoisyWhy, fmt.Sprintf("its median is known to ±%.0f %% only", 100*hw))
+	}
 	if ref != nil && ref.OpsPerSec > 0 {
 		c.Relative = c.OpsPerSec / ref.OpsPerSec
-		c.Noisy = ref.Drift > NoisyDrift
+		if ref.Drift > NoisyDrift {
+			c.NoisyWhy = append(c.NoisyWhy, fmt.Sprintf("its reference drifted %.0f %%", 100*ref.Drift))
+		}
 		if iv, good := stats.RatioOfMedians(opsPerSec(ok), opsPerSec(ref.all())); good && iv.Bounded() {
 			c.VsRefCI95 = &[2]float64{iv.Lo, iv.Hi}
 		}
 	}
+	c.Noisy = len(c.NoisyWhy) > 0
 }
 
 // all is every run of the reference, before and after.
@@ -328,7 +347,7 @@ var SummaryRule = map[string]string{
 	"run_acq_per_s":     "the steady state: acquisitions after the warm-up, " + vmm.WarmupRule + ", until the duration ran out, per second (throughput: steady); whole_run_acq_per_s includes the start transient",
 	"intervals":         "vs_ref_ci95 and every ratio of the reports: " + stats.Method + "; runs are independent, each from its own seed (sched.Start), and a sweep runs its cells interleaved, round by round",
 	"cell_measures":     "every measure of a cell (spin, LHP, LWP, p99, damage, fairness, lock events, each VM's throughput) is the median of its runs' (counts rounded), with its 95 % interval in ci95: a percentile bootstrap of the median, 2000 resamples; LHP, LWP and damage are null under host",
-	"noisy":             fmt.Sprintf("a cell is noisy when its reference drifted more than %.0f %%", NoisyDrift*100),
+	"noisy":             fmt.Sprintf("a cell is noisy when, from %d runs on, the interval of its median acq/s is wider than ±%.0f %%, or when its reference drifted more than %.0f %%; noisy_why says which", MinSpreadRuns, NoisySpread*100, NoisyDrift*100),
 	"schedule_drift":    "a run's schedule drifted when " + vmm.ScheduleDriftRule + "; a cell counts its drifted runs",
 	"noisy_drift_limit": strconv.FormatFloat(NoisyDrift, 'g', -1, 64),
 }

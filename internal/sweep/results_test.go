@@ -56,3 +56,30 @@ func TestBackendName(t *testing.T) {
 	assert.Equal(t, "ptrace", Meta{Backend: "ptrace"}.BackendName())
 	assert.Equal(t, "kvm (kvm_pvm)", Meta{Backend: "kvm", BackendModule: "kvm_pvm"}.BackendName())
 }
+
+// A cell is noisy for its own spread, not only its reference's drift, and
+// says why; too few runs to judge a spread flag nothing.
+func TestCellNoise(t *testing.T) {
+	ref := Reference{Before: []RunResult{{OpsPerSec: 100}}, After: []RunResult{{OpsPerSec: 101}}}
+	ref.Summarize()
+	cell := func(xs ...float64) Cell {
+		c := Cell{}
+		for _, x := range xs {
+			c.Runs = append(c.Runs, RunResult{OK: true, OpsPerSec: x})
+		}
+		c.Summarize(&ref)
+		return c
+	}
+	tight := cell(100, 101, 99, 100, 102)
+	assert.False(t, tight.Noisy, "%v", tight.NoisyWhy)
+	wide := cell(10, 100, 300, 50, 200)
+	assert.True(t, wide.Noisy)
+	require.Len(t, wide.NoisyWhy, 1)
+	assert.Contains(t, wide.NoisyWhy[0], "its median is known to ±")
+	assert.False(t, cell(10, 300).Noisy, "two runs judge no spread")
+
+	ref = Reference{Before: []RunResult{{OpsPerSec: 100}}, After: []RunResult{{OpsPerSec: 150}}}
+	ref.Summarize()
+	drifted := cell(100, 101, 99)
+	assert.Equal(t, []string{"its reference drifted 50 %"}, drifted.NoisyWhy)
+}
