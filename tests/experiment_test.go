@@ -144,6 +144,11 @@ func TestExperimentOut(t *testing.T) {
 		assert.FileExists(t, filepath.Join(dir, "merged", "cells.csv"))
 		assert.FileExists(t, filepath.Join(dir, "merged", "runs.csv"))
 
+		// The merged folder is not merged into again without --force.
+		usage(t, "already holds an experiment's files", "merge", "--out", filepath.Join(dir, "merged"), filepath.Join(dir, "s2"), filepath.Join(dir, "s1"))
+		_, stderr, code = lhpvm(t, "merge", "--force", "--out", filepath.Join(dir, "merged"), filepath.Join(dir, "s2"), filepath.Join(dir, "s1"))
+		require.Equal(t, 0, code, stderr)
+		usage(t, "is one of the shards being merged", "merge", "--out", filepath.Join(dir, "s1"), filepath.Join(dir, "s1"), filepath.Join(dir, "s2"))
 		for name, args := range map[string][]string{
 			"missing":     {filepath.Join(dir, "s1")},
 			"overlap":     {filepath.Join(dir, "s1"), filepath.Join(dir, "s1")},

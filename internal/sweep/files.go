@@ -231,14 +231,33 @@ func Merge(dirs []string) (*Results, error) {
 	if len(parts) == 0 {
 		return nil, errkind.Usage(errors.New("no shard directories given"))
 	}
+	for k, p := range parts {
+		if err := p.check(); err != nil {
+			return nil, errkind.Usagef("%s: %w", dirs[k], err)
+		}
+	}
 	first := parts[0]
 	n := first.Shards[0].N
 	seen := map[int]string{}
-	out := &Results{Meta: first.Meta, Matrix: first.Matrix}
+	out := &Results{Meta: first.Meta, Matrix: first.Matrix, Complete: true}
+	hosts := map[string]bool{}
 	for k, p := range parts {
 		if !p.Matrix.equal(first.Matrix) {
 			return nil, errkind.Usagef("%s measured another matrix than %s (locks, policies, sizes or run parameters differ): not shards of one sweep", dirs[k], dirs[0])
 		}
+		// Shards measured by different code, backends, CPUs or pCPU
+		// lists do not make one table.
+		for _, d := range []struct{ what, a, b string }{
+			{"commit", p.Meta.Commit, first.Meta.Commit},
+			{"backend", p.Meta.BackendName(), first.Meta.BackendName()},
+			{"CPU model", p.Meta.CPUModel, first.Meta.CPUModel},
+			{"pCPUs", fmt.Sprint(p.Meta.PCPUs), fmt.Sprint(first.Meta.PCPUs)},
+		} {
+			if d.a != d.b {
+				return nil, errkind.Usagef("%s was measured with %s %s, %s with %s: shards of one table share commit, backend, CPU model and pCPUs", dirs[k], d.what, d.a, dirs[0], d.b)
+			}
+		}
+		hosts[p.Meta.Host] = true
 		for _, s := range p.Shards {
 			if s.N != n {
 				return nil, errkind.Usagef("%s is shard %v, %s one of %d: not shards of one sweep", dirs[k], s, dirs[0], n)
@@ -288,6 +307,73 @@ func Merge(dirs []string) (*Results, error) {
 	}
 	sort.Slice(out.Shards, func(i, j int) bool { return out.Shards[i].I < out.Shards[j].I })
 	sort.Slice(out.References, func(i, j int) bool { return out.References[i].Shard < out.References[j].Shard })
+	if len(hosts) > 1 {
+		var hs []string
+		for h := range hosts {
+			hs = append(hs, h)
+		}
+		sort.Strings(hs)
+		out.Meta.Host = strings.Join(hs, ", ") // each cell against its own host's reference
+	}
+	// Every summary recomputed from the runs, never taken from a file.
+	for i := range out.References {
+		out.References[i].Summarize()
+	}
+	for i := range out.Cells {
+		out.Cells[i].Summarize(out.Reference(out.Cells[i].Shard))
+	}
 	out.Comparisons = out.compare() // a pair's cells may come from two shards
 	return out, nil
+}
+
+// check refuses results that no experiment writes (a damaged or crafted
+// file): a shard that is not I/N, an unfinished experiment, a shard
+// without its reference, a cell of no shard, a run with a negative or
+// non-finite throughput, or both ok and refused.
+func (res *Results) check() error {
+	mine := map[int]bool{}
+	for _, s := range res.Shards {
+		if s.N < 1 || s.N > 10000 || s.I < 1 || s.I > s.N {
+			return fmt.Errorf("shard %v is not I/N with 1 <= I <= N <= 10000", s)
+		}
+		mine[s.I] = true
+		if r := res.Reference(s.I); r == nil || len(r.all()) == 0 {
+			return fmt.Errorf("shard %v has no reference runs", s)
+		}
+	}
+	if !res.Complete {
+		return errors.New("the experiment did not finish (stopped, or still running): finish it with lhpvm experiment --resume DIR")
+	}
+	bad := func(r RunResult) string {
+		for _, x := range []float64{r.OpsPerSec, r.WholeOpsPerSec, r.ElapsedS} {
+			if x < 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Sprintf("a throughput or time of %g", x)
+			}
+		}
+		if r.OK && r.Refused {
+			return "both ok and refused"
+		}
+		return ""
+	}
+	for _, ref := range res.References {
+		for _, r := range ref.all() {
+			if why := bad(r); why != "" {
+				return fmt.Errorf("a reference run of shard %d has %s", ref.Shard, why)
+			}
+		}
+	}
+	for _, c := range res.Cells {
+		if !mine[c.Shard] {
+			return fmt.Errorf("cell %v is of shard %d, which these results do not hold", c.CellKey, c.Shard)
+		}
+		if len(c.Runs) == 0 {
+			return fmt.Errorf("cell %v has no runs", c.CellKey)
+		}
+		for i, r := range c.Runs {
+			if why := bad(r); why != "" {
+				return fmt.Errorf("run %d of cell %v has %s", i+1, c.CellKey, why)
+			}
+		}
+	}
+	return nil
 }

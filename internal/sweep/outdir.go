@@ -79,6 +79,21 @@ func PrepareOut(dir string, force bool) error {
 	return checkWritable(dir)
 }
 
+// CheckMergeOut refuses a merge's --out that is one of its inputs: the
+// merged files would replace a shard's own.
+func CheckMergeOut(out string, inputs []string) error {
+	o, err := os.Stat(out)
+	if err != nil {
+		return nil // not there yet: no input
+	}
+	for _, in := range inputs {
+		if i, err := os.Stat(in); err == nil && os.SameFile(o, i) {
+			return errkind.Usagef("--out %s is one of the shards being merged (%s): choose a new directory", out, in)
+		}
+	}
+	return nil
+}
+
 // checkWritable creates and removes a file in dir: a read-only or full
 // directory is found before the first run, not after the last.
 func checkWritable(dir string) error {

@@ -202,7 +202,10 @@ type Cell struct {
 // Reference is one shard's reference: ticket lock, 2 vCPUs on the pCPUs
 // under rr, measured before and after its cells.
 type Reference struct {
-	Shard  int         `json:"shard"`
+	Shard int `json:"shard"`
+	// Host is the machine that measured the shard (its hostname): cells
+	// are compared only within one.
+	Host   string      `json:"host,omitempty"`
 	Before []RunResult `json:"before"`
 	// During: one run per extra round of a --precision experiment.
 	During    []RunResult `json:"during,omitempty"`
@@ -235,6 +238,7 @@ type Meta struct {
 	// BackendModule is kvm's vendor module (kvm_amd, kvm_intel, kvm_pvm).
 	BackendModule string    `json:"backend_module,omitempty"`
 	Kernel        string    `json:"kernel"`
+	Host          string    `json:"host,omitempty"` // the hostname
 	CPUModel      string    `json:"cpu_model"`
 	PCPUs         []int     `json:"pcpus"`
 	Args          []string  `json:"args"`
@@ -403,6 +407,14 @@ func (res *Results) Reference(i int) *Reference {
 		}
 	}
 	return nil
+}
+
+// host is the machine that measured cell c (its shard's reference's).
+func (res *Results) host(c *Cell) string {
+	if r := res.Reference(c.Shard); r != nil {
+		return r.Host
+	}
+	return ""
 }
 
 // HostFacts are the kernel and CPU model, for the metadata.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -87,6 +88,7 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 		prog = noProgress{}
 	}
 	meta.Kernel, meta.CPUModel = HostFacts()
+	meta.Host, _ = os.Hostname()
 	meta.PauseNs = host.PauseNs()
 	meta.PCPUs, meta.Start, meta.Summary, meta.NoisyDrift = p.PCPUs, time.Now(), SummaryRule, NoisyDrift
 	if p.Resumed != nil {
@@ -95,7 +97,7 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 	}
 	res := &Results{Matrix: p.Matrix, Shards: []Shard{p.Shard}, Meta: meta}
 	repeat := p.Matrix.Repeat
-	ref := &Reference{Shard: p.Shard.I}
+	ref := &Reference{Shard: p.Shard.I, Host: meta.Host}
 	mine := p.Mine()
 	res.Cells = make([]Cell, len(mine))
 	for i, k := range mine {
@@ -452,6 +454,10 @@ func (res *Results) compare() []Comparison {
 				continue
 			}
 			c := Comparison{A: a.CellKey, B: b.CellKey, Ratio: iv.Ratio, Verdict: stats.Judge(iv, true), Runs: [2]int{iv.NA, iv.NB}}
+			// Throughputs measured on two machines are not one ratio.
+			if ha, hb := res.host(a), res.host(b); ha != hb {
+				c.Verdict = stats.Verdict(fmt.Sprintf("not compared: measured on hosts %s and %s", ha, hb))
+			}
 			if iv.Bounded() {
 				c.RatioCI95 = &[2]float64{iv.Lo, iv.Hi}
 			}

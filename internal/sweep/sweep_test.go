@@ -78,7 +78,7 @@ func TestShards(t *testing.T) {
 // results makes the results of shard i of n of m, as experiment --out
 // writes them, with a reference and one run per cell.
 func results(m Matrix, i, n int) *Results {
-	res := &Results{Matrix: m, Shards: []Shard{{I: i, N: n}},
+	res := &Results{Matrix: m, Shards: []Shard{{I: i, N: n}}, Complete: true,
 		Meta: Meta{Backend: "ptrace", PCPUs: []int{0, 1}, Start: time.Unix(int64(1000+i), 0), End: time.Unix(int64(2000+i), 0)}}
 	ref := Reference{Shard: i, Before: []RunResult{{OK: true, OpsPerSec: 100}}, After: []RunResult{{OK: true, OpsPerSec: 100}}}
 	ref.Summarize()
@@ -119,6 +119,35 @@ func TestMerge(t *testing.T) {
 	}
 	assert.Equal(t, time.Unix(1001, 0), res.Meta.Start.Local(), "the earliest start")
 	assert.Equal(t, time.Unix(2003, 0), res.Meta.End.Local(), "the latest end")
+
+	// The summaries are recomputed from the runs, whatever a file says.
+	lying := results(matrix, 1, 3)
+	lying.Cells[0].OpsPerSec, lying.Cells[0].Relative = 1e9, 1e7
+	res, err = Merge([]string{save(t, lying), s2, s3})
+	require.NoError(t, err)
+	assert.Equal(t, 10.0, res.Cells[0].OpsPerSec)
+	assert.Equal(t, 0.1, res.Cells[0].Relative)
+}
+
+// Shards from two hosts: each cell keeps its own host's reference, and a
+// comparison whose cells were measured on different hosts is not made.
+func TestMergeHosts(t *testing.T) {
+	m := matrix
+	m.Pairs = []Pair{{A: CellKey{Lock: "tas", Policy: "rr"}, B: CellKey{Lock: "ticket", Policy: "pv"}}}
+	parts := []*Results{results(m, 1, 2), results(m, 2, 2)}
+	var dirs []string
+	for i, r := range parts {
+		r.Meta.Host = fmt.Sprintf("node%d", i+1)
+		r.References[0].Host = r.Meta.Host
+		dirs = append(dirs, save(t, r))
+	}
+	res, err := Merge(dirs)
+	require.NoError(t, err)
+	assert.Equal(t, "node1, node2", res.Meta.Host)
+	require.NotEmpty(t, res.Comparisons)
+	for _, c := range res.Comparisons {
+		assert.Contains(t, string(c.Verdict), "not compared: measured on hosts node")
+	}
 }
 
 // TestMergeRefuses: what is not all the shards of one sweep is refused,
@@ -128,11 +157,26 @@ func TestMergeRefuses(t *testing.T) {
 	other := matrix
 	other.Repeat = 3
 	extra := results(matrix, 2, 2)
-	extra.Cells = append(extra.Cells, Cell{CellKey: CellKey{VCPUs: 8, Lock: "tas", Policy: "rr"}, Shard: 2})
+	extra.Cells = append(extra.Cells, Cell{CellKey: CellKey{VCPUs: 8, Lock: "tas", Policy: "rr"}, Shard: 2, Runs: []RunResult{{OK: true}}})
 	dup := results(matrix, 2, 2)
 	dup.Cells[0].CellKey = results(matrix, 1, 2).Cells[0].CellKey
 	noShards := results(matrix, 1, 1)
 	noShards.Shards = nil
+	// Crafted or damaged shards, and shards that do not make one table.
+	crafted := func(f func(r *Results)) string {
+		r := results(matrix, 2, 2)
+		f(r)
+		return save(t, r)
+	}
+	negative := crafted(func(r *Results) { r.Cells[0].Runs[0].OpsPerSec = -5 })
+	shard32 := crafted(func(r *Results) { r.Shards = []Shard{{I: 3, N: 2}} })
+	shardNeg := crafted(func(r *Results) { r.Shards = []Shard{{I: -1, N: -1}} })
+	noRef := crafted(func(r *Results) { r.References = nil })
+	okRefused := crafted(func(r *Results) { r.Cells[1].Runs[0].Refused = true })
+	stopped := crafted(func(r *Results) { r.Complete = false })
+	commit := crafted(func(r *Results) { r.Meta.Commit = "abc123" })
+	backend := crafted(func(r *Results) { r.Meta.Backend = "kvm" })
+	pcpus := crafted(func(r *Results) { r.Meta.PCPUs = []int{2, 3} })
 	notJSON := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(notJSON, "results.json"), []byte("{"), 0o644))
 	empty := t.TempDir()
@@ -151,6 +195,15 @@ func TestMergeRefuses(t *testing.T) {
 		"no results": {[]string{empty}, "no such file or directory"},
 		"none":       {nil, "no shard directories given"},
 		"good first": {[]string{s1, s2, empty}, "no such file or directory"},
+		"negative":   {[]string{s1, negative}, "run 1 of cell 2 vCPUs, ticket, pv has a throughput or time of -5"},
+		"shard 3/2":  {[]string{s1, shard32}, "shard 3/2 is not I/N"},
+		"shard -1":   {[]string{s1, shardNeg}, "shard -1/-1 is not I/N"},
+		"no ref":     {[]string{s1, noRef}, "shard 2/2 has no reference runs"},
+		"ok refused": {[]string{s1, okRefused}, "has both ok and refused"},
+		"stopped":    {[]string{s1, stopped}, "did not finish"},
+		"commit":     {[]string{s1, commit}, "was measured with commit abc123"},
+		"backend":    {[]string{s1, backend}, "was measured with backend kvm, " + s1 + " with ptrace"},
+		"pcpus":      {[]string{s1, pcpus}, "was measured with pCPUs [2 3]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Merge(tt.dirs)
