@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -642,4 +643,59 @@ func readFile(t *testing.T, path string) []byte {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return b
+}
+
+// lockedBuffer is a buffer a running command writes and a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestCLIPCPULock: two lhpvm processes never measure on one host CPU at
+// once. The second says whom it waits for and runs when the first is
+// done; one stopped while waiting exits 130 without running.
+func TestCLIPCPULock(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("LHPVM_LOCK_DIR", dir)
+	first := exec.Command(lhpvmBin(t), "run", "--workload", "lock", "--pcpus", "0", "--duration", "10m", "--quiet")
+	require.NoError(t, first.Start())
+	defer first.Process.Kill()
+	held := fmt.Sprintf("pid %d (", first.Process.Pid)
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "lhpvm-cpu0.lock"))
+		return strings.HasPrefix(string(b), held)
+	}, 5*time.Minute, 10*time.Millisecond, "the first run holds CPU 0")
+
+	start := func() (*exec.Cmd, *lockedBuffer) {
+		var stderr lockedBuffer
+		cmd := exec.Command(lhpvmBin(t), "run", "--workload", "hello", "--pcpus", "0", "--quiet")
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "waiting for host CPU 0") }, 5*time.Minute,
+			10*time.Millisecond, "it waits, and says so")
+		return cmd, &stderr
+	}
+	stopped, stderr := start()
+	require.NoError(t, stopped.Process.Signal(os.Interrupt))
+	var ee *exec.ExitError
+	require.ErrorAs(t, stopped.Wait(), &ee)
+	assert.Equal(t, 130, ee.ExitCode(), stderr.String())
+
+	second, stderr := start()
+	assert.Contains(t, stderr.String(), "another lhpvm measures on it ("+held)
+	require.NoError(t, first.Process.Signal(os.Interrupt)) // the first ends; the second gets CPU 0
+	_ = first.Wait()
+	require.NoError(t, second.Wait(), stderr.String())
 }

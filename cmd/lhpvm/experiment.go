@@ -13,6 +13,7 @@ import (
 
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -172,6 +173,11 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 	st := newStopper(errOut, h)
 	defer st.release()
 	p.Stop = st.stop
+	lk, err := lockPCPUs(errOut, p.PCPUs, st.stop)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	prog := newProgress(errOut, p.Runs(), f.quiet)
 	res, err := p.Run(st.run, prog, meta)
 	prog.finish()
@@ -264,6 +270,22 @@ func newStopper(errOut io.Writer, h *backend.Choice) *stopper {
 	return st
 }
 
+// lockPCPUs takes the host CPUs this process measures on, so that no other
+// lhpvm measures there at the same time (host.LockCPUs); it says on errOut
+// whom it waits for. Closing stop while waiting is an interruption.
+func lockPCPUs(errOut io.Writer, cpus []int, stop <-chan struct{}) (*host.CPULock, error) {
+	l, err := host.LockCPUs(cpus, func(cpu int, holder string) {
+		fmt.Fprintf(errOut, "waiting for host CPU %d: another lhpvm measures on it (%s)\n", cpu, holder)
+	}, stop)
+	switch {
+	case errors.Is(err, host.ErrCPULockStopped):
+		return nil, errkind.Interrupted(err)
+	case err != nil:
+		return nil, errkind.IO(host.CPULockDir(), err)
+	}
+	return l, nil
+}
+
 // run is a sweep.RunFunc on the stopper's backend, ended by a stop.
 func (st *stopper) run(mc vmm.MachineConfig, cfgs ...vmm.Config) *vmm.Result {
 	return runMachineCtx(st.ctx, st.h, mc, cfgs...)
@@ -277,7 +299,8 @@ that over the reference's (ticket, 2 vCPUs on the pCPUs, rr), with its 95 %
 bootstrap interval, the figure that decides; n is the runs behind it (n*:
 --precision ran out of budget). spin % is the share of run time spent
 waiting for a lock; LHP and LWP count vCPUs preempted holding a lock or next
-in line for one (0 under host: Linux schedules, and they are not seen).
-noisy: the reference drifted more than 10 % across the matrix; schedule
-drifted: the host was too busy to run the slices asked for.
+in line for one (n/a under host: Linux schedules, and they are not seen).
+noisy: the cell's own runs leave its median uncertain past ±25 %, or the
+reference drifted more than 10 % across the matrix; schedule drifted: the
+host was too busy to run the slices asked for.
 `

@@ -117,6 +117,15 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 	defer h.Close()
 	st := newStopper(errOut, h)
 	defer st.release()
+	var cpus []int
+	for _, plan := range plans {
+		cpus = append(cpus, plan.PCPUs...)
+	}
+	lk, err := lockPCPUs(errOut, cpus, st.stop)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	prog := newProgress(errOut, total, f.quiet)
 	results := map[string]*sweep.Results{}
 	var failed []string

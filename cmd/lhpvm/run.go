@@ -159,6 +159,14 @@ func runRun(out io.Writer, f runFlags) error {
 	for i := range cfgs {
 		cfgs[i].Console = console
 	}
+	stop := make(chan struct{})
+	unlisten := onInterrupt(func(os.Signal) { close(stop) }, nil)
+	lk, err := lockPCPUs(os.Stderr, mc.PCPUs, stop)
+	unlisten()
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	if f.trace != "" {
 		if mc.Trace, err = trace.Create(f.trace, f.traceLimit); err != nil {
 			return errkind.IO(f.trace, fmt.Errorf("--trace: %w", err))
