@@ -193,6 +193,13 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 		}
 		return errkind.Interrupted(errors.New("interrupted"))
 	}
+	var ioe *errkind.IOError
+	if errors.As(err, &ioe) && res != nil {
+		// The files failed (a full or read-only disk): the table of what
+		// finished still goes to stdout, and the error names the path.
+		_ = report(out, res, "", f.json)
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -200,7 +207,7 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 	if !f.quiet && !f.json {
 		fmt.Fprint(out, experimentLegend)
 	}
-	if p.Out != "" {
+	if p.Out != "" && !errors.As(err, &ioe) {
 		fmt.Fprintf(errOut, "wrote %s: %s\n", p.Out, strings.Join(sweep.Written(p.Out), ", "))
 	}
 	return err
@@ -209,9 +216,12 @@ func runExperiment(out, errOut io.Writer, f expFlags) error {
 // report writes the results (--out), prints them, and fails the command
 // when a cell failed.
 func report(out io.Writer, res *sweep.Results, dir string, asJSON bool) error {
+	// The files first, then the table, which goes to stdout whatever
+	// happened to them; their error after it.
+	var werr error
 	if dir != "" {
 		if err := res.Write(dir); err != nil {
-			return fmt.Errorf("--out %s: %w", dir, err)
+			werr = fmt.Errorf("--out %s: %w", dir, err)
 		}
 	}
 	if asJSON {
@@ -222,6 +232,9 @@ func report(out io.Writer, res *sweep.Results, dir string, asJSON bool) error {
 		}
 	} else {
 		printResults(out, res)
+	}
+	if werr != nil {
+		return werr
 	}
 	if f := res.Failed(); len(f) > 0 {
 		return errkind.Run(fmt.Errorf("%d of %d cells failed: %s", len(f), len(res.Cells), strings.Join(f, "; ")))

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -78,8 +76,10 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 		if err := sweep.CheckDoc(doc, p.Name); err != nil {
 			return errkind.Usage(fmt.Errorf("--doc %s: %w", f.doc, err))
 		}
-		if err := checkReplaceable(f.doc); err != nil {
-			return errkind.IO(f.doc, fmt.Errorf("--doc: %w", err))
+		// The new document is about the old one's size: a disk that cannot
+		// take it twice over is found now.
+		if err := atomicfile.CheckReplaceable(f.doc, 2*int64(len(doc))+64<<10); err != nil {
+			return errkind.IO(f.doc, fmt.Errorf("--doc %s cannot be replaced: %w", f.doc, err))
 		}
 	}
 	// Each part is an experiment of its own in --out/PART. A new preset
@@ -222,21 +222,4 @@ func runPreset(out, errOut io.Writer, f expFlags) error {
 		return errkind.Run(fmt.Errorf("%d cells failed: %s", len(failed), strings.Join(failed, "; ")))
 	}
 	return nil
-}
-
-// checkReplaceable checks, before any run, that path can be replaced as
-// atomicfile replaces it: a file of the user's that is writable, in a
-// directory where a temporary file can be made.
-func checkReplaceable(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lhpvm-probe-*")
-	if err != nil {
-		return err
-	}
-	tmp.Close()
-	return os.Remove(tmp.Name())
 }

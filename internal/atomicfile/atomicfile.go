@@ -51,3 +51,29 @@ func WriteBytes(path string, b []byte) error {
 		return err
 	})
 }
+
+// CheckReplaceable reports, before the work whose result will replace
+// path, whether Write will be able to: path is writable, and its directory
+// takes a new file of size bytes (a read-only mount or a full disk is
+// found now, not after the work).
+func CheckReplaceable(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".lhpvm-probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(make([]byte, size))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

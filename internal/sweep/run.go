@@ -148,7 +148,10 @@ func (p *Plan) Run(run RunFunc, prog Progress, meta Meta) (*Results, error) {
 		return r, vms, nil
 	}
 	stop := func(err error) (*Results, error) {
-		if errors.Is(err, ErrInterrupted) {
+		// Stopped, or its files could not be written (a full or read-only
+		// disk): what finished is still summarised, for the table.
+		var ioe *errkind.IOError
+		if errors.Is(err, ErrInterrupted) || errors.As(err, &ioe) {
 			return partial(), err // Complete stays false
 		}
 		return nil, err
