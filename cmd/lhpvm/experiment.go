@@ -117,7 +117,7 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.StringVar(&f.Out, "out", "", "write results.json (after every run), journal.jsonl, runs.csv, cells.csv and SVG plots into this directory (new or empty)")
 	fl.BoolVar(&f.force, "force", false, "--out: replace the files of an earlier experiment there")
 	fl.StringVar(&f.resume, "resume", "", "continue the unfinished experiment in this --out directory: its plan, seed and backend; its finished runs kept")
-	fl.StringVar(&f.Shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge)")
+	fl.StringVar(&f.Shard, "shard", "", "measure only shard I/N of the cells (deterministic; merge the shards' --out with lhpvm merge); auto: the task of a Slurm job array or a Kubernetes Indexed Job")
 	fl.StringVar(&f.Trace, "trace", "", "write a Perfetto trace of every run into this directory")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress (a bar on a terminal, a line per cell otherwise)")
 	fl.StringVar(&f.Ablation, "ablation", "", "run an ablation instead of the lock matrix: "+strings.Join(sweep.AblationNames(), ", ")+" (policies default to rr,pv)")

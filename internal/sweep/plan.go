@@ -221,10 +221,16 @@ func check(o Options) (*Plan, error) {
 		return nil, fmt.Errorf("--backend: %w", err)
 	}
 	p.Shard = Shard{I: 1, N: 1}
-	if o.Shard != "" {
+	if o.Shard == ShardAuto {
+		if p.Shard, err = ShardFromEnv(os.Getenv); err != nil {
+			return nil, fmt.Errorf("--shard auto: %w", err)
+		}
+	} else if o.Shard != "" {
 		if p.Shard, err = ParseShard(o.Shard); err != nil {
 			return nil, fmt.Errorf("--shard %w", err)
 		}
+	}
+	if o.Shard != "" {
 		if o.Out == "" {
 			return nil, fmt.Errorf("--shard needs --out: a shard's results are for lhpvm merge")
 		}

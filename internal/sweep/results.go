@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -111,6 +112,61 @@ func ParseShard(s string) (Shard, error) {
 		return Shard{}, fmt.Errorf("%q: want I/N with 1 <= I <= N, e.g. 1/4", s)
 	}
 	return Shard{I: i, N: n}, nil
+}
+
+// ShardAuto is --shard's value that reads the shard from the job that
+// runs the experiment (ShardFromEnv).
+const ShardAuto = "auto"
+
+// ShardFromEnv is the shard of a task of a Slurm job array
+// (SLURM_ARRAY_TASK_ID among SLURM_ARRAY_TASK_MIN..MAX, step 1, so that
+// --array=0-3 and --array=1-4 are both shards 1..4 of 4) or of a
+// Kubernetes Indexed Job (JOB_COMPLETION_INDEX, 0-based, of
+// JOB_COMPLETIONS, which the Job's manifest passes from its
+// spec.completions). getenv is os.Getenv.
+func ShardFromEnv(getenv func(string) string) (Shard, error) {
+	num := func(name string) (int, error) {
+		v := getenv(name)
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q is not a number", name, v)
+		}
+		return n, nil
+	}
+	var s Shard
+	switch {
+	case getenv("SLURM_ARRAY_TASK_ID") != "":
+		var id, lo, hi, count int
+		var err error
+		for _, f := range []struct {
+			p    *int
+			name string
+		}{{&id, "SLURM_ARRAY_TASK_ID"}, {&lo, "SLURM_ARRAY_TASK_MIN"}, {&hi, "SLURM_ARRAY_TASK_MAX"}, {&count, "SLURM_ARRAY_TASK_COUNT"}} {
+			if *f.p, err = num(f.name); err != nil {
+				return Shard{}, err
+			}
+		}
+		if step := getenv("SLURM_ARRAY_TASK_STEP"); (step != "" && step != "1") || hi-lo+1 != count {
+			return Shard{}, fmt.Errorf("the job array is %d-%d with %d tasks (step %s): give it one task per shard, a range with step 1 (--array=1-%d)", lo, hi, count, step, count)
+		}
+		s = Shard{I: id - lo + 1, N: count}
+	case getenv("JOB_COMPLETION_INDEX") != "":
+		idx, err := num("JOB_COMPLETION_INDEX")
+		if err != nil {
+			return Shard{}, err
+		}
+		n, err := num("JOB_COMPLETIONS")
+		if err != nil {
+			return Shard{}, fmt.Errorf("%w: an Indexed Job passes its spec.completions as JOB_COMPLETIONS (deploy/k8s)", err)
+		}
+		s = Shard{I: idx + 1, N: n}
+	default:
+		return Shard{}, errors.New("neither a Slurm job array (SLURM_ARRAY_TASK_ID) nor a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) says which shard this is")
+	}
+	if s.N < 1 || s.N > 10000 || s.I < 1 || s.I > s.N {
+		return Shard{}, fmt.Errorf("shard %v from the environment is not I/N with 1 <= I <= N <= 10000", s)
+	}
+	return s, nil
 }
 
 // Owns reports whether cell number idx (in canonical order) is the shard's.

@@ -83,3 +83,39 @@ func TestCellNoise(t *testing.T) {
 	drifted := cell(100, 101, 99)
 	assert.Equal(t, []string{"its reference drifted 50 %"}, drifted.NoisyWhy)
 }
+
+// --shard auto: a Slurm array task, 0- or 1-based, and a Kubernetes
+// Indexed Job's pod each name their shard; anything else is refused.
+func TestShardFromEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	for _, c := range []struct {
+		env  func(string) string
+		want Shard
+	}{
+		{env("SLURM_ARRAY_TASK_ID", "0", "SLURM_ARRAY_TASK_MIN", "0", "SLURM_ARRAY_TASK_MAX", "3", "SLURM_ARRAY_TASK_COUNT", "4"), Shard{1, 4}},
+		{env("SLURM_ARRAY_TASK_ID", "4", "SLURM_ARRAY_TASK_MIN", "1", "SLURM_ARRAY_TASK_MAX", "4", "SLURM_ARRAY_TASK_COUNT", "4", "SLURM_ARRAY_TASK_STEP", "1"), Shard{4, 4}},
+		{env("JOB_COMPLETION_INDEX", "2", "JOB_COMPLETIONS", "3"), Shard{3, 3}},
+	} {
+		s, err := ShardFromEnv(c.env)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, s)
+	}
+	for want, e := range map[string]func(string) string{
+		"neither a Slurm job array":       env(),
+		"step 2":                          env("SLURM_ARRAY_TASK_ID", "2", "SLURM_ARRAY_TASK_MIN", "0", "SLURM_ARRAY_TASK_MAX", "6", "SLURM_ARRAY_TASK_COUNT", "4", "SLURM_ARRAY_TASK_STEP", "2"),
+		`SLURM_ARRAY_TASK_MIN="" is not`:  env("SLURM_ARRAY_TASK_ID", "2"),
+		"passes its spec.completions":     env("JOB_COMPLETION_INDEX", "0"),
+		"shard 5/4 from the environment":  env("JOB_COMPLETION_INDEX", "4", "JOB_COMPLETIONS", "4"),
+		`JOB_COMPLETION_INDEX="x" is not`: env("JOB_COMPLETION_INDEX", "x", "JOB_COMPLETIONS", "4"),
+	} {
+		_, err := ShardFromEnv(e)
+		require.Error(t, err, want)
+		assert.Contains(t, err.Error(), want)
+	}
+}
