@@ -9,7 +9,7 @@ BIN   := bin/lhpvm
 # The default experiment of `make run`; override with `make run ARGS="..."`.
 ARGS  ?= --scenario default
 
-.PHONY: all build guest stub run test check-tree check-generated check-scripts check-fresh check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model reproduce clean
+.PHONY: all build guest stub run test test-slurm check-tree check-generated check-scripts check-fresh check-viewers test-quick test-busy test-kvm check-fmt backends bench fuzz soak generate pictures model reproduce clean
 
 all: build
 
@@ -128,7 +128,7 @@ check-tree:
 
 # Every tracked shell script parses (bash -n) and passes shellcheck at error
 # severity: an install branch that CI never takes is still code.
-SCRIPTS = $(shell git ls-files '*.sh' .ci/run 2>/dev/null)
+SCRIPTS = $(shell git ls-files '*.sh' '*.sbatch' .ci/run 2>/dev/null)
 check-scripts:
 	@for f in $(SCRIPTS); do bash -n "$$f" || { echo "$$f does not parse (bash -n)" >&2; exit 1; }; done
 	@tests/need.sh shellcheck=shellcheck
@@ -139,6 +139,13 @@ check-scripts:
 # root where nothing was installed before: tests/fresh/check.sh.
 check-fresh:
 	tests/fresh/check.sh
+
+# A real single-node Slurm (munge, slurmctld, slurmd from Debian, installed
+# when missing) runs a 4-task job array of a short sweep through
+# deploy/slurm/run.sh and checks the merge against the unsharded plan:
+# tests/slurm/check.sh. Needs root; not part of make test.
+test-slurm: build
+	tests/slurm/check.sh $(BIN)
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \

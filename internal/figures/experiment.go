@@ -253,6 +253,9 @@ type Strip struct {
 // StripChart draws s to path; the Y axis is logarithmic when every value
 // is positive and they span more than a factor of 20.
 func StripChart(s Strip, path string) error {
+	if len(s.Groups) == 0 {
+		return fmt.Errorf("%s: no cells to draw", path)
+	}
 	p := newPlot(s.Title)
 	p.Y.Label.Text, p.X.Label.Text = s.YLabel, s.XLabel
 	lo, hi := math.Inf(1), math.Inf(-1)

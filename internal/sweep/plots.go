@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"github.com/lhpvm/lhpvm/internal/figures"
 )
@@ -34,6 +35,9 @@ func plotResults(res *Results, dir string) error {
 		return f(c)
 	}
 	for _, n := range m.Sizes {
+		if !slices.ContainsFunc(res.Cells, func(c Cell) bool { return c.VCPUs == n }) {
+			continue // a shard that has no cell of this size: no plots of it
+		}
 		rel := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: throughput against the reference (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
 			XLabel: groupName, YLabel: "acquisitions/s, relative to 2 on 2 (ticket, rr)", Groups: groups, Series: m.Policies, RefLine: 1}
 		spin := figures.Bars{Title: fmt.Sprintf("%d vCPUs on %d pCPUs: spin fraction (%s)", n, len(res.Meta.PCPUs), res.Meta.BackendName()),
