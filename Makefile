@@ -164,6 +164,7 @@ pictures: build
 	./$(BIN) run --scenario slide8-lhp-two-vms --duration 1s --quiet --timeline docs/slide8.png
 	./$(BIN) run --scenario slide11-coscheduling --duration 1s --quiet --timeline docs/slide11.png
 	./$(BIN) run --scenario slide12-fragmentation --duration 1s --quiet --timeline docs/slide12.png
+	LHPVM_PICTURE=$(CURDIR)/docs/trace-host.png $(GO) test ./tests -run '^TestTraceJoinInViewer$$' -count=1
 
 # The published results of docs/literature.md, each measured again (under
 # 5 minutes each) and its numbers rewritten there between the preset's

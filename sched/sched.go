@@ -102,7 +102,8 @@ func (s *Scheduler) State() *State { return s.st }
 func (s *Scheduler) Start(manual bool) {
 	s.mu.Lock()
 	if _, ok := s.clock.(realClock); ok {
-		s.clock = realClock{time.Now()} // time 0 is the start of scheduling
+		zero := time.Now() // time 0 is the start of scheduling
+		s.clock, s.st.Zero = realClock{zero}, zero
 	}
 	s.st.Now = s.clock.Now()
 	for _, p := range s.st.PCPUs {

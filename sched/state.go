@@ -146,7 +146,11 @@ type PCPU struct {
 
 // State is everything a policy decides from.
 type State struct {
-	Now   time.Duration
+	Now time.Duration
+	// Zero is the wall-clock instant of Now == 0 under the real clock (the
+	// start of scheduling), set before the first event; zero under a
+	// manual clock.
+	Zero  time.Time
 	Slice time.Duration
 	PCPUs []*PCPU
 	VCPUs []*VCPU

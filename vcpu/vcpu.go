@@ -90,6 +90,9 @@ type VCPU struct {
 	// is called with no vCPU lock held (it may take the scheduler's).
 	OnPark func()
 
+	tid      atomic.Int32 // the host thread running the vCPU, once started
+	guestTID atomic.Int32 // the host thread the guest runs in, once attached
+
 	mu       sync.Mutex
 	cond     *sync.Cond
 	stopping chan struct{}
@@ -217,11 +220,19 @@ func (v *VCPU) Wait(timeout time.Duration) error {
 	}
 }
 
+// HostTIDs are the host thread that runs the vCPU, and the one the guest
+// runs in: the same thread on kvm, the stub process on ptrace
+// (hv.GuestThread). 0 until the vCPU has started.
+func (v *VCPU) HostTIDs() (thread, guest int) {
+	return int(v.tid.Load()), int(v.guestTID.Load())
+}
+
 func (v *VCPU) loop(started chan<- error) {
 	// The thread stays locked until the goroutine exits, so the runtime
 	// destroys it instead of reusing a thread with our affinity (or, on
 	// ptrace, one that traces a process).
 	runtime.LockOSThread()
+	v.tid.Store(int32(host.Gettid()))
 	attached := false
 	defer func() {
 		v.leaveSeat()
@@ -249,6 +260,10 @@ func (v *VCPU) loop(started chan<- error) {
 		return
 	}
 	attached = true
+	v.guestTID.Store(v.tid.Load())
+	if g, ok := v.b.(hv.GuestThread); ok {
+		v.guestTID.Store(int32(g.GuestTID()))
+	}
 	if v.PCPU >= 0 {
 		if err := v.b.Pin(v.PCPU); err != nil {
 			v.err = fmt.Errorf("vCPU %d: %w", v.ID, err)

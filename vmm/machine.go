@@ -28,6 +28,10 @@ type MachineConfig struct {
 	// closes it after Run); Timeline, if set, collects its window.
 	Trace    *trace.Writer
 	Timeline *Timeline
+	// TraceClock is the trace's clock: TraceClockRun (""), time from the
+	// start of scheduling, or TraceClockMonotonic, the host's
+	// CLOCK_MONOTONIC, in which trace-cmd and perf can stamp theirs.
+	TraceClock string
 	// Seed draws the run's start (sched.Start: which pCPU queue each vCPU
 	// starts on, the order they become runnable, each pCPU's slice
 	// phase); nil draws a fresh seed. The result reports both.
@@ -189,6 +193,9 @@ func (m *Machine) Run() *Result {
 	start := time.Now()
 	err := m.run(start)
 	m.scheduler.Stop()
+	if rec, ok := m.state.Rec.(*recorder); ok {
+		rec.nameVCPUTracks()
+	}
 	m.scheduler.Snapshot(func(st *sched.State) {
 		for _, d := range m.damage {
 			if d != nil {

@@ -2,9 +2,11 @@ package vmm
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/lhpvm/lhpvm/hypercall"
+	"github.com/lhpvm/lhpvm/internal/host"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/sched"
 )
@@ -34,6 +36,70 @@ type recorder struct {
 	acq []uint64
 	// lockTracks: the (VM, lock) tracks named so far in the trace.
 	lockTracks map[[2]int]bool
+	// clocked: the trace's clock base is written (at the first record,
+	// when the scheduler's time 0 is known).
+	clocked bool
+}
+
+// The trace clocks (MachineConfig.TraceClock), by the names the CLI takes.
+const (
+	TraceClockRun       = "run"
+	TraceClockMonotonic = "monotonic"
+)
+
+// TraceClocks lists them, the default first.
+func TraceClocks() []string { return []string{TraceClockRun, TraceClockMonotonic} }
+
+// clockBase writes the trace's clock base, once, when the scheduler's time
+// 0 is set: CLOCK_MONOTONIC at time 0 and the TSC rate, so that the trace
+// can be lined up with the host's (trace-cmd record -C mono, perf record
+// -k CLOCK_MONOTONIC); under TraceClockMonotonic every timestamp is that
+// clock's.
+func (r *recorder) clockBase() {
+	if r.clocked || r.w == nil {
+		return
+	}
+	r.clocked = true
+	zero := r.m.state.Zero
+	if zero.IsZero() {
+		return // a manual clock (tests): no host time
+	}
+	mono := time.Duration(host.MonotonicNs()) - time.Since(zero)
+	clock := TraceClockRun
+	if r.m.cfg.TraceClock == TraceClockMonotonic {
+		r.w.Offset(mono)
+		clock = TraceClockMonotonic
+	}
+	var khz float64
+	if len(r.m.vms) > 0 {
+		khz = float64(r.m.vms[0].tscKHz)
+	}
+	r.w.Meta(trace.S("clock", clock), trace.N("clock_monotonic_at_zero_ns", float64(mono.Nanoseconds())),
+		trace.N("tsc_khz", khz), trace.N("lhpvm_pid", float64(os.Getpid())))
+}
+
+// nameVCPUTracks names every vCPU's track after its host threads (known
+// once the vCPUs have started): "vm0/cpu1 · tid 4321" on kvm, where the
+// guest runs in the vCPU's thread, "vm0/cpu1 · tid 4321, guest pid 4400"
+// on ptrace, where it runs in the stub process; those ids are the ones a
+// host sched_switch trace shows.
+func (r *recorder) nameVCPUTracks() {
+	if r.w == nil {
+		return
+	}
+	for i, vm := range r.m.vms {
+		for id, v := range vm.vcpus {
+			name := fmt.Sprintf("%s/cpu%d", vm.cfg.Name, id)
+			switch thread, guest := v.HostTIDs(); {
+			case thread == 0:
+			case guest == 0 || guest == thread:
+				name += fmt.Sprintf(" · tid %d", thread)
+			default:
+				name += fmt.Sprintf(" · tid %d, guest pid %d", thread, guest)
+			}
+			r.w.ThreadName(pidVM0+i, id+1, name)
+		}
+	}
 }
 
 func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
@@ -66,9 +132,6 @@ func newRecorder(m *Machine, w *trace.Writer, tl *Timeline) *recorder {
 	for i, vm := range m.vms {
 		w.ProcessName(pidVM0+i, vm.cfg.Name)
 		w.SortIndex(pidVM0+i, 0, i+1)
-		for id := range vm.vcpus {
-			w.ThreadName(pidVM0+i, id+1, fmt.Sprintf("%s/cpu%d", vm.cfg.Name, id))
-		}
 	}
 	w.Meta(trace.S("policy", m.cfg.Policy), trace.N("slice_us", float64(m.cfg.Options.Slice.Microseconds())))
 	return r
@@ -117,6 +180,7 @@ func (r *recorder) damageSpan(vmIndex, lock int, iv lockDamage, end time.Duratio
 
 // Record implements sched.Recorder.
 func (r *recorder) Record(rec sched.Record) {
+	r.clockBase()
 	v := rec.V
 	switch rec.Kind {
 	case sched.RecStatus:

@@ -37,7 +37,7 @@ clean exit. 'lhpvm backends' says what this host has.`,
 	// stray argument.
 	started := false
 	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
-	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd(), newBackendsCmd(), newVersionCmd(), newMergeCmd(), newStartsCmd())
+	root.AddCommand(newRunCmd(), newWorkloadsCmd(), newExperimentCmd(), newBackendsCmd(), newVersionCmd(), newMergeCmd(), newStartsCmd(), newTraceJoinCmd())
 	err := root.Execute()
 	if err == nil {
 		return

@@ -87,6 +87,7 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.Changed = cmd.Flags().Changed
+			f.Traced = f.trace != ""
 			f.PV = map[string]string{}
 			for name, v := range f.pvKnobs {
 				f.PV[name] = *v
@@ -115,6 +116,8 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.Uint64Var(&f.Seed, "seed", 0, "replay a run's start (which pCPU each vCPU starts on, their start order, each pCPU's slice phase) from the seed it reported (default: a fresh seed)")
 	fl.StringVar(&f.trace, "trace", "", "write a Perfetto / Chrome trace of the run to this file (ui.perfetto.dev opens it)")
 	fl.IntVar(&f.traceLimit, "trace-limit", trace.DefaultLimit, "--trace: at most this many events (the file says when it was cut)")
+	fl.StringVar(&f.TraceClock, "trace-clock", vmm.TraceClockRun, "--trace: the clock of its timestamps: "+strings.Join(vmm.TraceClocks(), " (from the start of scheduling), ")+
+		" (the host's CLOCK_MONOTONIC, as trace-cmd record -C mono and perf record -k CLOCK_MONOTONIC stamp theirs)")
 	fl.StringVar(&f.Timeline, "timeline", "", "draw who held each pCPU, LHP and LWP marked, as an SVG (our policies only, not host)")
 	fl.StringVar(&f.TimelineWindow, "timeline-window", "", "--timeline: the window, e.g. 0-200ms (default: the first 20 slices)")
 	fl.IntVar(&f.Corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")

@@ -199,3 +199,11 @@ func MemAvailable() (uint64, error) {
 	}
 	return 0, fmt.Errorf("no MemAvailable line in /proc/meminfo")
 }
+
+// MonotonicNs is CLOCK_MONOTONIC now, in ns: the clock trace-cmd record -C
+// mono and perf record -k CLOCK_MONOTONIC stamp their events with.
+func MonotonicNs() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}

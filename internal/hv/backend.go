@@ -45,6 +45,14 @@ type VM interface {
 	Close() error
 }
 
+// GuestThread is implemented by a backend whose guest runs in a host
+// thread other than the vCPU's own (ptrace: the traced stub process). Its
+// id lets a trace line up with the host scheduler's (sched_switch shows
+// that thread running the guest). 0 until Attach.
+type GuestThread interface {
+	GuestTID() int
+}
+
 // VCPU is one vCPU of a backend, as the run loop (vcpu) drives it. Every
 // method but RequestExit is called from the vCPU's own locked OS thread,
 // after Attach and before Close.

@@ -228,6 +228,13 @@ func (v *VCPU) codeAt(rip uint64) []byte {
 // before resuming, and the first request since the last Run signals the
 // stub, whose stop wakes the tracer. A signal that arrives while the tracer
 // is already serving an exit stays queued and costs one spurious stop.
+// GuestTID is the stub process the guest runs in (hv.GuestThread).
+func (v *VCPU) GuestTID() int {
+	v.sigMu.Lock()
+	defer v.sigMu.Unlock()
+	return v.sigPid
+}
+
 func (v *VCPU) RequestExit() {
 	if v.pending.Swap(true) {
 		return // a signal is already on its way

@@ -53,6 +53,10 @@ type Flags struct {
 
 	Timeline       string // where the timeline goes: only whether one is drawn matters here
 	TimelineWindow string
+	// Traced: the run writes a trace (--trace); TraceClock is its clock
+	// (vmm.TraceClocks).
+	Traced     bool
+	TraceClock string
 
 	Lock              string
 	Locks             int
@@ -170,6 +174,15 @@ func resolve(f Flags) (*Plan, error) {
 	}
 	if p.Machine.Timeline, err = timeline(f, p.Machine); err != nil {
 		return nil, err
+	}
+	if f.changed("trace-clock") {
+		switch {
+		case !slices.Contains(vmm.TraceClocks(), f.TraceClock):
+			return nil, fmt.Errorf("--trace-clock %q: must be one of %s", f.TraceClock, strings.Join(vmm.TraceClocks(), ", "))
+		case !f.Traced:
+			return nil, fmt.Errorf("--trace-clock applies to --trace")
+		}
+		p.Machine.TraceClock = f.TraceClock
 	}
 	return p, nil
 }

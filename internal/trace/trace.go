@@ -56,7 +56,13 @@ type Writer struct {
 	dropped int
 	meta    []Arg // otherData
 	err     error
+	offset  time.Duration // added to every timestamp (Offset)
 }
+
+// Offset shifts the timestamp of every event written after it by d: the
+// trace is then in another clock than the run's (d is that clock's reading
+// at the run's time 0; the host's CLOCK_MONOTONIC for --trace-clock).
+func (t *Writer) Offset(d time.Duration) { t.offset = d }
 
 // Create starts a trace in path with at most limit events (0: DefaultLimit).
 func Create(path string, limit int) (*Writer, error) {
@@ -175,6 +181,7 @@ func (t *Writer) event(name, cat string, ph byte, pid, tid int, ts, dur time.Dur
 	b = append(b, `,"tid":`...)
 	b = strconv.AppendInt(b, int64(tid), 10)
 	if ph != 'M' {
+		ts += t.offset
 		b = append(b, `,"ts":`...)
 		b = appendMicros(b, ts)
 	}
