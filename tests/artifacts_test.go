@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,6 +130,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		os.Exit(0)
+	}
+	// -short: the unit tests of every other package, without this suite
+	// of real VMs (minutes on our machines).
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("tests: the end-to-end suite (real VMs, minutes) is skipped under -short")
 		os.Exit(0)
 	}
 	dir, err := os.MkdirTemp("", "lhpvm-test")

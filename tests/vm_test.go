@@ -249,9 +249,6 @@ func TestKickParksSpinningVCPU(t *testing.T) {
 func TestNoLeaks(t *testing.T) {
 	backendtest.Each(t, func(t *testing.T, h hv.Hypervisor) {
 		cycles := 1000
-		if testing.Short() {
-			cycles = 100
-		}
 		cycle := func() {
 			r := run(t, h, config(t, "hello", 2))
 			require.True(t, r.OK, r.Error)
