@@ -54,21 +54,15 @@ func LockNames(withTest bool) []string {
 }
 
 // ThresholdLocks names the locks that spin a threshold, for messages.
-func ThresholdLocks() string {
-	var n []string
-	for _, k := range lockKinds {
-		if k.Threshold {
-			n = append(n, k.Name)
-		}
-	}
-	return strings.Join(n, ", ")
-}
+func ThresholdLocks() string { return lockNamesWhere(func(k LockKind) bool { return k.Threshold }) }
 
 // PVLocks names the locks with a WAIT/KICK slow path, for messages.
-func PVLocks() string {
+func PVLocks() string { return lockNamesWhere(func(k LockKind) bool { return k.PV }) }
+
+func lockNamesWhere(f func(LockKind) bool) string {
 	var n []string
 	for _, k := range lockKinds {
-		if k.PV {
+		if f(k) {
 			n = append(n, k.Name)
 		}
 	}

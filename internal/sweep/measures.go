@@ -20,6 +20,18 @@ type metric struct {
 	set     func(*Measured, float64)
 }
 
+// optional is a count a policy may not measure (nil: not measured).
+func optional[T uint64 | int64](name string, p func(*Measured) **T) metric {
+	return metric{name: name, integer: true,
+		get: func(m *Measured) (float64, bool) {
+			if *p(m) == nil {
+				return 0, false
+			}
+			return float64(**p(m)), true
+		},
+		set: func(m *Measured, v float64) { x := T(math.Round(v)); *p(m) = &x }}
+}
+
 // measures lists every measure, once: the scalars of Measured, then the
 // lock events (vmm.LockEvents, in their table's order).
 func measures() []metric {
@@ -33,33 +45,13 @@ func measures() []metric {
 			get: func(m *Measured) (float64, bool) { return float64(*p(m)), true },
 			set: func(m *Measured, v float64) { *p(m) = uint64(math.Round(v)) }}
 	}
-	optCnt := func(name string, p func(*Measured) **uint64) metric {
-		return metric{name: name, integer: true,
-			get: func(m *Measured) (float64, bool) {
-				if *p(m) == nil {
-					return 0, false
-				}
-				return float64(**p(m)), true
-			},
-			set: func(m *Measured, v float64) { x := uint64(math.Round(v)); *p(m) = &x }}
-	}
-	optNs := func(name string, p func(*Measured) **int64) metric {
-		return metric{name: name, integer: true,
-			get: func(m *Measured) (float64, bool) {
-				if *p(m) == nil {
-					return 0, false
-				}
-				return float64(**p(m)), true
-			},
-			set: func(m *Measured, v float64) { x := int64(math.Round(v)); *p(m) = &x }}
-	}
 	ms := []metric{
 		f64("spin_fraction", func(m *Measured) *float64 { return &m.SpinFraction }),
-		optCnt("lhp_events", func(m *Measured) **uint64 { return &m.LHPEvents }),
-		optCnt("lwp_events", func(m *Measured) **uint64 { return &m.LWPEvents }),
+		optional("lhp_events", func(m *Measured) **uint64 { return &m.LHPEvents }),
+		optional("lwp_events", func(m *Measured) **uint64 { return &m.LWPEvents }),
 		f64("acquire_p99_ns", func(m *Measured) *float64 { return &m.AcquireP99Ns }),
-		optNs("held_preempted_ns", func(m *Measured) **int64 { return &m.HeldPreemptedNs }),
-		optNs("granted_preempted_ns", func(m *Measured) **int64 { return &m.GrantedPreemptedNs }),
+		optional("held_preempted_ns", func(m *Measured) **int64 { return &m.HeldPreemptedNs }),
+		optional("granted_preempted_ns", func(m *Measured) **int64 { return &m.GrantedPreemptedNs }),
 		f64("fairness_jain", func(m *Measured) *float64 { return &m.FairnessJain }),
 		// Unbounded (a vCPU took no lock, stored as 0) is +Inf here, so
 		// that it sorts above every bounded ratio.
