@@ -158,6 +158,14 @@ func Doc(name string) string { return registry[name].doc }
 // IsModifier reports whether name combines with base policies (pv, delay).
 func IsModifier(name string) bool { return registry[name].wrap != nil }
 
+// Decides reports whether lhpvm's scheduler decides which vCPU runs on
+// which pCPU under p, and so sees every dispatch and preemption: LHP, LWP,
+// steal and the lock damage are measured, and a pCPU's track is a
+// sequence of vCPUs. Every policy but host, under which Linux decides and
+// none of that is seen. (That such a policy also runs one vCPU per pCPU at
+// a time, Exclusive, is what makes it so.)
+func Decides(p Policy) bool { return p.Exclusive() }
+
 // HasModifier reports whether policy spec has modifier mod: "rr+pv" and
 // "pv" have pv, "rr" has not.
 func HasModifier(spec, mod string) bool { return slices.Contains(strings.Split(spec, "+"), mod) }

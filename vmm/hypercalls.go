@@ -172,7 +172,7 @@ func (vm *VM) hypercall(v *vcpu.VCPU, nr uint64) vcpu.Action {
 			target = vm.schedVCPUs[a[0]].Index
 		}
 		vm.m.scheduler.Yield(vm.schedVCPUs[id], target)
-		if !vm.m.pol.Exclusive() {
+		if !sched.Decides(vm.m.pol) {
 			host.Yield() // Linux schedules the threads: give it the CPU
 		}
 	case hypercall.CallFault:

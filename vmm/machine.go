@@ -113,7 +113,7 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 	lockVMs := false
 	for i, vm := range vms {
 		// Only our policies know who runs.
-		if vm.cfg.Workload.ID == hypercall.WorkloadLock && pol.Exclusive() {
+		if vm.cfg.Workload.ID == hypercall.WorkloadLock && sched.Decides(pol) {
 			m.damage[i] = newDamage(vm, st.VMs[i])
 			lockVMs = true
 		}
@@ -121,7 +121,7 @@ func NewMachine(cfg MachineConfig, vms ...*VM) (*Machine, error) {
 	if cfg.Trace != nil || cfg.Timeline != nil || lockVMs {
 		st.Rec = newRecorder(m, cfg.Trace, cfg.Timeline)
 	}
-	if pol.Exclusive() {
+	if sched.Decides(pol) {
 		for range st.PCPUs {
 			m.seats = append(m.seats, vcpu.NewSeat())
 		}

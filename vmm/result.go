@@ -129,7 +129,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			ID: id, PCPU: v.PCPU, State: v.State().String(), ExitCode: h.exitCode,
 			Ops: p.Ops, Exits: v.Stats.Exits.Load(), Hypercalls: v.Stats.Hypercalls.Load(),
 			BadHypercalls: h.badCalls.Load(), KicksReceived: h.kicksRecv.Load(),
-			CheckFailures: p.CheckFailures, linux: !m.pol.Exclusive(),
+			CheckFailures: p.CheckFailures, linux: !sched.Decides(m.pol),
 		}
 		if sv := vm.schedVCPUs[id]; sv != nil {
 			a := sv.Acct
@@ -148,7 +148,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 			vr.LockStats = &LockStats{}
 			vr.LockStats.add(&p)
 			r.LockStats.add(&p)
-			if m.pol.Exclusive() {
+			if sched.Decides(m.pol) {
 				// Our scheduler knows when the vCPU really ran: spin is
 				// measured against host run time, not guest wall time. The
 				// guest already took out of each spin window the steal the
@@ -184,7 +184,7 @@ func (vm *VM) collect(m *Machine) *VMResult {
 		r.VCPU = append(r.VCPU, vr)
 	}
 	if isLock {
-		if m.pol.Exclusive() {
+		if sched.Decides(m.pol) {
 			r.LockStats.cycles, r.LockStats.SpinCycles = runTotal, spinTotal
 		}
 		r.LockStats.finish(vm.tscKHz)
@@ -361,7 +361,7 @@ func (m *Machine) schedResult() SchedResult {
 		DelayGrants: st.Acct.DelayGrants, DelayOverruns: st.Acct.DelayOverruns, DirectedYields: st.Acct.DirectedYields,
 		KickBoosts: st.Acct.KickBoosts, Probes: st.Acct.Probes, Deferrals: st.Acct.Deferrals, SpinPreempts: st.Acct.SpinPreempts,
 	}
-	if !m.pol.Exclusive() {
+	if !sched.Decides(m.pol) {
 		r.SliceUs = 0 // Linux decides
 	}
 	var run time.Duration
@@ -385,7 +385,7 @@ func (m *Machine) schedResult() SchedResult {
 	r.WakeUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
 	p50, p99 = st.Acct.StopPercentiles()
 	r.StopUs = Latencies{P50: float64(p50.Nanoseconds()) / 1e3, P99: float64(p99.Nanoseconds()) / 1e3}
-	if m.pol.Exclusive() && dispatches > 0 {
+	if sched.Decides(m.pol) && dispatches > 0 {
 		r.RunPerDispatchUs = float64(run.Nanoseconds()) / float64(dispatches) / 1e3
 	}
 	r.ScheduleDrift = scheduleDrift(r)

@@ -212,7 +212,7 @@ func (r *recorder) Record(rec sched.Record) {
 	case sched.RecRan:
 		vm := r.m.vms[v.VM]
 		pid, tid := pidPCPUs, rec.PCPU+1
-		if !r.m.pol.Exclusive() { // Linux time-slices them: a pCPU track would overlap
+		if !sched.Decides(r.m.pol) { // Linux time-slices them: a pCPU track would overlap
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
 		// A preemption's lock state is read when the vCPU was seen out of
@@ -238,14 +238,14 @@ func (r *recorder) Record(rec sched.Record) {
 		}
 	case sched.RecMark:
 		pid, tid := pidPCPUs, rec.PCPU+1
-		if rec.PCPU < 0 || !r.m.pol.Exclusive() {
+		if rec.PCPU < 0 || !sched.Decides(r.m.pol) {
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
 		r.w.Instant(rec.Why, "sched", markColor[rec.Why], pid, tid, rec.At, trace.S("vcpu", v.Name),
 			trace.N("lock", float64(rec.Hints.LockID)), trace.N("ticket", float64(rec.Hints.Ticket)))
 	case sched.RecKick:
 		pid, tid := pidPCPUs, rec.PCPU+1
-		if rec.PCPU < 0 || !r.m.pol.Exclusive() {
+		if rec.PCPU < 0 || !sched.Decides(r.m.pol) {
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
 		r.flows++

@@ -48,7 +48,7 @@ func timeline(f Flags, mc vmm.MachineConfig) (*vmm.Timeline, error) {
 		}
 		return nil, nil
 	}
-	if pol, err := sched.New(mc.Policy, mc.Options); err == nil && !pol.Exclusive() {
+	if pol, err := sched.New(mc.Policy, mc.Options); err == nil && !sched.Decides(pol) {
 		return nil, fmt.Errorf("--timeline: under --sched %s Linux decides who runs where, so there is no timeline to draw; use one of our policies (rr, gang, ...)", mc.Policy)
 	}
 	tl := &vmm.Timeline{From: 0, To: 20 * mc.Options.Slice}
