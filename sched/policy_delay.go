@@ -138,7 +138,7 @@ func (p *delayPolicy) Decide(s *State) Plan {
 		p.q.Extend(s, v, g.end)
 		g.seen = g.end
 		s.Acct.DelayGrants++
-		s.Mark("delay-grant", v)
+		s.Mark(MarkDelayGrant, v)
 	}
 	plan := p.base.Decide(s)
 	for _, v := range s.VCPUs {

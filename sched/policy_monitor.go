@@ -306,7 +306,7 @@ func (p *monitorPolicy) watch(s *State, i int, v *VCPU) (probe bool, due time.Du
 	}
 	if m.spins >= p.spinSamples && p.spinSuccessor(i, v) {
 		s.Acct.SpinPreempts++
-		s.Mark("spin-preempt", v)
+		s.Mark(MarkSpinPreempt, v)
 		s.EndReason(v, EndSpin)
 		m.spins = 0
 		v.SliceEnd = s.Now

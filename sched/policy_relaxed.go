@@ -171,7 +171,7 @@ func (p *relaxedPolicy) updateSkew(s *State) {
 			case !p.costopped[v.Index] && sk >= p.skew:
 				p.costopped[v.Index] = true
 				s.Acct.CoStops++
-				s.Mark("co-stop", v)
+				s.Mark(MarkCoStop, v)
 				s.EndReason(v, EndCoStop)
 			}
 		}
@@ -251,7 +251,7 @@ func (p *relaxedPolicy) coStart(s *State) {
 		}
 		p.cur[j], v.Home, v.SliceEnd = v, j, p.cur[sib].SliceEnd
 		s.Acct.CoStarts++
-		s.Mark("co-start", v)
+		s.Mark(MarkCoStart, v)
 	}
 }
 

@@ -21,9 +21,8 @@ const (
 	// RecStatus: V was From (running, runnable, blocked) from Start to At,
 	// and is To from At on (To == From: the accounting closed at the end).
 	RecStatus
-	// RecMark: an instant on V's pCPU (PCPU, -1 if it has none) named Why:
-	// "LHP", "LWP", "waiter-preempt" (Hints say which lock), "delay-grant",
-	// "co-stop", "co-start", "probe", "spin-preempt".
+	// RecMark: an instant on V's pCPU (PCPU, -1 if it has none) of kind
+	// Mark (MarkKind; for LHP, LWP and waiter-preempt Hints say which lock).
 	RecMark
 	// RecKick: V kicked Other (a KICK that woke it from WAIT).
 	RecKick
@@ -38,8 +37,9 @@ type Record struct {
 	Start, At  time.Duration
 	V          *VCPU
 	Other      *VCPU
-	PCPU       int // index into State.PCPUs
-	Why        string
+	PCPU       int       // index into State.PCPUs
+	Why        EndReason // RecRan: why V left its pCPU
+	Mark       MarkKind  // RecMark: what happened
 	From, To   Status
 	Hints      Hints
 	StartHints Hints
@@ -49,11 +49,27 @@ type Record struct {
 	StoppedAt time.Duration
 }
 
-// Why a vCPU left its pCPU (RecRan.Why).
+// MarkKind names an instant the scheduler marks (RecMark).
+type MarkKind string
+
 const (
-	EndSlice = "slice end"
-	EndWait  = "WAIT"
-	EndYield = "YIELD"
+	MarkLHP           MarkKind = "LHP"            // a vCPU preempted holding a lock
+	MarkLWP           MarkKind = "LWP"            // preempted next in line for a FIFO lock
+	MarkWaiterPreempt MarkKind = "waiter-preempt" // preempted waiting for a lock, anywhere in line
+	MarkDelayGrant    MarkKind = "delay-grant"    // delay: a slice extended for a critical section
+	MarkCoStop        MarkKind = "co-stop"        // relaxed: a vCPU ahead stopped for its siblings
+	MarkCoStart       MarkKind = "co-start"       // relaxed: siblings started together
+	MarkProbe         MarkKind = "probe"          // monitor: a vCPU's RIP read
+	MarkSpinPreempt   MarkKind = "spin-preempt"   // monitor: a spinning vCPU preempted
+)
+
+// EndReason is why a vCPU left its pCPU (RecRan.Why).
+type EndReason string
+
+const (
+	EndSlice EndReason = "slice end"
+	EndWait            = "WAIT"
+	EndYield           = "YIELD"
 	// EndKickBoost: it KICKed a vCPU and handed it its slice (pv, BoostKicked).
 	EndKickBoost = "kick boost"
 	EndCoStop    = "co-stop"
@@ -70,27 +86,27 @@ const (
 func (s *State) Tracing() bool { return s.Rec != nil }
 
 // Mark records an instant named what on v's pCPU.
-func (s *State) Mark(what string, v *VCPU) {
+func (s *State) Mark(what MarkKind, v *VCPU) {
 	if s.Rec == nil {
 		return
 	}
-	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Why: what, Hints: s.HintsOf(v)})
+	s.Rec.Record(Record{Kind: RecMark, At: s.Now, V: v, PCPU: v.PCPU, Mark: what, Hints: s.HintsOf(v)})
 }
 
 // markAt is Mark with hints already read, at a given time and pCPU.
-func (s *State) markAt(what string, v *VCPU, pcpu int, at time.Duration, h Hints) {
+func (s *State) markAt(what MarkKind, v *VCPU, pcpu int, at time.Duration, h Hints) {
 	if s.Rec == nil {
 		return
 	}
-	s.Rec.Record(Record{Kind: RecMark, At: at, V: v, PCPU: pcpu, Why: what, Hints: h})
+	s.Rec.Record(Record{Kind: RecMark, At: at, V: v, PCPU: pcpu, Mark: what, Hints: h})
 }
 
 // EndReason tells the mechanism why the policy is about to take running v
 // off its pCPU (the trace says so); without it a preemption is a slice end.
-func (s *State) EndReason(v *VCPU, why string) { v.endWhy = why }
+func (s *State) EndReason(v *VCPU, why EndReason) { v.endWhy = why }
 
 // ran records the end of v's stay on its pCPU.
-func (s *State) ran(v *VCPU, why string, h Hints) {
+func (s *State) ran(v *VCPU, why EndReason, h Hints) {
 	if s.Rec == nil || v.PCPU < 0 {
 		return
 	}

@@ -21,7 +21,7 @@ func (r *recorded) Record(rec Record) { r.recs = append(r.recs, rec) }
 // run, steal and blocked time, and there is one LHP/LWP/waiter-preempt mark
 // per preemption counted as such.
 func TestRecorderAgreesWithAccounting(t *testing.T) {
-	ends := map[string]bool{EndSlice: true, EndWait: true, EndYield: true, EndCoStop: true, EndCoStart: true, EndDelay: true,
+	ends := map[EndReason]bool{EndSlice: true, EndWait: true, EndYield: true, EndCoStop: true, EndCoStart: true, EndDelay: true,
 		EndSpin: true, EndExit: true, EndRunOver: true}
 	for _, policy := range []string{"rr", "gang", "relaxed", "balance", "monitor", "pv", "delay", "balance+pv+delay"} {
 		t.Run(policy, func(t *testing.T) {
@@ -81,7 +81,7 @@ func TestRecorderAgreesWithAccounting(t *testing.T) {
 			run := map[int]time.Duration{}
 			status := map[int]map[Status]time.Duration{}
 			byPCPU := map[int][]Record{}
-			marks := map[string]uint64{}
+			marks := map[MarkKind]uint64{}
 			for _, r := range rec.recs {
 				switch r.Kind {
 				case RecRan:
@@ -95,7 +95,7 @@ func TestRecorderAgreesWithAccounting(t *testing.T) {
 					}
 					status[r.V.Index][r.From] += r.At - r.Start
 				case RecMark:
-					marks[r.Why]++
+					marks[r.Mark]++
 				}
 			}
 			for p, slices := range byPCPU {
@@ -114,9 +114,9 @@ func TestRecorderAgreesWithAccounting(t *testing.T) {
 			}
 			assert.Greater(t, lhp, uint64(0))
 			assert.Empty(t, st.Acct.Impossible)
-			assert.Equal(t, lhp, marks["LHP"])
-			assert.Equal(t, lwp, marks["LWP"])
-			assert.Equal(t, waiter, marks["waiter-preempt"])
+			assert.Equal(t, lhp, marks[MarkLHP])
+			assert.Equal(t, lwp, marks[MarkLWP])
+			assert.Equal(t, waiter, marks[MarkWaiterPreempt])
 		})
 	}
 }

@@ -351,7 +351,7 @@ func (s *Scheduler) reschedule() {
 	for _, v := range s.plan.Probe {
 		if v.Status == Running {
 			st.Acct.Probes++
-			st.Mark("probe", v)
+			st.Mark(MarkProbe, v)
 			s.tgt.Probe(v)
 		}
 	}
@@ -416,15 +416,15 @@ func (s *Scheduler) settle(v *VCPU, seen bool) {
 		st.Acct.StopLatencies = append(st.Acct.StopLatencies, st.Now-p.At)
 		if h.Holding {
 			v.Acct.LHP++
-			st.markAt("LHP", v, p.PCPU, p.At, h)
+			st.markAt(MarkLHP, v, p.PCPU, p.At, h)
 		}
 		if h.NextInLine {
 			v.Acct.LWP++
-			st.markAt("LWP", v, p.PCPU, p.At, h)
+			st.markAt(MarkLWP, v, p.PCPU, p.At, h)
 		}
 		if h.Waiting {
 			v.Acct.WaiterPreempt++
-			st.markAt("waiter-preempt", v, p.PCPU, p.At, h)
+			st.markAt(MarkWaiterPreempt, v, p.PCPU, p.At, h)
 		}
 		v.preemptedWaiting = h.Waiting
 		v.stoppedHints, v.stoppedKnown = h, true

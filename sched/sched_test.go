@@ -120,7 +120,7 @@ func TestLHPIsReadWhenTheVCPUStops(t *testing.T) {
 	assert.Zero(t, v1.Acct.WaiterPreempt)
 	var lhpAt time.Duration
 	for _, x := range rec.recs {
-		if x.Kind == RecMark && x.Why == "LHP" {
+		if x.Kind == RecMark && x.Mark == MarkLHP {
 			lhpAt = x.At
 		}
 		if x.Kind == RecRan && x.V == v1 {

@@ -84,7 +84,7 @@ type VCPU struct {
 	// policy is taking it off (EndReason).
 	ranSince   time.Duration
 	startHints Hints
-	endWhy     string
+	endWhy     EndReason
 	// stop is the preemption decided but not yet seen done: the vCPU
 	// runs until its thread has left the guest (Scheduler.Stopped), and
 	// only then is what it was doing known.
@@ -107,7 +107,7 @@ type VCPU struct {
 type pendingStop struct {
 	At, Start  time.Duration
 	PCPU       int
-	Why        string
+	Why        EndReason
 	StartHints Hints
 }
 

@@ -43,7 +43,7 @@ type HolderOff struct {
 type TimelineSlice struct {
 	PCPU, VM, VCPU int
 	Start, End     time.Duration
-	Why            string
+	Why            sched.EndReason
 	// Acquired is how many locks it took in the stay; WaitingFor the lock
 	// it was waiting for as it left (-1: none).
 	Acquired   uint64
@@ -54,7 +54,7 @@ type TimelineSlice struct {
 type TimelineMark struct {
 	PCPU int
 	At   time.Duration
-	Kind string // "LHP", "LWP"
+	Kind sched.MarkKind // sched.MarkLHP or sched.MarkLWP
 }
 
 func (t *Timeline) init(m *Machine) {
@@ -85,8 +85,8 @@ func (t *Timeline) record(r sched.Record, acquired uint64) {
 		t.Slices = append(t.Slices, TimelineSlice{PCPU: r.PCPU, VM: r.V.VM, VCPU: r.V.ID,
 			Start: max(r.Start, t.From), End: min(r.At, t.To), Why: r.Why, Acquired: acquired, WaitingFor: waiting})
 	case sched.RecMark:
-		if (r.Why == "LHP" || r.Why == "LWP") && r.PCPU >= 0 && r.At >= t.From && r.At < t.To && len(t.Marks) < maxTimelineSlices {
-			t.Marks = append(t.Marks, TimelineMark{PCPU: r.PCPU, At: r.At, Kind: r.Why})
+		if (r.Mark == sched.MarkLHP || r.Mark == sched.MarkLWP) && r.PCPU >= 0 && r.At >= t.From && r.At < t.To && len(t.Marks) < maxTimelineSlices {
+			t.Marks = append(t.Marks, TimelineMark{PCPU: r.PCPU, At: r.At, Kind: r.Mark})
 		}
 	}
 }

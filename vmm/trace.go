@@ -152,9 +152,9 @@ var vcpuColors = []string{"rail_response", "rail_load", "thread_state_iowait", "
 func vcpuColor(i int) string { return vcpuColors[i%len(vcpuColors)] }
 
 // markColor colours the scheduler's marks by kind.
-var markColor = map[string]string{
-	"LHP": "terrible", "LWP": "bad", "waiter-preempt": "yellow", "delay-grant": "good",
-	"co-stop": "grey", "co-start": "generic_work", "probe": "white", "spin-preempt": "black",
+var markColor = map[sched.MarkKind]string{
+	sched.MarkLHP: "terrible", sched.MarkLWP: "bad", sched.MarkWaiterPreempt: "yellow", sched.MarkDelayGrant: "good",
+	sched.MarkCoStop: "grey", sched.MarkCoStart: "generic_work", sched.MarkProbe: "white", sched.MarkSpinPreempt: "black",
 }
 
 // Lock tracks follow the vCPU tracks of a VM's process (thread ids from
@@ -222,7 +222,7 @@ func (r *recorder) Record(rec sched.Record) {
 			stop = float64((rec.StoppedAt - rec.At).Nanoseconds()) / 1e3
 		}
 		r.w.CompleteColor(v.Name, "run", vcpuColor(v.Index), pid, tid, rec.Start, rec.At-rec.Start,
-			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", rec.Why),
+			trace.S("vm", vm.cfg.Name), trace.N("vcpu", float64(v.ID)), trace.S("ended", string(rec.Why)),
 			trace.S("lock_state_start", rec.StartHints.String()), trace.S("lock_state_end", rec.Hints.String()),
 			trace.N("stop_latency_us", stop), trace.N("acquisitions", float64(acquired)))
 		if id := r.flowTo[v.Index]; id != 0 {
@@ -241,7 +241,7 @@ func (r *recorder) Record(rec sched.Record) {
 		if rec.PCPU < 0 || !sched.Decides(r.m.pol) {
 			pid, tid = pidVM0+v.VM, v.ID+1
 		}
-		r.w.Instant(rec.Why, "sched", markColor[rec.Why], pid, tid, rec.At, trace.S("vcpu", v.Name),
+		r.w.Instant(string(rec.Mark), "sched", markColor[rec.Mark], pid, tid, rec.At, trace.S("vcpu", v.Name),
 			trace.N("lock", float64(rec.Hints.LockID)), trace.N("ticket", float64(rec.Hints.Ticket)))
 	case sched.RecKick:
 		pid, tid := pidPCPUs, rec.PCPU+1

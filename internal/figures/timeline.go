@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"time"
 
+	"github.com/lhpvm/lhpvm/sched"
 	"github.com/lhpvm/lhpvm/vmm"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -78,7 +79,7 @@ func (g gantt) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 	for _, m := range g.tl.Marks {
 		clr, dy := lhpColor, 0.0
-		if m.Kind == "LWP" {
+		if m.Kind == sched.MarkLWP {
 			clr, dy = lwpColor, 0.08
 		}
 		x, y := trX(ms(m.At)), trY(g.row(m.PCPU)+half+0.04+dy)
@@ -174,8 +175,8 @@ func Timeline(tl *vmm.Timeline, title, path string) error {
 	add("spinning: its lock is", swatch{clr: color.RGBA{0x80, 0x80, 0x80, 0xff}, striped: true})
 	add("with a sibling that")
 	add("does not run")
-	add("LHP", swatch{clr: lhpColor, glyph: true})
-	add("LWP", swatch{clr: lwpColor, glyph: true})
+	add(string(sched.MarkLHP), swatch{clr: lhpColor, glyph: true})
+	add(string(sched.MarkLWP), swatch{clr: lwpColor, glyph: true})
 	leg.Top, leg.Left = true, true
 	const width = 820
 	legendWidth := legendWidth(&leg, labels)
