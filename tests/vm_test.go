@@ -225,14 +225,16 @@ func TestKickParksSpinningVCPU(t *testing.T) {
 		defer vm.Close()
 		v := vm.VCPUs()[0]
 		require.NoError(t, <-v.Start())
-		time.Sleep(20 * time.Millisecond)
+		require.Eventually(t, func() bool { return v.State() == vcpu.Running }, 2*time.Second, 100*time.Microsecond, "it runs")
 		for i := 0; i < 20; i++ {
 			v.RequestPark()
 			require.Eventually(t, func() bool { return v.State() == vcpu.Parked }, 2*time.Second, 100*time.Microsecond,
 				"kick %d: the vCPU parks", i)
-			exits := v.Stats.Exits.Load()
-			time.Sleep(5 * time.Millisecond)
-			assert.Equal(t, exits, v.Stats.Exits.Load(), "a parked vCPU does not run")
+			// Parked, the guest's thread sleeps (kvm: the vCPU thread waits
+			// for its dispatch) or is stopped (ptrace: the stub, traced).
+			_, guest := v.HostTIDs()
+			require.Eventually(t, func() bool { st := host.ProcState(guest); return st == "S" || st == "t" }, 2*time.Second,
+				100*time.Microsecond, "kick %d: a parked vCPU's guest does not run (thread %d is %q)", i, guest, host.ProcState(guest))
 			v.Unpark()
 			require.Eventually(t, func() bool { return v.State() == vcpu.Running }, 2*time.Second, 100*time.Microsecond)
 		}
@@ -383,18 +385,26 @@ func TestProbeReadsRIP(t *testing.T) {
 		rips := make(chan uint64, 1)
 		v.OnProbe = func(rip uint64) { rips <- rip }
 		require.NoError(t, <-v.Start())
-		time.Sleep(10 * time.Millisecond)
 		spin, ok := vm.Image().Symbol("spin_forever")
 		require.True(t, ok)
-		for i := 0; i < 5; i++ {
+		// probe asks for the RIP (ok false: no answer in 2 s).
+		probe := func() (uint64, bool) {
 			v.RequestProbe()
 			select {
 			case rip := <-rips:
-				assert.GreaterOrEqual(t, rip, spin.Value)
-				assert.Less(t, rip, spin.Value+spin.Size)
+				return rip, true
 			case <-time.After(2 * time.Second):
-				t.Fatal("no probe answer")
+				return 0, false
 			}
+		}
+		in := func(rip uint64) bool { return rip >= spin.Value && rip < spin.Value+spin.Size }
+		// The guest boots, then spins: probe until it is there.
+		require.Eventually(t, func() bool { rip, ok := probe(); return ok && in(rip) }, 10*time.Second, time.Millisecond,
+			"it reaches spin_forever")
+		for i := 0; i < 5; i++ {
+			rip, ok := probe()
+			require.True(t, ok, "probe %d: no answer", i)
+			assert.True(t, in(rip), "probe %d: RIP %#x in spin_forever [%#x, %#x)", i, rip, spin.Value, spin.Value+spin.Size)
 			assert.Equal(t, vcpu.Running, v.State())
 		}
 		v.Stop()

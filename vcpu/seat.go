@@ -19,6 +19,16 @@ type Seat struct {
 	mu     sync.Mutex
 	cond   sync.Cond
 	holder *VCPU
+	// sleepers counts the vCPUs asleep waiting for it (in take's cond
+	// wait): what a test waits for to know a vCPU is waiting, not running.
+	sleepers int
+}
+
+// waiting is how many vCPUs are asleep waiting for the seat.
+func (s *Seat) waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sleepers
 }
 
 // NewSeat makes a free seat.
@@ -51,7 +61,9 @@ func (s *Seat) take(v *VCPU) bool {
 		if v.stopReq.Load() || v.parkReq.Load() || v.seatReq.Load() != s {
 			return false
 		}
+		s.sleepers++
 		s.cond.Wait()
+		s.sleepers--
 	}
 	s.holder = v
 	return true
