@@ -58,6 +58,10 @@ func runLock(t testing.TB, h hv.Hypervisor, cfg vmm.Config) *vmm.Result {
 	return runM(t, h, lockMachine(t, "host", 150*time.Millisecond), cfg)
 }
 
+// requireExact: the run is ok, and its exactness is derived again here
+// from the raw figures (the guest's counter against the acquisitions, the
+// owner-check failures per vCPU), independently of the lock workload's own
+// Check that made it ok: a Check that stopped checking fails here.
 func requireExact(t *testing.T, res *vmm.Result) {
 	t.Helper()
 	require.True(t, res.OK, res.Error)
