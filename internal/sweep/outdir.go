@@ -128,11 +128,38 @@ type Journal struct {
 
 // OpenJournal opens dir's journal for appending (created when missing).
 func OpenJournal(dir string) (*Journal, error) {
-	f, err := os.OpenFile(filepath.Join(dir, JournalFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	path := filepath.Join(dir, JournalFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, errkind.IO(dir, err)
 	}
+	// A line a kill cut short (its run is redone) is cut off, so that the
+	// next entry starts a line of its own.
+	if err := dropTornLine(f); err != nil {
+		f.Close()
+		return nil, errkind.IO(path, err)
+	}
 	return &Journal{dir: dir, f: f}, nil
+}
+
+// dropTornLine truncates f after its last newline.
+func dropTornLine(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	// Entries are at most a few kB: the last newline is in the tail.
+	const tail = 1 << 20
+	off := max(0, st.Size()-tail)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return err
+	}
+	if b[len(b)-1] == '\n' {
+		return nil
+	}
+	keep := off + int64(bytes.LastIndexByte(b, '\n')+1)
+	return f.Truncate(keep)
 }
 
 // Record is a Plan.Journal.

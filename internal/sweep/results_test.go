@@ -2,6 +2,8 @@ package sweep
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -118,4 +120,21 @@ func TestShardFromEnv(t *testing.T) {
 		require.Error(t, err, want)
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// A journal line a kill cut short is dropped when the journal is opened
+// again, so the next entry starts a line of its own.
+func TestJournalTornLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, JournalFile)
+	require.NoError(t, os.WriteFile(path, []byte(`{"id":"a"}`+"\n"+`{"id":"b","ru`), 0o644))
+	j, err := OpenJournal(dir)
+	require.NoError(t, err)
+	require.NoError(t, j.Record(Entry{ID: "c"}, func() *Results { return &Results{} }))
+	require.NoError(t, j.Close())
+	done, err := ReadJournal(dir)
+	require.NoError(t, err)
+	assert.Len(t, done, 2)
+	assert.Contains(t, done, "a")
+	assert.Contains(t, done, "c")
 }
