@@ -174,7 +174,7 @@ reproduce: build
 	@mkdir -p build/reproduce
 	@for p in $(PRESETS); do \
 		echo "== $$p"; \
-		./$(BIN) experiment --preset $$p --out build/reproduce/$$p --doc docs/literature.md > build/reproduce-$$p.txt || exit 1; \
+		./$(BIN) experiment --preset $$p --out build/reproduce/$$p --force --doc docs/literature.md > build/reproduce-$$p.txt || exit 1; \
 	done
 	@echo "docs/literature.md rewritten; the full tables are in build/reproduce-*.txt"
 
