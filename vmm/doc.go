@@ -44,17 +44,20 @@
 //
 // # Lock order
 //
-// Locks are taken in this order, never the reverse:
+// One lock nests over others: sched.Scheduler.mu. The scheduler calls the
+// Machine's Target methods with it held, and they reach the vCPUs
+// (Dispatch, RequestPark), taking, one at a time and never two together,
+// a vCPU's own lock (vcpu.VCPU.mu: park, unpark, stop), a seat's lock
+// (vcpu.Seat.mu) and the backend's kick lock (kvm VCPU.mu, ptrace
+// VCPU.sigMu). Each of those is a leaf: released before the next is
+// taken (DispatchSeat wakes the seat it leaves, then unparks the vCPU).
 //
-//	sched.Scheduler.mu → vcpu.VCPU.mu → vcpu.Seat.mu → the backend's kick lock
-//	                                                   (kvm VCPU.mu, ptrace VCPU.sigMu)
+//	sched.Scheduler.mu → { vcpu.VCPU.mu | vcpu.Seat.mu | the backend's kick lock }
 //
-// The scheduler calls the Machine's Target methods with its lock held, and
-// they reach the vCPUs (Dispatch, RequestPark: vcpu locks, a seat, a kick).
-// So a vCPU's thread must never call into the scheduler while holding a
-// vCPU or seat lock: OnPark and OnProbe run with none held, and a blocking
+// So a vCPU's thread must never call into the scheduler while holding one
+// of the leaves: OnPark and OnProbe run with none held, and a blocking
 // hypercall (WAIT) takes the scheduler's lock from the handler, which holds
-// nothing. The Machine's failMu and a console's mu are leaves: nothing is
-// taken while they are held. The recorder (trace.go) and the lock damage
-// (damage.go) run under the scheduler's lock and take no lock of their own.
+// nothing. The Machine's failMu and a console's mu are leaves too. The
+// recorder (trace.go) and the lock damage (damage.go) run under the
+// scheduler's lock and take no lock of their own.
 package vmm

@@ -15,7 +15,7 @@ const (
 	EventHypercall
 	// EventBadDoorbell: any other access to the doorbell page (wrong width,
 	// a read, another offset). The guest gets an error and runs on; a read
-	// is completed with Backend.CompleteRead.
+	// is completed with VCPU.CompleteRead.
 	EventBadDoorbell
 	// EventMMIO: an access outside RAM and outside the doorbell page (KVM).
 	EventMMIO

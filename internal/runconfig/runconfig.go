@@ -3,8 +3,9 @@
 // experiment's cell) — into the VMs' configs and the machine's, by one set
 // of rules: defaults, ranges, what the host can give (its CPUs, its
 // memory), and an admission dry run of the policy, all before anything is
-// created. Every error is a usage error (internal/errkind) that names the
-// flag, or the scenario's file, line and key, it is about.
+// created. A resolving error is a usage error (internal/errkind) that names
+// the flag, or the scenario's file, line and key, it is about; Open, which
+// opens the backend, fails as a run where the host lacks it.
 //
 // It sits between the scenario format (internal/scenario, which only
 // parses) and the VMM (vmm, which builds and runs what it is given).
