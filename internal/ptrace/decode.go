@@ -253,7 +253,7 @@ func inDoorbell(addr uint64) bool {
 // also returns the decoded access: the caller advances RIP past it and, for
 // a load, completes it.
 //
-// What ptrace cannot see is derived (docs/ptrace.md): a
+// What ptrace cannot see is derived from what it can: a
 // page fault's error code has U set (the guest runs in ring 3), P from
 // SEGV_ACCERR, I/D when the fault address is RIP (a fetch), and W from the
 // decoded instruction (writesMemory); a #GP's error code is reported as 0.
