@@ -48,6 +48,7 @@ func LockCPUs(cpus []int, waiting func(cpu int, holder string), stop <-chan stru
 	sorted := append([]int(nil), cpus...)
 	sort.Ints(sorted)
 	dir := CPULockDir()
+	_ = os.MkdirAll(dir, 0o755) // $LHPVM_LOCK_DIR may be new; an error shows at the open
 	l := &CPULock{}
 	me := fmt.Sprintf("pid %d (%s)\n", os.Getpid(), strings.Join(os.Args, " "))
 	for i, cpu := range sorted {

@@ -275,7 +275,9 @@ func carryTests(fs *initramfs, o options, root, work, mode string) error {
 			return err
 		}
 	}
-	for _, d := range []string{"tests/testdata", "guest/prebuilt"} {
+	// The files the tests read from the tree (TestK8sManifests: the
+	// manifests it checks against --shard auto).
+	for _, d := range []string{"tests/testdata", "guest/prebuilt", "deploy/k8s"} {
 		if err := fs.Tree("lhpvm/"+d, filepath.Join(root, d)); err != nil {
 			return err
 		}
