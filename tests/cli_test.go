@@ -92,7 +92,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"gang names the VM", []string{"run", "--sched", "gang", "--vcpus", "4", "--pcpus", "0,1", "--workload", "hello"},
 			"gang: vm0 has 4 vCPUs but there are only 2 pCPUs"},
 		{"zero locks", []string{"run", "--workload", "lock", "--locks", "0"}, "--locks 0: must be between 1 and 512"},
-		{"zero spin threshold", []string{"run", "--workload", "lock", "--spin-threshold", "0"}, "--spin-threshold 0: must be at least 1"},
+		{"zero spin threshold", []string{"run", "--workload", "lock", "--lock", "pvticket", "--spin-threshold", "0"}, "--spin-threshold 0: must be at least 1"},
 		{"empty mem", []string{"run", "--mem="}, "--mem is empty"},
 		{"empty image", []string{"run", "--image="}, "--image is empty"},
 		{"empty scenario", []string{"run", "--scenario="}, "--scenario is empty"},

@@ -14,6 +14,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/param"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/sweep"
 	"github.com/lhpvm/lhpvm/vmm"
@@ -105,8 +106,8 @@ markers in FILE (docs/literature.md). Only --backend, --pcpus, --out,
 	fl.IntVar(&f.VMVCPUs, "vm-vcpus", 0, "split the vCPUs into VMs of this many vCPUs (default: one VM)")
 	fl.DurationVar(&f.Duration, "duration", time.Second, "length of each run")
 	fl.StringVar(&f.PCPUs, "pcpus", "", "host CPUs (default: the first two this process may use)")
-	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "critical-section length in TSC cycles (at most 2^32)")
-	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "work outside the lock in TSC cycles (at most 2^32)")
+	param.CSCycles.Uint64(fl, &f.CSCycles)
+	param.ThinkCycles.Uint64(fl, &f.ThinkCycles)
 	fl.IntVar(&f.Repeat, "repeat", 3, "runs per cell (rounds, the cells interleaved); with --precision, the least")
 	fl.StringVar(&f.compare, "compare", "", "ratios to judge, each with its 95 % interval and a verdict: A/B,... with A and B LOCK:POLICY cells (e.g. pticket:rr/ticket:rr); --precision aims at these")
 	fl.StringVar(&f.precision, "precision", "", "repeat each cell past --repeat until the 95 % interval of its ratio to the reference is this tight, e.g. 25% (needs --budget)")

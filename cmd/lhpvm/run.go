@@ -12,11 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lhpvm/lhpvm/hypercall"
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/figures"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/param"
 	"github.com/lhpvm/lhpvm/internal/runconfig"
 	"github.com/lhpvm/lhpvm/internal/trace"
 	"github.com/lhpvm/lhpvm/scenarios"
@@ -105,9 +105,9 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.DurationVar(&f.Timeout, "timeout", 0, "watchdog: fail the run if it has not finished by then (100ms to 24h; default 1m, or --duration plus 1m)")
 	fl.StringVar(&f.Image, "image", "", "boot this guest ELF (a regular file of at most 256 MiB) instead of the built-in guest")
 	fl.StringVar(&f.Policy, "sched", "host", "scheduling policy: "+policyHelp())
-	fl.DurationVar(&f.Slice, "slice", sched.DefaultSlice, "time slice of our scheduler's policies (100us to 1s)")
-	fl.DurationVar(&f.Skew, "skew", sched.DefaultSkew, "relaxed: co-stop the vCPUs ahead when skew passes this (1us to 1s)")
-	fl.DurationVar(&f.DelayMax, "delay-max", sched.DefaultDelayMax, "delay: longest extension of a slice for a vCPU in a critical section (1us to the slice)")
+	param.Slice.Duration(fl, &f.Slice)
+	param.Skew.Duration(fl, &f.Skew)
+	param.DelayMax.Duration(fl, &f.DelayMax)
 	fl.BoolVar(&f.BoostKick, "boost-kicked", false, "pv: a KICK hands the rest of the kicker's slice to the kicked vCPU (boost the new queue head)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not print the guest's console output")
@@ -122,18 +122,18 @@ pv and delay combine with every base policy but host: gang+pv, balance+pv+delay,
 	fl.StringVar(&f.TimelineWindow, "timeline-window", "", "--timeline: the window, e.g. 0-200ms (default: the first 20 slices)")
 	fl.IntVar(&f.Corunner, "corunner", 0, "add a VM named hog with this many vCPUs running the hog workload as long as the others run")
 	fl.StringVar(&f.Lock, "lock", "ticket", "lock workload: the spinlock ("+strings.Join(vmm.LockNames(false), ", ")+")")
-	fl.IntVar(&f.Locks, "locks", 1, "lock workload: number of locks (1-512); vCPU i uses lock i mod N")
-	fl.Uint64Var(&f.CSCycles, "cs-cycles", 1000, "lock workload: critical-section length in TSC cycles (at most 2^32)")
-	fl.Uint64Var(&f.ThinkCycles, "think-cycles", 2000, "lock workload: work outside the lock per iteration, in TSC cycles (at most 2^32)")
-	fl.Uint64Var(&f.SpinThreshold, "spin-threshold", vmm.DefaultSpinThreshold, "lock workload, pvticket, pvqspin and spinyield: spins before the slow path (at least 1)")
+	param.Locks.Int(fl, &f.Locks)
+	param.CSCycles.Uint64(fl, &f.CSCycles)
+	param.ThinkCycles.Uint64(fl, &f.ThinkCycles)
+	param.SpinThreshold.Uint64(fl, &f.SpinThreshold)
 	fl.BoolVar(&f.DelayHint, "delay-hint", false, "lock workload: flag critical sections for the host and YIELD after release when asked")
 	fl.BoolVar(&f.PreemptedAware, "preempted-aware", false, "lock workload: waiters check whether the holder is preempted and go to the slow path at once")
 	f.pvKnobs = map[string]*string{}
 	for _, k := range vmm.PVKnobList() {
 		f.pvKnobs[k.Flag] = fl.String(k.Flag, k.Values[0], k.Doc)
 	}
-	fl.Uint64Var(&f.SpinThresholdHead, "spin-threshold-head", 0, "pvqspin: spins of the queue head before it WAITs (default: --spin-threshold)")
-	fl.Uint32Var(&f.PTicketShift, "pticket-timeout-shift", hypercall.DefaultPTicketShift, "pticket: a waiter times out after (its place in line) << this many spins (Ouyang & Lange: 14)")
+	param.SpinThresholdHead.Uint64(fl, &f.SpinThresholdHead)
+	param.PTicketShift.Uint32(fl, &f.PTicketShift)
 	return cmd
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/lhpvm/lhpvm/internal/backend"
 	"github.com/lhpvm/lhpvm/internal/errkind"
 	"github.com/lhpvm/lhpvm/internal/host"
+	"github.com/lhpvm/lhpvm/internal/param"
 	"github.com/lhpvm/lhpvm/internal/scenario"
 	"github.com/lhpvm/lhpvm/scenarios"
 	"github.com/lhpvm/lhpvm/sched"
@@ -76,15 +77,33 @@ type Flags struct {
 
 func (f Flags) changed(name string) bool { return f.Changed != nil && f.Changed(name) }
 
-// LockFlags only mean something to the lock workload.
-var LockFlags = []string{"lock", "locks", "cs-cycles", "think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
-	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head", "pticket-timeout-shift"}
+// LockFlags only mean something to the lock workload: the lock, the
+// guest's options, and the knobs of the parameter table (internal/param)
+// and pvqspin's (vmm.PVKnobList).
+var LockFlags = lockFlags()
+
+func lockFlags() []string {
+	f := []string{"lock", param.Locks.Flag, param.CSCycles.Flag, param.ThinkCycles.Flag, param.SpinThreshold.Flag,
+		"delay-hint", "preempted-aware"}
+	for _, k := range vmm.PVKnobList() {
+		f = append(f, k.Flag)
+	}
+	return append(f, param.SpinThresholdHead.Flag, param.PTicketShift.Flag)
+}
+
+// lockKeys are the scenario keys of a VM that only the lock workload
+// reads: LockFlags' keys.
+func lockKeys() []string {
+	k := append([]string{"lock", "delay_hint", "preempted_aware"}, param.Keys()...)
+	for _, p := range vmm.PVKnobList() {
+		k = append(k, p.Key)
+	}
+	return k
+}
 
 // vmFlags shape the single VM of a flag-built run; with --scenario the
 // scenario describes the VMs and these are refused.
-var vmFlags = []string{"vcpus", "workload", "iterations", "mem", "image", "lock", "locks", "cs-cycles",
-	"think-cycles", "spin-threshold", "delay-hint", "preempted-aware",
-	"pv-steal", "pv-pending", "pv-prev-check", "pv-kick", "spin-threshold-head", "pticket-timeout-shift"}
+var vmFlags = append([]string{"vcpus", "workload", "iterations", "mem", "image"}, LockFlags...)
 
 // stringFlags may not be given empty: an empty value would silently mean
 // the default.
@@ -105,9 +124,6 @@ const (
 	MinTimeout  = 100 * time.Millisecond
 	MaxDuration = 24 * time.Hour
 	MinDuration = time.Millisecond
-	minSkew     = time.Microsecond
-	maxSkew     = time.Second
-	minDelayMax = time.Microsecond
 	// TimeoutGrace is what the default watchdog adds to the duration.
 	TimeoutGrace = time.Minute
 )
@@ -250,11 +266,11 @@ func build(sc *scenario.Scenario, w where, imagePath string) (*Plan, error) {
 	}
 	// Settings the policy would silently ignore.
 	given := func(flag, key string) bool { return w.changed(flag) || (w.file != "" && w.sc.Has(key)) }
-	if given("delay-max", "sched.delay_max") && !sched.HasModifier(mc.Policy, "delay") {
-		return nil, fmt.Errorf("%s: applies to a policy with delay (this run's is %s)", w.machine("delay-max", "sched.delay_max"), mc.Policy)
+	if given(param.DelayMax.Flag, param.DelayMax.Key) && !sched.HasModifier(mc.Policy, "delay") {
+		return nil, fmt.Errorf("%s: applies to %s (this run's is %s)", w.machine(param.DelayMax.Flag, param.DelayMax.Key), param.DelayMax.AppliesTo, mc.Policy)
 	}
-	if given("skew", "sched.skew") && strings.Split(mc.Policy, "+")[0] != "relaxed" {
-		return nil, fmt.Errorf("%s: applies to the relaxed policy (this run's is %s)", w.machine("skew", "sched.skew"), mc.Policy)
+	if given(param.Skew.Flag, param.Skew.Key) && strings.Split(mc.Policy, "+")[0] != "relaxed" {
+		return nil, fmt.Errorf("%s: applies to %s (this run's is %s)", w.machine(param.Skew.Flag, param.Skew.Key), param.Skew.AppliesTo, mc.Policy)
 	}
 	if mc.Options.BoostKicked && !slices.ContainsFunc(sc.VMs, func(v scenario.VM) bool {
 		lk, err := vmm.LookupLock(v.Lock)
@@ -263,13 +279,12 @@ func build(sc *scenario.Scenario, w where, imagePath string) (*Plan, error) {
 		return nil, fmt.Errorf("%s: boosts a vCPU that a lock's KICK woke, and no VM runs a lock that kicks (%s)", w.machine("boost-kicked", "sched.boost_kicked"), vmm.PVLocks())
 	}
 	o := mc.Options
-	switch {
-	case o.Slice < sched.MinSlice || o.Slice > sched.MaxSlice:
-		return nil, fmt.Errorf("%s %v: must be between %v and %v", w.machine("slice", "sched.slice"), o.Slice, sched.MinSlice, sched.MaxSlice)
-	case o.Skew < minSkew || o.Skew > maxSkew:
-		return nil, fmt.Errorf("%s %v: must be between %v and %v", w.machine("skew", "sched.skew"), o.Skew, minSkew, maxSkew)
-	case o.DelayMax < minDelayMax || o.DelayMax > o.Slice:
-		return nil, fmt.Errorf("%s %v: must be between %v and the slice (%v)", w.machine("delay-max", "sched.delay_max"), o.DelayMax, minDelayMax, o.Slice)
+	at := func(p *param.Param) string { return w.machine(p.Flag, p.Key) }
+	for _, err := range []error{param.Slice.CheckD(at(param.Slice), o.Slice, 0, ""), param.Skew.CheckD(at(param.Skew), o.Skew, 0, ""),
+		param.DelayMax.CheckD(at(param.DelayMax), o.DelayMax, o.Slice, "the slice")} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	pol, err := sched.New(mc.Policy, mc.Options)
 	if err != nil {
@@ -419,17 +434,11 @@ func scenarioOf(f Flags) (*scenario.Scenario, string, error) {
 				}
 			}
 		}
-		if f.changed("locks") && f.Locks < 1 {
-			return nil, "", fmt.Errorf("--locks %d: must be between 1 and %d", f.Locks, hypercall.MaxLocks)
-		}
-		if f.changed("spin-threshold") && f.SpinThreshold < 1 {
-			return nil, "", fmt.Errorf("--spin-threshold 0: must be at least 1 (leave it out for %d)", vmm.DefaultSpinThreshold)
-		}
 		vm := scenario.VM{Name: "vm0", VCPUs: f.VCPUs, Mem: f.Mem, Workload: f.Workload,
 			Iterations: f.Iterations, Lock: f.Lock, Locks: f.Locks, CSCycles: f.CSCycles,
 			ThinkCycles: f.ThinkCycles, SpinThreshold: f.SpinThreshold, DelayHint: f.DelayHint,
 			PreemptedAware: f.PreemptedAware, SpinThresholdHead: f.SpinThresholdHead}
-		if f.changed("pticket-timeout-shift") {
+		if f.changed(param.PTicketShift.Flag) {
 			vm.PTicketTimeoutShift = f.PTicketShift
 		}
 		for _, k := range vmm.PVKnobList() {
@@ -479,9 +488,9 @@ func scenarioOf(f Flags) (*scenario.Scenario, string, error) {
 	if f.changed("backend") || sc.Backend == "" {
 		sc.Backend = f.Backend
 	}
-	set("slice", &sc.Sched.Slice, f.Slice)
-	set("skew", &sc.Sched.Skew, f.Skew)
-	set("delay-max", &sc.Sched.DelayMax, f.DelayMax)
+	set(param.Slice.Flag, &sc.Sched.Slice, f.Slice)
+	set(param.Skew.Flag, &sc.Sched.Skew, f.Skew)
+	set(param.DelayMax.Flag, &sc.Sched.DelayMax, f.DelayMax)
 	if f.changed("boost-kicked") {
 		sc.Sched.BoostKicked = f.BoostKick
 	}
@@ -534,7 +543,7 @@ func vmConfig(v scenario.VM, i int, w where, image []byte, path string, timed bo
 		cfg.UntilOthers = wl.Name == "hog"
 	}
 	if wl.Name != "lock" {
-		for _, key := range scenario.LockKeys {
+		for _, key := range lockKeys() {
 			if has(key) {
 				return cfg, fmt.Errorf("%s: applies to workload lock only (this VM runs %s)", at(key, key), wl.Name)
 			}
@@ -554,21 +563,8 @@ func vmConfig(v scenario.VM, i int, w where, image []byte, path string, timed bo
 
 // lockConfig checks the lock workload's values of VM i and sets them in cfg.
 func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
-	at := func(flag, key string) string { return w.vm(i, flag, key) }
+	at := func(p *param.Param) string { return w.vm(i, p.Flag, p.Key) }
 	has := func(key string) bool { return w.file != "" && w.sc.Has(fmt.Sprintf("vms[%d].%s", i, key)) }
-	if v.Lock == "" {
-		v.Lock = "ticket"
-	}
-	lk, err := vmm.LookupLock(v.Lock)
-	if err != nil {
-		return fmt.Errorf("%s: %w", at("lock", "lock"), err)
-	}
-	if v.Locks == 0 && !has("locks") {
-		v.Locks = 1
-	}
-	if v.Locks < 1 || v.Locks > hypercall.MaxLocks {
-		return fmt.Errorf("%s %d: must be between 1 and %d", at("locks", "locks"), v.Locks, hypercall.MaxLocks)
-	}
 	// given: the value was set by the flag (VM 0 of a flag-built run) or
 	// the VM's key in the file.
 	given := func(flag, key string) bool {
@@ -577,59 +573,77 @@ func lockConfig(cfg *vmm.Config, v scenario.VM, i int, w where) error {
 		}
 		return i < w.fileVMs && has(key)
 	}
-	if !lk.Threshold && given("spin-threshold", "spin_threshold") {
-		return fmt.Errorf("%s: applies to a lock that spins a threshold (%s; this VM runs %s)", at("spin-threshold", "spin_threshold"), vmm.ThresholdLocks(), lk.Name)
+	if v.Lock == "" {
+		v.Lock = "ticket"
 	}
-	if v.SpinThreshold == 0 {
-		if has("spin_threshold") {
-			return fmt.Errorf("%s 0: must be at least 1 (leave it out for %d)", at("spin-threshold", "spin_threshold"), vmm.DefaultSpinThreshold)
+	lk, err := vmm.LookupLock(v.Lock)
+	if err != nil {
+		return fmt.Errorf("%s: %w", w.vm(i, "lock", "lock"), err)
+	}
+	// The table's knobs: a value given is checked against its range; a
+	// count left out (0) takes its default. The cycle knobs have none
+	// here: 0 is a valid length (think 0: saturated contention), and the
+	// CLI's flags give theirs.
+	knob := func(p *param.Param, v *uint64) error {
+		if *v == 0 && !given(p.Flag, p.Key) {
+			if p.Unit != param.Cycles {
+				*v = p.Default
+			}
+			return nil
 		}
-		v.SpinThreshold = vmm.DefaultSpinThreshold
+		return p.Check(at(p), *v)
+	}
+	locks := uint64(v.Locks)
+	if err := knob(param.Locks, &locks); err != nil {
+		return err
+	}
+	v.Locks = int(locks)
+	if !lk.Threshold && given(param.SpinThreshold.Flag, param.SpinThreshold.Key) {
+		return fmt.Errorf("%s: applies to a lock that spins a threshold (%s; this VM runs %s)", at(param.SpinThreshold), vmm.ThresholdLocks(), lk.Name)
+	}
+	for _, k := range []struct {
+		p *param.Param
+		v *uint64
+	}{{param.SpinThreshold, &v.SpinThreshold}, {param.CSCycles, &v.CSCycles}, {param.ThinkCycles, &v.ThinkCycles},
+		{param.SpinThresholdHead, &v.SpinThresholdHead}} {
+		if err := knob(k.p, k.v); err != nil {
+			return err
+		}
 	}
 	// pvqspin's knobs: given for another lock they would silently do
 	// nothing.
-	for _, key := range scenario.PVKeys {
-		flag := strings.ReplaceAll(key, "_", "-")
-		if lk.ID != hypercall.LockPVQSpin && given(flag, key) {
-			return fmt.Errorf("%s: applies to lock pvqspin only (this VM runs %s)", at(flag, key), lk.Name)
+	for _, k := range vmm.PVKnobList() {
+		if lk.ID != hypercall.LockPVQSpin && given(k.Flag, k.Key) {
+			return fmt.Errorf("%s: applies to lock pvqspin only (this VM runs %s)", w.vm(i, k.Flag, k.Key), lk.Name)
 		}
+	}
+	if lk.ID != hypercall.LockPVQSpin && given(param.SpinThresholdHead.Flag, param.SpinThresholdHead.Key) {
+		return fmt.Errorf("%s: applies to lock pvqspin only (this VM runs %s)", at(param.SpinThresholdHead), lk.Name)
 	}
 	for _, k := range vmm.PVKnobList() {
 		s := *v.PVKnob(k.Key)
 		if s == "" {
 			if given(k.Flag, k.Key) {
-				return fmt.Errorf("%s is empty (leave it out for the default, %s)", at(k.Flag, k.Key), k.Values[0])
+				return fmt.Errorf("%s is empty (leave it out for the default, %s)", w.vm(i, k.Flag, k.Key), k.Values[0])
 			}
 			continue
 		}
 		val, err := k.Parse(s)
 		if err != nil {
-			return fmt.Errorf("%s %w", at(k.Flag, k.Key), err)
+			return fmt.Errorf("%s %w", w.vm(i, k.Flag, k.Key), err)
 		}
 		k.Set(&cfg.PV, val)
 	}
-	if v.SpinThresholdHead == 0 && given("spin-threshold-head", "spin_threshold_head") {
-		return fmt.Errorf("%s 0: must be at least 1 (leave it out for the spin threshold)", at("spin-threshold-head", "spin_threshold_head"))
-	}
 	cfg.PV.SpinThresholdHead = v.SpinThresholdHead
-	if v.PTicketTimeoutShift != 0 || given("pticket-timeout-shift", "pticket_timeout_shift") {
+	if v.PTicketTimeoutShift != 0 || given(param.PTicketShift.Flag, param.PTicketShift.Key) {
 		if lk.ID != hypercall.LockPTicket {
-			return fmt.Errorf("%s: applies to lock pticket only (this VM runs %s)", at("pticket-timeout-shift", "pticket_timeout_shift"), lk.Name)
+			return fmt.Errorf("%s: applies to lock pticket only (this VM runs %s)", at(param.PTicketShift), lk.Name)
 		}
-		if v.PTicketTimeoutShift < 1 || v.PTicketTimeoutShift > hypercall.MaxPTicketShift {
-			return fmt.Errorf("%s %d: must be between 1 and %d (leave it out for %d)", at("pticket-timeout-shift", "pticket_timeout_shift"),
-				v.PTicketTimeoutShift, hypercall.MaxPTicketShift, hypercall.DefaultPTicketShift)
+		if err := param.PTicketShift.Check(at(param.PTicketShift), uint64(v.PTicketTimeoutShift)); err != nil {
+			return err
 		}
 	}
 	cfg.PTicketShift = v.PTicketTimeoutShift
-	for _, c := range []struct {
-		flag, key string
-		v         uint64
-	}{{"cs-cycles", "cs_cycles", v.CSCycles}, {"think-cycles", "think_cycles", v.ThinkCycles}} {
-		if c.v > vmm.MaxWorkCycles {
-			return fmt.Errorf("%s %d: must be at most %d (2^32 TSC cycles, about 1.4 s at 3 GHz)", at(c.flag, c.key), c.v, uint64(vmm.MaxWorkCycles))
-		}
-	}
 	cfg.LockKind, cfg.Locks = lk.ID, v.Locks
 	cfg.CSCycles, cfg.ThinkCycles, cfg.SpinThreshold = v.CSCycles, v.ThinkCycles, v.SpinThreshold
 	if v.DelayHint {

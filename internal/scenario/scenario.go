@@ -98,13 +98,6 @@ func (v *VM) PVKnob(key string) *string {
 	return nil
 }
 
-// LockKeys are the keys of a VM that only the lock workload reads.
-var LockKeys = []string{"lock", "locks", "cs_cycles", "think_cycles", "spin_threshold", "delay_hint", "preempted_aware",
-	"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head", "pticket_timeout_shift"}
-
-// PVKeys are the keys of a VM that only the pvqspin lock reads.
-var PVKeys = []string{"pv_steal", "pv_pending", "pv_prev_check", "pv_kick", "spin_threshold_head"}
-
 // Duration is a time.Duration written as "30ms".
 type Duration time.Duration
 

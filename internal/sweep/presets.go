@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lhpvm/lhpvm/internal/param"
 )
 
 // A preset reproduces a published result about lock holder preemption in
@@ -226,7 +228,7 @@ func (p Part) With(o PresetOverrides) Options {
 		opt.Precision, opt.Budget = 0, 0
 	}
 	given := map[string]bool{"locks": true, "policies": true, "sizes": true, "vm-vcpus": true,
-		"cs-cycles": true, "think-cycles": true, "duration": true, "repeat": true,
+		param.CSCycles.Flag: true, param.ThinkCycles.Flag: true, "duration": true, "repeat": true,
 		"precision": opt.Precision > 0, "budget": opt.Budget > 0}
 	if opt.Ablation != "" {
 		delete(given, "locks")
