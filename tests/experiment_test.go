@@ -338,10 +338,7 @@ func TestExperimentInterruptResume(t *testing.T) {
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Start())
 		journal := filepath.Join(dir, "journal.jsonl")
-		lines := func() int {
-			b, _ := os.ReadFile(journal)
-			return bytes.Count(b, []byte("\n"))
-		}
+		lines := func() int { return countLines(journal) }
 		require.Eventually(t, func() bool { return lines() >= 2 }, 5*time.Minute, 10*time.Millisecond, "two runs finished")
 		require.NoError(t, cmd.Process.Signal(os.Interrupt))
 		err := cmd.Wait()
@@ -405,10 +402,7 @@ func TestExperimentKilledResumes(t *testing.T) {
 			"--duration", "100ms", "--repeat", "3", "--out", dir, "--quiet")...)
 		require.NoError(t, cmd.Start())
 		journal := filepath.Join(dir, "journal.jsonl")
-		lines := func() int {
-			b, _ := os.ReadFile(journal)
-			return bytes.Count(b, []byte("\n"))
-		}
+		lines := func() int { return countLines(journal) }
 		require.Eventually(t, func() bool { return lines() >= 2 }, 5*time.Minute, 10*time.Millisecond, "two runs finished")
 		require.NoError(t, cmd.Process.Kill())
 		_ = cmd.Wait()
@@ -435,4 +429,10 @@ func TestExperimentKilledResumes(t *testing.T) {
 		}
 		assert.Len(t, ids, 12, "every planned run once: %d were on disk when it was killed", before)
 	})
+}
+
+// countLines is how many whole lines the file at path has (0 if none yet).
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
 }
